@@ -1,0 +1,107 @@
+//go:build linux
+
+// Package mountutil holds the few mount-table operations that every layer
+// mounter and the snapshotter's restore share: find mounts under a
+// directory, and unmount safely.
+//
+// Nothing here ever uses MNT_FORCE: on a CVMFS client it can unmount the
+// repository itself.
+package mountutil
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// Mount is one entry of /proc/self/mountinfo that mountutil cares about.
+type Mount struct {
+	Mountpoint string
+	FSType     string
+	Source     string
+}
+
+// Under returns the mounts at dir or below it, deepest first, so that they
+// can be unmounted in order.
+func Under(dir string) ([]Mount, error) {
+	dir = filepath.Clean(dir)
+	infos, err := mountinfo.GetMounts(func(info *mountinfo.Info) (skip, stop bool) {
+		return !(info.Mountpoint == dir || strings.HasPrefix(info.Mountpoint, dir+"/")), false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	out := make([]Mount, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, Mount{Mountpoint: in.Mountpoint, FSType: in.FSType, Source: in.Source})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Mountpoint) > len(out[j].Mountpoint) })
+	return out, nil
+}
+
+// IsMounted reports whether path is itself a mountpoint.
+func IsMounted(path string) (bool, error) {
+	ms, err := Under(path)
+	if err != nil {
+		return false, err
+	}
+	clean := filepath.Clean(path)
+	for _, m := range ms {
+		if m.Mountpoint == clean {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// HasMountsUnder reports whether anything is mounted at dir or below it.
+// Callers check it before removing a directory tree.
+func HasMountsUnder(dir string) (bool, error) {
+	ms, err := Under(dir)
+	return len(ms) > 0, err
+}
+
+// Unmount unmounts path: a plain unmount, then a lazy one (MNT_DETACH) if the
+// mount is busy or its server is gone. Never MNT_FORCE. A path that is not
+// mounted (EINVAL) or does not exist (ENOENT) is not an error.
+func Unmount(path string) error {
+	for {
+		err := unix.Unmount(path, 0)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil
+		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.EIO):
+			if derr := unix.Unmount(path, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
+				return fmt.Errorf("lazy unmount %s after %v: %w", path, err, derr)
+			}
+			return nil
+		default:
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+	}
+}
+
+// UnmountAll unmounts everything at dir or below it, deepest first, and
+// returns the first error after trying them all.
+func UnmountAll(dir string) error {
+	ms, err := Under(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range ms {
+		if err := Unmount(m.Mountpoint); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,35 @@
+package snapshot
+
+import (
+	"context"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// LayerFS mounts read-only image layers from a layer store. The snapshotter
+// consumes it; implementations (FUSE, bind) live elsewhere and know nothing
+// of snapshots.
+type LayerFS interface {
+	// Mount serves layer read-only at mountpoint, an existing empty
+	// directory. It returns an error wrapping errdefs.ErrNotFound when the
+	// store does not hold the layer, and errdefs.ErrUnavailable when the
+	// store does not answer before ctx ends. On any error mountpoint is
+	// left empty and unmounted. The same layer may be mounted at any number
+	// of mountpoints at once.
+	Mount(ctx context.Context, mountpoint string, layer digest.Digest) error
+	// Check reports whether the mount at mountpoint is alive. It is called
+	// on every Prepare, View and Mounts that stacks on the layer, so it
+	// must be cheap.
+	Check(ctx context.Context, mountpoint string) error
+	// Unmount removes the mount at mountpoint: a plain unmount first, a lazy
+	// one (MNT_DETACH) if it is busy or dead, never MNT_FORCE. Unmounting
+	// something that is not mounted is not an error.
+	Unmount(ctx context.Context, mountpoint string) error
+}
+
+// LayerSizer is implemented by a LayerFS that knows a layer's unpacked size
+// without walking it (for example from repository metadata). The
+// snapshotter uses it for Usage of remote snapshots; without it they report 0.
+type LayerSizer interface {
+	LayerSize(ctx context.Context, layer digest.Digest) (int64, error)
+}
