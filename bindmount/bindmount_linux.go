@@ -1,0 +1,107 @@
+//go:build linux
+
+package bindmount
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/errdefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// Source finds a layer's directory; *ducc.Repo satisfies it.
+type Source interface {
+	Lookup(ctx context.Context, layer digest.Digest) (string, error)
+}
+
+// Mounter bind-mounts layers read-only. It holds no state and is safe for
+// concurrent use.
+type Mounter struct {
+	src Source
+}
+
+// New returns a Mounter over src.
+func New(src Source) *Mounter {
+	return &Mounter{src: src}
+}
+
+// Mount bind-mounts the layer's directory read-only at mountpoint. It
+// returns the Source's error (ErrNotFound, ErrUnavailable) when the layer
+// cannot be found, and leaves mountpoint unmounted on any error.
+func (m *Mounter) Mount(ctx context.Context, mountpoint string, layer digest.Digest) error {
+	dir, err := m.src.Lookup(ctx, layer)
+	if err != nil {
+		return fmt.Errorf("failed to look up layer %s: %w", layer, err)
+	}
+	if err := unix.Mount(dir, mountpoint, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("failed to bind-mount layer %s: %w", layer, err)
+	}
+	// A bind mount ignores MS_RDONLY on creation: remount to make it so.
+	if err := unix.Mount("", mountpoint, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		if uerr := mountutil.Unmount(mountpoint); uerr != nil {
+			return fmt.Errorf("failed to make layer %s read-only: %w (unmount: %v)", layer, err, uerr)
+		}
+		return fmt.Errorf("failed to make layer %s read-only: %w", layer, err)
+	}
+	return nil
+}
+
+// Check reports whether mountpoint is still a mount that answers: its
+// mount id (statx STATX_MNT_ID) must differ from its parent directory's,
+// which also holds when the layer store sits on the same filesystem. The
+// stat runs under ctx because the layer store may hang.
+func (m *Mounter) Check(ctx context.Context, mountpoint string) error {
+	ch := make(chan error, 1)
+	go func() {
+		id, err := mountID(mountpoint)
+		if err != nil {
+			ch <- err
+			return
+		}
+		pid, err := mountID(filepath.Dir(mountpoint))
+		if err != nil {
+			ch <- err
+			return
+		}
+		if id == pid {
+			ch <- errors.New("not mounted")
+			return
+		}
+		ch <- nil
+	}()
+	select {
+	case err := <-ch:
+		if err != nil {
+			return fmt.Errorf("layer mount %s: %v: %w", mountpoint, err, errdefs.ErrUnavailable)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("layer mount %s: %w: %w", mountpoint, ctx.Err(), errdefs.ErrUnavailable)
+	}
+}
+
+func mountID(path string) (uint64, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_STATX_SYNC_AS_STAT, unix.STATX_MNT_ID, &stx); err != nil {
+		return 0, err
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, errors.New("kernel does not report mount ids")
+	}
+	return stx.Mnt_id, nil
+}
+
+// Unmount removes the bind mount: plainly, then lazily if busy; never
+// MNT_FORCE, which on a CVMFS client could unmount the repository itself.
+func (m *Mounter) Unmount(ctx context.Context, mountpoint string) error {
+	if _, err := os.Lstat(mountpoint); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return mountutil.Unmount(mountpoint)
+}

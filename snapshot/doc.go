@@ -1,0 +1,16 @@
+// Package snapshot implements a containerd snapshots.Snapshotter that serves
+// image layers from a read-only layer store instead of downloading them.
+//
+// It is built on containerd's storage.MetaStore, as containerd's overlay
+// snapshotter is, with the on-disk layout <root>/snapshots/<id>/{fs,work}.
+// When containerd prepares a layer's extraction snapshot with the labels
+// containerd.io/snapshot.ref and containerd.io/snapshot/cri.layer-digest,
+// the snapshotter asks its LayerFS to mount that layer on the snapshot's fs
+// directory, commits it under the target name with the label
+// containerd.io/snapshot/remote and answers ErrAlreadyExists, so containerd
+// skips fetch and apply. Layers the store does not hold (or does not answer
+// for in time) get ordinary writable snapshots and are pulled as usual.
+//
+// The package knows nothing of FUSE, CVMFS paths or the repository layout:
+// all of that sits behind the LayerFS interface.
+package snapshot

@@ -1,0 +1,67 @@
+package snapshot
+
+import (
+	"fmt"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+)
+
+// Labels of the remote-snapshot protocol.
+const (
+	// LabelTarget names the committed snapshot containerd expects the
+	// extraction snapshot to become.
+	LabelTarget = snapshots.LabelSnapshotRef
+	// LabelLayerDigest is the compressed layer digest from the image
+	// manifest, added by the CRI plugin, the transfer service or a client
+	// using snapshotters.AppendInfoHandlerWrapper.
+	LabelLayerDigest = "containerd.io/snapshot/cri.layer-digest"
+	// LabelRemote marks a committed snapshot served from the layer store.
+	// Its value is the layer digest; restore re-mounts from it.
+	LabelRemote = "containerd.io/snapshot/remote"
+)
+
+// remoteRequest is what a Prepare's labels ask of the remote path.
+type remoteRequest struct {
+	target string
+	layer  digest.Digest
+}
+
+// parseRemoteRequest extracts the target and layer digest of a Prepare.
+// ok is false when the labels do not ask for a remote layer at all (no
+// target or no layer digest). A malformed digest returns an error wrapping
+// errdefs.ErrInvalidArgument; it never panics.
+func parseRemoteRequest(labels map[string]string) (req remoteRequest, ok bool, err error) {
+	target, hasTarget := labels[LabelTarget]
+	raw, hasLayer := labels[LabelLayerDigest]
+	if !hasTarget || target == "" || !hasLayer {
+		return remoteRequest{}, false, nil
+	}
+	layer, err := ParseLayerDigest(raw)
+	if err != nil {
+		return remoteRequest{}, true, err
+	}
+	return remoteRequest{target: target, layer: layer}, true, nil
+}
+
+// ParseLayerDigest accepts only sha256 digests with exactly 64 lower-case
+// hex digits, the only form a layer store is keyed by. Anything else
+// (empty, other algorithms, upper case, truncated, path characters) returns
+// an error wrapping errdefs.ErrInvalidArgument.
+func ParseLayerDigest(s string) (digest.Digest, error) {
+	d, err := digest.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("layer digest %q: %v: %w", s, err, errdefs.ErrInvalidArgument)
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return "", fmt.Errorf("layer digest %q: algorithm %q is not sha256: %w", s, d.Algorithm(), errdefs.ErrInvalidArgument)
+	}
+	// digest.Parse checks the encoded part against the algorithm's pattern
+	// (64 lower-case hex digits for sha256); keep an explicit length check
+	// so that the path safety of the result does not rest on that alone.
+	if len(d.Encoded()) != 64 {
+		return "", fmt.Errorf("layer digest %q: want 64 hex digits: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
+}

@@ -1,0 +1,141 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/log"
+)
+
+// Prepare creates an active snapshot. When its labels ask for a layer that
+// the LayerFS can mount, the layer is mounted and committed under its target
+// name instead, and Prepare returns an error wrapping errdefs.ErrAlreadyExists
+// (the remote-snapshot protocol); otherwise it returns writable mounts.
+func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	var base snapshots.Info
+	for _, o := range opts {
+		if err := o(&base); err != nil {
+			return nil, err
+		}
+	}
+	var (
+		req    remoteRequest
+		remote bool
+	)
+	if s.config.layers != nil {
+		var err error
+		req, remote, err = parseRemoteRequest(base.Labels)
+		if err != nil {
+			log.G(ctx).WithError(err).WithField("key", key).Warn("malformed layer digest label, pulling the layer instead")
+			remote = false
+		}
+		if remote {
+			if exists, err := s.targetExists(ctx, req.target); err != nil {
+				return nil, err
+			} else if exists {
+				return nil, fmt.Errorf("target snapshot %q: %w", req.target, errAlreadyExists)
+			}
+		}
+	}
+	sn, err := s.createSnapshot(ctx, snapshots.KindActive, key, parent, opts)
+	if err != nil {
+		return nil, err
+	}
+	if remote {
+		if err := s.prepareRemote(ctx, key, sn.ID, req); err != nil {
+			return nil, err
+		}
+	}
+	return s.mounts(ctx, sn, snapshots.KindActive)
+}
+
+// View creates a read-only snapshot of parent.
+func (s *snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	sn, err := s.createSnapshot(ctx, snapshots.KindView, key, parent, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s.mounts(ctx, sn, snapshots.KindView)
+}
+
+// Mounts returns the mounts of an active or view snapshot.
+func (s *snapshotter) Mounts(ctx context.Context, key string) (_ []mount.Mount, err error) {
+	var (
+		sn   storage.Snapshot
+		info snapshots.Info
+	)
+	err = s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		sn, err = storage.GetSnapshot(ctx, key)
+		if err != nil {
+			return fmt.Errorf("failed to get snapshot mount: %w", err)
+		}
+		_, info, _, err = storage.GetInfo(ctx, key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.mounts(ctx, sn, info.Kind)
+}
+
+func (s *snapshotter) targetExists(ctx context.Context, target string) (bool, error) {
+	var exists bool
+	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		_, _, _, err := storage.GetInfo(ctx, target)
+		exists = err == nil
+		if err != nil && !isNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	return exists, err
+}
+
+// createSnapshot records a new snapshot and creates its directory: made as
+// a temporary directory and renamed into place inside the transaction, so
+// a failure leaves neither metadata nor directory behind.
+func (s *snapshotter) createSnapshot(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) (sn storage.Snapshot, err error) {
+	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) (err error) {
+		td, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), "new-")
+		if err != nil {
+			return fmt.Errorf("failed to create temp dir: %w", err)
+		}
+		defer func() {
+			if err != nil && td != "" {
+				if rerr := os.RemoveAll(td); rerr != nil {
+					log.G(ctx).WithError(rerr).WithField("path", td).Warn("failed to remove temp dir")
+				}
+			}
+		}()
+		if err := os.Mkdir(filepath.Join(td, "fs"), 0o755); err != nil {
+			return err
+		}
+		if kind == snapshots.KindActive {
+			if err := os.Mkdir(filepath.Join(td, "work"), 0o711); err != nil {
+				return err
+			}
+		}
+		sn, err = storage.CreateSnapshot(ctx, kind, key, parent, opts...)
+		if err != nil {
+			return fmt.Errorf("failed to create snapshot: %w", err)
+		}
+		path := s.snapshotDir(sn.ID)
+		if err := os.Rename(td, path); err != nil {
+			return fmt.Errorf("failed to rename: %w", err)
+		}
+		td = ""
+		return nil
+	})
+	if err == nil && len(sn.ParentIDs) > 0 && kind == snapshots.KindActive {
+		// overlayfs shows the merged root with the upper dir's owner and
+		// mode: give it the parent's. Done outside the transaction because
+		// the parent may be a remote mount that is slow to answer.
+		s.inheritRootAttrs(ctx, sn)
+	}
+	return sn, err
+}

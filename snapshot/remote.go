@@ -1,0 +1,130 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+)
+
+// prepareRemote tries to serve the active snapshot key (id) from the layer
+// store. On success it commits the snapshot under req.target and returns an
+// error wrapping ErrAlreadyExists. It returns nil when the caller should
+// fall back to an ordinary pull, having logged why.
+func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req remoteRequest) error {
+	logger := log.G(ctx).WithField("key", key).WithField("layer", req.layer)
+	if err := s.mountLayer(ctx, id, req.layer); err != nil {
+		logger.WithError(err).Info("layer not served from the layer store, pulling it")
+		return nil
+	}
+	usage := snapshots.Usage{}
+	if sizer, ok := s.config.layers.(LayerSizer); ok {
+		sctx, cancel := context.WithTimeout(ctx, s.config.lookupTimeout)
+		if size, err := sizer.LayerSize(sctx, req.layer); err == nil {
+			usage.Size = size
+		}
+		cancel()
+	}
+	err := s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		_, info, _, err := storage.GetInfo(ctx, key)
+		if err != nil {
+			return err
+		}
+		labels := maps.Clone(info.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[LabelRemote] = req.layer.String()
+		if _, err := storage.CommitActive(ctx, key, req.target, usage, snapshots.WithLabels(labels)); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		logger.WithField("remote-snapshot-prepared", true).WithField("target", req.target).Info("layer served from the layer store")
+		return fmt.Errorf("target snapshot %q: %w", req.target, errAlreadyExists)
+	}
+
+	// The commit failed: undo the mount. If the target appeared meanwhile
+	// (a concurrent Prepare of the same chain), drop our active snapshot and
+	// report the target as existing; otherwise fall back to a pull.
+	s.forget(id)
+	if uerr := s.config.layers.Unmount(ctx, s.upperPath(id)); uerr != nil {
+		logger.WithError(uerr).Error("failed to unmount layer after a failed commit")
+		return fmt.Errorf("commit remote snapshot %q: %w (and unmount: %v)", req.target, err, uerr)
+	}
+	if errdefs.IsAlreadyExists(err) {
+		if rerr := s.Remove(ctx, key); rerr != nil {
+			logger.WithError(rerr).Warn("failed to remove the extraction snapshot of a layer that already exists")
+		}
+		return fmt.Errorf("target snapshot %q: %w", req.target, errAlreadyExists)
+	}
+	logger.WithError(err).Warn("failed to commit remote snapshot, pulling the layer")
+	return nil
+}
+
+// mountLayer mounts layer on snapshot id's fs dir within the lookup timeout
+// and records it as remote.
+func (s *snapshotter) mountLayer(ctx context.Context, id string, layer digest.Digest) error {
+	mctx, cancel := context.WithTimeout(ctx, s.config.lookupTimeout)
+	defer cancel()
+	if err := s.config.layers.Mount(mctx, s.upperPath(id), layer); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.remote[id] = &remoteLayer{layer: layer}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *snapshotter) forget(id string) *remoteLayer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rl := s.remote[id]
+	delete(s.remote, id)
+	return rl
+}
+
+// ensureMounted checks that snapshot id, if remote, is served, and revives
+// a dead mount (lazy unmount, mount again). It returns an error wrapping
+// errdefs.ErrUnavailable when the layer cannot be served.
+func (s *snapshotter) ensureMounted(ctx context.Context, id string) error {
+	s.mu.Lock()
+	rl := s.remote[id]
+	s.mu.Unlock()
+	if rl == nil {
+		return nil
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	path := s.upperPath(id)
+	if rl.unavailable == nil {
+		cerr := s.config.layers.Check(ctx, path)
+		if cerr == nil {
+			return nil
+		}
+		log.G(ctx).WithError(cerr).WithField("layer", rl.layer).WithField("mountpoint", path).Warn("remote layer mount is dead, re-mounting")
+	}
+	if err := s.remount(ctx, path, rl.layer); err != nil {
+		rl.unavailable = err
+		return fmt.Errorf("remote layer %s of snapshot %s: %v: %w", rl.layer, id, err, errdefs.ErrUnavailable)
+	}
+	rl.unavailable = nil
+	return nil
+}
+
+// remount clears whatever is (or was) mounted at path, lazily if needed,
+// and mounts layer there again.
+func (s *snapshotter) remount(ctx context.Context, path string, layer digest.Digest) error {
+	if err := s.config.layers.Unmount(ctx, path); err != nil {
+		return fmt.Errorf("unmount: %w", err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, s.config.lookupTimeout)
+	defer cancel()
+	return s.config.layers.Mount(mctx, path, layer)
+}

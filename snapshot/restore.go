@@ -1,0 +1,78 @@
+package snapshot
+
+import (
+	"context"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/log"
+)
+
+// restoreParallel bounds concurrent mounts at start: each may wait up to
+// the lookup timeout on a slow layer store.
+const restoreParallel = 8
+
+// restore re-mounts every committed remote snapshot recorded in the
+// metadata. Whatever is left at a mountpoint from a previous run (a dead
+// FUSE mount after a crash answers ENOTCONN) is detached lazily first. A
+// layer that cannot be mounted is logged and marked unavailable; its
+// snapshot is kept.
+func (s *snapshotter) restore(ctx context.Context) error {
+	type entry struct {
+		id   string
+		info snapshots.Info
+	}
+	var todo []entry
+	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		ids, err := storage.IDMap(ctx)
+		if err != nil {
+			return err
+		}
+		for id, name := range ids {
+			_, info, _, err := storage.GetInfo(ctx, name)
+			if err != nil {
+				return err
+			}
+			if info.Kind == snapshots.KindCommitted && info.Labels[LabelRemote] != "" {
+				todo = append(todo, entry{id: id, info: info})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, restoreParallel)
+	)
+	for _, e := range todo {
+		logger := log.G(ctx).WithField("key", e.info.Name).WithField("layer", e.info.Labels[LabelRemote])
+		layer, err := ParseLayerDigest(e.info.Labels[LabelRemote])
+		if err != nil {
+			logger.WithError(err).Error("remote snapshot has a malformed layer label; left unavailable")
+			continue
+		}
+		rl := &remoteLayer{layer: layer}
+		s.mu.Lock()
+		s.remote[e.id] = rl
+		s.mu.Unlock()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(id string) {
+			defer func() { <-sem; wg.Done() }()
+			rl.mu.Lock()
+			defer rl.mu.Unlock()
+			if err := s.remount(ctx, s.upperPath(id), layer); err != nil {
+				rl.unavailable = err
+				logger.WithError(err).Error("failed to restore remote layer; snapshot kept, reported unavailable")
+				return
+			}
+			logger.Info("restored remote layer")
+		}(e.id)
+	}
+	wg.Wait()
+	return nil
+}

@@ -1,0 +1,235 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/continuity/fs"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+)
+
+// DefaultLookupTimeout bounds how long Prepare waits for the layer store
+// before falling back to a pull.
+const DefaultLookupTimeout = 10 * time.Second
+
+type config struct {
+	layers        LayerFS
+	lookupTimeout time.Duration
+	userxattr     bool
+	restore       bool
+}
+
+// Opt configures a snapshotter.
+type Opt func(*config) error
+
+// WithLayerFS enables the remote path: layers are mounted from lfs. Without
+// it the snapshotter is a plain overlay snapshotter.
+func WithLayerFS(lfs LayerFS) Opt {
+	return func(c *config) error {
+		if lfs == nil {
+			return fmt.Errorf("nil LayerFS: %w", errdefs.ErrInvalidArgument)
+		}
+		c.layers = lfs
+		return nil
+	}
+}
+
+// WithLookupTimeout bounds each layer lookup and mount at Prepare; past it
+// the layer is pulled instead. Zero or negative means DefaultLookupTimeout.
+func WithLookupTimeout(d time.Duration) Opt {
+	return func(c *config) error {
+		if d > 0 {
+			c.lookupTimeout = d
+		}
+		return nil
+	}
+}
+
+// WithUserXattr makes overlay mounts use the userxattr option, as rootless
+// overlay requires. The default is on when not running as root.
+func WithUserXattr(on bool) Opt {
+	return func(c *config) error {
+		c.userxattr = on
+		return nil
+	}
+}
+
+// WithoutRestore skips re-mounting remote snapshots at New (for tests).
+func WithoutRestore() Opt {
+	return func(c *config) error {
+		c.restore = false
+		return nil
+	}
+}
+
+// snapshotter is a snapshots.Snapshotter over storage.MetaStore whose
+// committed layers may be mounted from a LayerFS.
+type snapshotter struct {
+	root   string
+	ms     *storage.MetaStore
+	config config
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// mu guards remote: the snapshot ids whose fs dir is (or should be) a
+	// LayerFS mount, and the layer each serves.
+	mu     sync.Mutex
+	remote map[string]*remoteLayer
+}
+
+// Snapshotter is the snapshots.Snapshotter returned by New, with Cleanup.
+type Snapshotter interface {
+	snapshots.Snapshotter
+	snapshots.Cleaner
+}
+
+// New opens (or creates) a snapshotter rooted at root and, when a LayerFS is
+// configured, re-mounts every remote snapshot recorded in its metadata. A
+// layer that cannot be re-mounted is logged and reported unavailable; it is
+// neither fatal nor deleted.
+func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
+	cfg := config{
+		lookupTimeout: DefaultLookupTimeout,
+		userxattr:     os.Geteuid() != 0,
+		restore:       true,
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "snapshots"), 0o700); err != nil {
+		return nil, fmt.Errorf("create snapshotter root: %w", err)
+	}
+	ms, err := storage.NewMetaStore(filepath.Join(root, "metadata.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open metadata: %w", err)
+	}
+	s := &snapshotter{
+		root:   root,
+		ms:     ms,
+		config: cfg,
+		remote: make(map[string]*remoteLayer),
+	}
+	if cfg.layers != nil && cfg.restore {
+		if err := s.restore(ctx); err != nil {
+			ms.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *snapshotter) snapshotDir(id string) string {
+	return filepath.Join(s.root, "snapshots", id)
+}
+
+func (s *snapshotter) upperPath(id string) string {
+	return filepath.Join(s.snapshotDir(id), "fs")
+}
+
+func (s *snapshotter) workPath(id string) string {
+	return filepath.Join(s.snapshotDir(id), "work")
+}
+
+// remoteLayer is one remote snapshot's mount state.
+type remoteLayer struct {
+	layer digest.Digest
+
+	// mu serialises revivals of this mount and guards unavailable.
+	mu sync.Mutex
+	// unavailable is set when the layer could not be mounted (at restore,
+	// or when a dead mount could not be revived). Mounts that stack on it
+	// answer ErrUnavailable; the snapshot itself is never deleted for it.
+	unavailable error
+}
+
+// Stat returns the info of the snapshot key.
+func (s *snapshotter) Stat(ctx context.Context, key string) (info snapshots.Info, err error) {
+	err = s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		_, info, _, err = storage.GetInfo(ctx, key)
+		return err
+	})
+	return info, err
+}
+
+// Update changes the labels (or other fieldpaths) of the snapshot.
+func (s *snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (newInfo snapshots.Info, err error) {
+	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		newInfo, err = storage.UpdateInfo(ctx, info, fieldpaths...)
+		return err
+	})
+	return newInfo, err
+}
+
+// Usage returns the disk usage of a snapshot. Committed snapshots report
+// what was recorded at commit (for remote ones, the layer store's metadata;
+// the mount is never walked). Active snapshots are measured now.
+func (s *snapshotter) Usage(ctx context.Context, key string) (usage snapshots.Usage, err error) {
+	var (
+		id   string
+		info snapshots.Info
+	)
+	err = s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		id, info, usage, err = storage.GetInfo(ctx, key)
+		return err
+	})
+	if err != nil {
+		return snapshots.Usage{}, err
+	}
+	if info.Kind == snapshots.KindActive {
+		du, err := fs.DiskUsage(ctx, s.upperPath(id))
+		if err != nil {
+			return snapshots.Usage{}, err
+		}
+		usage = snapshots.Usage(du)
+	}
+	return usage, nil
+}
+
+// Walk calls fn for every snapshot matching filters.
+func (s *snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...string) error {
+	return s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		return storage.WalkInfo(ctx, fn, filters...)
+	})
+}
+
+// Close unmounts every remote layer and closes the metadata store. Committed
+// snapshots and their directories stay on disk for the next start. It is
+// idempotent.
+func (s *snapshotter) Close() error {
+	s.closeOnce.Do(func() {
+		ctx := context.Background()
+		var errs []error
+		if s.config.layers != nil {
+			s.mu.Lock()
+			ids := make([]string, 0, len(s.remote))
+			for id := range s.remote {
+				ids = append(ids, id)
+			}
+			s.mu.Unlock()
+			for _, id := range ids {
+				if err := s.config.layers.Unmount(ctx, s.upperPath(id)); err != nil {
+					log.G(ctx).WithError(err).WithField("id", id).Error("failed to unmount remote layer at close")
+					errs = append(errs, err)
+				}
+			}
+		}
+		if err := s.ms.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			s.closeErr = fmt.Errorf("close snapshotter: %v", errs)
+		}
+	})
+	return s.closeErr
+}
