@@ -3,7 +3,7 @@
 #   - Debian packages: runc, fuse3 (fusermount3), containerd 1.6 (ctr);
 #   - containerd 2.x (containerd, ctr, containerd-shim-runc-v2) built with go install.
 set -euo pipefail
-tools="${1:?usage: deps.sh TOOLS_DIR}"
+tools="$(realpath -m "${1:?usage: deps.sh TOOLS_DIR}")"
 containerd2_version="${CONTAINERD2_VERSION:-v2.4.2}"
 
 need_apt=()
