@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+)
+
+func runIngest(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	repoDir := fs.String("repo", "", "root of the DUCC-layout directory to write (required)")
+	insecure := fs.Bool("insecure", false, "talk plain HTTP to the registry, or HTTPS without verifying it")
+	platform := fs.String("platform", "linux/amd64", "platform to pick from a multi-platform image")
+	ref, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *repoDir == "" {
+		return fmt.Errorf("ingest: --repo is required")
+	}
+	var nopts []name.Option
+	if *insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, nopts...)
+	if err != nil {
+		return fmt.Errorf("parse image reference %q: %w", ref, err)
+	}
+	p, err := v1.ParsePlatform(*platform)
+	if err != nil {
+		return err
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(*p))
+	if err != nil {
+		return fmt.Errorf("fetch image %s: %w", ref, err)
+	}
+	return ingest(ctx, ducc.New(*repoDir), img, stdout)
+}
+
+// ingest writes every layer of img that DUCC would ingest into repo and
+// reports one line per layer.
+func ingest(ctx context.Context, repo *ducc.Repo, img v1.Image, stdout io.Writer) error {
+	config, err := img.ConfigName()
+	if err != nil {
+		return fmt.Errorf("read image config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("read image layers: %w", err)
+	}
+	var written, present, skipped int
+	for i, l := range layers {
+		h, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		mt, err := l.MediaType()
+		if err != nil {
+			return err
+		}
+		size, _ := l.Size()
+		blob := ducc.LayerBlob{
+			Digest:    digest.Digest(h.String()),
+			MediaType: string(mt),
+			Origin:    digest.Digest(config.String()),
+			Open: func(context.Context) (io.ReadCloser, error) {
+				return l.Compressed()
+			},
+		}
+		prefix := fmt.Sprintf("layer %d/%d %s", i+1, len(layers), h)
+		res, err := repo.WriteLayer(ctx, blob)
+		switch {
+		case errors.Is(err, ducc.ErrUnsupportedLayer):
+			skipped++
+			fmt.Fprintf(stdout, "%s skipped: %v\n", prefix, err)
+		case err != nil:
+			return err
+		case res.Present:
+			present++
+			fmt.Fprintf(stdout, "%s already present\n", prefix)
+		default:
+			written++
+			fmt.Fprintf(stdout, "%s written: %d entries, %s compressed, %s unpacked\n",
+				prefix, res.Entries, humanBytes(size), humanBytes(res.DiffSize))
+		}
+	}
+	fmt.Fprintf(stdout, "image config %s: %d layers written, %d already present, %d skipped\n", config, written, present, skipped)
+	return nil
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/snapshotters"
+)
+
+func runPull(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
+	address := fs.String("address", "/run/containerd/containerd.sock", "containerd's gRPC socket")
+	namespace := fs.String("namespace", "default", "containerd namespace")
+	snapshotter := fs.String("snapshotter", "cvmfs-snapshotter", "snapshotter to unpack into (the proxy plugin's name)")
+	plainHTTP := fs.Bool("plain-http", false, "talk plain HTTP to every registry (localhost always is)")
+	ref, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	client, err := containerd.New(*address, containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to containerd at %s: %w", *address, err)
+	}
+	defer client.Close()
+	ctx = namespaces.WithNamespace(ctx, *namespace)
+
+	match := docker.MatchLocalhost
+	if *plainHTTP {
+		match = docker.MatchAllHosts
+	}
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(match)),
+	})
+	sn := client.SnapshotService(*snapshotter)
+	tr := newTracker(client.ContentStore(), sn, stdout)
+	stop := tr.poll(ctx, 100*time.Millisecond)
+	start := time.Now()
+	img, err := client.Pull(ctx, ref,
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(*snapshotter),
+		containerd.WithResolver(resolver),
+		containerd.WithImageHandlerWrapper(func(h images.Handler) images.Handler {
+			return tr.wrap(snapshotters.AppendInfoHandlerWrapper(ref)(h))
+		}),
+	)
+	stop()
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	sum := tr.finish(ctx)
+	fmt.Fprintf(stdout, "pulled %s (%s) in %s: %d layers, %d from CVMFS (%s), %d downloaded (%s)\n",
+		img.Name(), img.Target().Digest, time.Since(start).Round(time.Millisecond),
+		sum.layers, sum.remote, humanBytes(sum.remoteBytes), sum.downloaded, humanBytes(sum.downloadedBytes))
+	return nil
+}
