@@ -17,7 +17,7 @@ import (
 func (s *snapshotter) Cleanup(ctx context.Context) error {
 	return s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
 		ids, err := storage.IDMap(ctx)
-		if err != nil {
+		if err != nil && !isNotFound(err) { // NotFound: a new, empty store
 			return err
 		}
 		entries, err := os.ReadDir(filepath.Join(s.root, "snapshots"))

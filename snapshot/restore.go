@@ -26,7 +26,7 @@ func (s *snapshotter) restore(ctx context.Context) error {
 	var todo []entry
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
 		ids, err := storage.IDMap(ctx)
-		if err != nil {
+		if err != nil && !isNotFound(err) { // NotFound: a new, empty store
 			return err
 		}
 		for id, name := range ids {

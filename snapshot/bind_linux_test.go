@@ -1,0 +1,136 @@
+//go:build linux
+
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/bindmount"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+)
+
+// writeDUCCLayer lays out a layer by hand the way DUCC does.
+func writeDUCCLayer(t *testing.T, repo string, layer digest.Digest, files map[string]string, diffSize int64) {
+	t.Helper()
+	dir := filepath.Join(repo, ".layers", layer.Encoded()[:2], layer.Encoded())
+	for name, body := range files {
+		p := filepath.Join(dir, "layerfs", name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "layerfs", ducc.CatalogMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := json.Marshal([]ducc.LayerInfo{{ID: "x", CompressedDiffDigest: layer.String(), DiffSize: diffSize}})
+	if err := os.MkdirAll(filepath.Join(dir, ".metadata"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".metadata", "layers.json"), meta, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sizedBind is what the daemon wires: bind mounts plus repository sizes.
+type sizedBind struct {
+	*bindmount.Mounter
+	repo *ducc.Repo
+}
+
+func (s sizedBind) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
+	return s.repo.DiffSize(ctx, layer), nil
+}
+
+// TestBindRemoteLayerEndToEnd mounts a DUCC-shaped layer for real: the
+// layer's files are visible at the snapshot, a container snapshot stacks on
+// it, writes land in the container's upper dir, and a restart re-mounts it.
+func TestBindRemoteLayerEndToEnd(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	t.Cleanup(func() { testutil.SweepMounts(t, tmp) })
+	repoDir := filepath.Join(tmp, "repo")
+	writeDUCCLayer(t, repoDir, layerA, map[string]string{"hello": "from cvmfs", "etc/os-release": "ID=test"}, 1234)
+	repo := ducc.New(repoDir)
+	lfs := sizedBind{bindmount.New(repo), repo}
+	root := filepath.Join(tmp, "root")
+
+	sn := newTestSnapshotter(t, root, lfs)
+	if _, err := prepareLayer(t, sn, "chain-a", "", layerA); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare = %v, want ErrAlreadyExists", err)
+	}
+	u, err := sn.Usage(ctx, "chain-a")
+	if err != nil || u.Size != 1234 {
+		t.Fatalf("Usage = %+v, %v; want 1234 from layers.json", u, err)
+	}
+	ms, err := sn.Prepare(ctx, "container", "chain-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(tmp, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount.All(ms, rootfs); err != nil {
+		t.Fatalf("mount container rootfs: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(rootfs, "hello")); err != nil || string(b) != "from cvmfs" {
+		t.Fatalf("layer file through the container rootfs: %q, %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "hello"), []byte("changed"), 0o644); err != nil {
+		t.Fatalf("container write: %v", err)
+	}
+	if err := mount.UnmountAll(rootfs, 0); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := repo.LayerFS(layerA)
+	if b, _ := os.ReadFile(filepath.Join(src, "hello")); string(b) != "from cvmfs" {
+		t.Fatalf("the repository was modified: %q", b)
+	}
+
+	// Restart: Close unmounts, New re-mounts from the stored labels.
+	if err := sn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := mountutil.Under(root); len(ms) != 0 {
+		t.Fatalf("mounts left after Close: %+v", ms)
+	}
+	sn2 := newTestSnapshotter(t, root, lfs)
+	ms, err = sn2.Mounts(ctx, "container")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mount.All(ms, rootfs); err != nil {
+		t.Fatalf("mount after restart: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(rootfs, "hello"))
+	_ = mount.UnmountAll(rootfs, 0)
+	if err != nil || string(b) != "changed" {
+		t.Fatalf("container's own write after restart: %q, %v", b, err)
+	}
+	if err := sn2.Remove(ctx, "container"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn2.Remove(ctx, "chain-a"); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := mountutil.Under(root); len(ms) != 0 {
+		t.Fatalf("mounts left after Remove: %+v", ms)
+	}
+	if b, _ := os.ReadFile(filepath.Join(src, "hello")); string(b) != "from cvmfs" {
+		t.Fatalf("Remove went into the repository: %q", b)
+	}
+}

@@ -1,0 +1,110 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+)
+
+// fakeLayerFS is a LayerFS that "mounts" by writing a marker file into the
+// mountpoint, so the core can be tested without root.
+type fakeLayerFS struct {
+	mu      sync.Mutex
+	present map[digest.Digest]int64 // layers the store holds, and their sizes
+	mounted map[string]digest.Digest
+	dead    map[string]bool
+	hang    bool // Mount blocks until ctx ends
+	failAll bool // Mount fails with ErrUnavailable
+	calls   []string
+}
+
+func newFakeLayerFS(layers ...digest.Digest) *fakeLayerFS {
+	f := &fakeLayerFS{present: map[digest.Digest]int64{}, mounted: map[string]digest.Digest{}, dead: map[string]bool{}}
+	for _, l := range layers {
+		f.present[l] = 4096
+	}
+	return f
+}
+
+const fakeMarker = "fake-layer"
+
+func (f *fakeLayerFS) Mount(ctx context.Context, mountpoint string, layer digest.Digest) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, "mount "+layer.String())
+	hang, failAll := f.hang, f.failAll
+	_, ok := f.present[layer]
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return fmt.Errorf("fake: %w: %w", ctx.Err(), errdefs.ErrUnavailable)
+	}
+	if failAll {
+		return fmt.Errorf("fake: store down: %w", errdefs.ErrUnavailable)
+	}
+	if !ok {
+		return fmt.Errorf("fake: layer %s: %w", layer, errdefs.ErrNotFound)
+	}
+	if err := os.WriteFile(filepath.Join(mountpoint, fakeMarker), []byte(layer), 0o644); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, busy := f.mounted[mountpoint]; busy {
+		return fmt.Errorf("fake: %s already mounted", mountpoint)
+	}
+	f.mounted[mountpoint] = layer
+	delete(f.dead, mountpoint)
+	return nil
+}
+
+func (f *fakeLayerFS) Check(ctx context.Context, mountpoint string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "check")
+	if _, ok := f.mounted[mountpoint]; !ok || f.dead[mountpoint] {
+		return fmt.Errorf("fake: %s dead: %w", mountpoint, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+func (f *fakeLayerFS) Unmount(ctx context.Context, mountpoint string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "unmount")
+	delete(f.mounted, mountpoint)
+	delete(f.dead, mountpoint)
+	err := os.Remove(filepath.Join(mountpoint, fakeMarker))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
+
+func (f *fakeLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.present[layer], nil
+}
+
+func (f *fakeLayerFS) mountCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.mounted)
+}
+
+func (f *fakeLayerFS) mountCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if len(c) > 5 && c[:5] == "mount" {
+			n++
+		}
+	}
+	return n
+}

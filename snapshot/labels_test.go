@@ -1,0 +1,112 @@
+package snapshot
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+const goodDigest = "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// malformedDigests are layer-digest label values that must never be looked
+// up: each falls back to a pull.
+var malformedDigests = []struct{ name, value string }{
+	{"empty", ""},
+	{"algorithm only", "sha256:"},
+	{"path traversal", "../../../../etc"},
+	{"traversal after algorithm", "sha256:../" + strings.Repeat("a", 61)},
+	{"slash inside", "sha256:" + strings.Repeat("a", 32) + "/" + strings.Repeat("a", 31)},
+	{"upper case", "sha256:" + strings.Repeat("A", 64)},
+	{"sha512", "sha512:" + strings.Repeat("a", 128)},
+	{"63 digits", "sha256:" + strings.Repeat("a", 63)},
+	{"65 digits", "sha256:" + strings.Repeat("a", 65)},
+	{"other algorithm", "md5:" + strings.Repeat("a", 32)},
+	{"no algorithm", strings.Repeat("a", 64)},
+	{"non-hex", "sha256:" + strings.Repeat("g", 64)},
+	{"nul byte", "sha256:" + strings.Repeat("a", 63) + "\x00"},
+	{"newline", "sha256:" + strings.Repeat("a", 64) + "\n"},
+	{"leading space", " sha256:" + strings.Repeat("a", 64)},
+}
+
+func TestParseLayerDigest(t *testing.T) {
+	d, err := ParseLayerDigest(goodDigest)
+	if err != nil || d.String() != goodDigest {
+		t.Fatalf("ParseLayerDigest(good) = %q, %v", d, err)
+	}
+	for _, tc := range malformedDigests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := ParseLayerDigest(tc.value)
+			if !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("ParseLayerDigest(%q) = %q, %v; want ErrInvalidArgument", tc.value, d, err)
+			}
+			if d != "" {
+				t.Fatalf("ParseLayerDigest(%q) returned %q with an error", tc.value, d)
+			}
+		})
+	}
+}
+
+func TestParseRemoteRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		labels  map[string]string
+		wantOK  bool
+		wantErr bool
+	}{
+		{"no labels", nil, false, false},
+		{"target only", map[string]string{LabelTarget: "chain"}, false, false},
+		{"digest only", map[string]string{LabelLayerDigest: goodDigest}, false, false},
+		{"empty target", map[string]string{LabelTarget: "", LabelLayerDigest: goodDigest}, false, false},
+		{"both", map[string]string{LabelTarget: "chain", LabelLayerDigest: goodDigest}, true, false},
+		{"bad digest", map[string]string{LabelTarget: "chain", LabelLayerDigest: "sha256:"}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, ok, err := parseRemoteRequest(tc.labels)
+			if ok != tc.wantOK || (err != nil) != tc.wantErr {
+				t.Fatalf("parseRemoteRequest = %+v, %v, %v; want ok=%v err=%v", req, ok, err, tc.wantOK, tc.wantErr)
+			}
+			if ok && err == nil && (req.target != "chain" || req.layer.String() != goodDigest) {
+				t.Fatalf("parseRemoteRequest = %+v", req)
+			}
+		})
+	}
+}
+
+// FuzzParseLayerDigest checks that no input panics and that every accepted
+// digest is exactly sha256 with 64 lower-case hex digits (safe as a path).
+func FuzzParseLayerDigest(f *testing.F) {
+	f.Add(goodDigest)
+	for _, tc := range malformedDigests {
+		f.Add(tc.value)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseLayerDigest(s)
+		if err != nil {
+			if !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("error is not ErrInvalidArgument: %v", err)
+			}
+			return
+		}
+		enc, ok := strings.CutPrefix(d.String(), "sha256:")
+		if !ok || len(enc) != 64 || strings.Trim(enc, "0123456789abcdef") != "" {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+// FuzzParseRemoteRequest feeds arbitrary label values through the label
+// parser: it must never panic, and a request it accepts carries a valid
+// digest.
+func FuzzParseRemoteRequest(f *testing.F) {
+	f.Add("chain", goodDigest)
+	f.Add("", "sha256:")
+	f.Fuzz(func(t *testing.T, target, layer string) {
+		req, ok, err := parseRemoteRequest(map[string]string{LabelTarget: target, LabelLayerDigest: layer})
+		if ok && err == nil {
+			if _, perr := ParseLayerDigest(req.layer.String()); perr != nil || req.target == "" {
+				t.Fatalf("accepted invalid request %+v", req)
+			}
+		}
+	})
+}
