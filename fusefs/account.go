@@ -1,0 +1,177 @@
+package fusefs
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// LayerStats is the accounting of one layer digest, summed over every mount
+// of it since the Manager started.
+type LayerStats struct {
+	Layer digest.Digest
+	// Mounts is the number of mounts of the layer served now.
+	Mounts int
+	// Passthrough reports whether kernel passthrough serves the reads of
+	// the layer's mounts (of the most recent one, if they differ).
+	Passthrough bool
+	Accounting  Accounting
+
+	Lookups, Getattrs, Opens, Readdirs, Readlinks int64
+	// UniqueFiles is the number of distinct paths opened; it stops growing
+	// at the profile limit (ProfileTruncated is then set).
+	UniqueFiles int64
+	// BytesRead is the bytes served to the kernel by read requests or, when
+	// BytesAreFileSizes is set (accounting "open" with passthrough), the
+	// sum of the sizes of the files opened: the daemon sees no reads then.
+	BytesRead         int64
+	BytesAreFileSizes bool
+	// Reads is the number of read requests the daemon served; 0 under
+	// passthrough.
+	Reads int64
+	// Errors counts failed requests by errno name ("ENOENT", "EROFS", ...);
+	// a failed lookup of a name that does not exist counts as ENOENT.
+	Errors map[string]int64
+	// Panics counts handler panics, answered with EIO.
+	Panics                  int64
+	FirstAccess, LastAccess time.Time
+	// CacheHits and CacheMisses count this layer's lookups in the shared
+	// attribute cache.
+	CacheHits, CacheMisses int64
+	ProfileTruncated       bool
+}
+
+// FileAccess is one entry of a layer's access profile.
+type FileAccess struct {
+	Path  string // relative to the layer root, as presented
+	Opens int64
+	// Bytes is counted as LayerStats.BytesRead is.
+	Bytes int64
+}
+
+// fileStat is the profile entry of one path; nil-safe.
+type fileStat struct {
+	opens, bytes atomic.Int64
+}
+
+func (f *fileStat) addBytes(n int64) {
+	if f != nil {
+		f.bytes.Add(n)
+	}
+}
+
+// account is the per-layer accounting shared by every mount of a digest.
+// Counters are atomics; the profile and error maps are under mu. It is
+// written on the request path and so never logs.
+type account struct {
+	lookups, getattrs, opens, readdirs, readlinks atomic.Int64
+	reads, bytesRead, panics                      atomic.Int64
+	cacheHits, cacheMisses                        atomic.Int64
+	first, last                                   atomic.Int64 // unix nanoseconds
+
+	limit int
+
+	mu        sync.Mutex
+	errors    map[string]int64
+	files     map[string]*fileStat
+	truncated bool
+}
+
+func newAccount(limit int) *account {
+	return &account{limit: limit, errors: map[string]int64{}, files: map[string]*fileStat{}}
+}
+
+// touch records an access now.
+func (a *account) touch() {
+	now := time.Now().UnixNano()
+	a.last.Store(now)
+	if a.first.Load() == 0 {
+		a.first.CompareAndSwap(0, now)
+	}
+}
+
+// fail counts errno (if not 0) and returns it, so handlers can
+// `return a.fail(errno)`.
+func (a *account) fail(errno syscall.Errno) syscall.Errno {
+	if errno == 0 {
+		return 0
+	}
+	name := unix.ErrnoName(errno)
+	if name == "" {
+		name = errno.Error()
+	}
+	a.mu.Lock()
+	a.errors[name]++
+	a.mu.Unlock()
+	return errno
+}
+
+// opened counts an open of path and returns its profile entry, or nil once
+// the profile is full.
+func (a *account) opened(path string) *fileStat {
+	a.opens.Add(1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.files[path]
+	if f == nil {
+		if len(a.files) >= a.limit {
+			a.truncated = true
+			return nil
+		}
+		f = &fileStat{}
+		a.files[path] = f
+	}
+	f.opens.Add(1)
+	return f
+}
+
+// stats fills the counters of s.
+func (a *account) stats(s *LayerStats) {
+	s.Lookups = a.lookups.Load()
+	s.Getattrs = a.getattrs.Load()
+	s.Opens = a.opens.Load()
+	s.Readdirs = a.readdirs.Load()
+	s.Readlinks = a.readlinks.Load()
+	s.Reads = a.reads.Load()
+	s.BytesRead = a.bytesRead.Load()
+	s.Panics = a.panics.Load()
+	s.CacheHits = a.cacheHits.Load()
+	s.CacheMisses = a.cacheMisses.Load()
+	if t := a.first.Load(); t != 0 {
+		s.FirstAccess = time.Unix(0, t)
+	}
+	if t := a.last.Load(); t != 0 {
+		s.LastAccess = time.Unix(0, t)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s.UniqueFiles = int64(len(a.files))
+	s.ProfileTruncated = a.truncated
+	s.Errors = make(map[string]int64, len(a.errors))
+	for k, v := range a.errors {
+		s.Errors[k] = v
+	}
+}
+
+// profile returns the per-file profile, most bytes first, then by path.
+func (a *account) profile() []FileAccess {
+	a.mu.Lock()
+	out := make([]FileAccess, 0, len(a.files))
+	for p, f := range a.files {
+		out = append(out, FileAccess{Path: p, Opens: f.opens.Load(), Bytes: f.bytes.Load()})
+	}
+	a.mu.Unlock()
+	slices.SortFunc(out, func(x, y FileAccess) int {
+		if c := cmp.Compare(y.Bytes, x.Bytes); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Path, y.Path)
+	})
+	return out
+}

@@ -1,0 +1,138 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"encoding/binary"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+var _ = (fs.NodeOpendirHandler)((*node)(nil))
+
+// OpendirHandle reads the whole backing directory once and translates it
+// (whiteouts, markers). The kernel may cache the listing for good
+// (FOPEN_CACHE_DIR): the layer never changes.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	lfs := n.lfs
+	a := lfs.acct
+	a.readdirs.Add(1)
+	a.touch()
+	if !n.isDir() {
+		return nil, 0, a.fail(syscall.ENOTDIR)
+	}
+	fd, err := openBeneath(lfs.rootfd, n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, 0, a.fail(fs.ToErrno(err))
+	}
+	ents, err := readDirents(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, 0, a.fail(fs.ToErrno(err))
+	}
+	list, _ := translate(ents, n.dropWhiteouts)
+	return &dirHandle{n: n, fd: fd, ents: list}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// dirHandle is an open directory: its translated listing and the backing
+// descriptor, kept for the lookups of READDIRPLUS.
+type dirHandle struct {
+	n    *node
+	fd   int
+	ents []presented
+	pos  int // guarded by go-fuse's per-handle lock
+}
+
+var (
+	_ = (fs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (fs.FileLookuper)((*dirHandle)(nil))
+	_ = (fs.FileSeekdirer)((*dirHandle)(nil))
+	_ = (fs.FileReleasedirer)((*dirHandle)(nil))
+)
+
+// Readdirent returns the next entry, nil at the end.
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if d.pos >= len(d.ents) {
+		return nil, 0
+	}
+	e := d.ents[d.pos]
+	d.pos++
+	ino := e.ino
+	if e.backing != e.name {
+		ino ^= whiteoutInoBit
+	}
+	return &fuse.DirEntry{Name: e.name, Mode: e.typ, Ino: ino, Off: uint64(d.pos)}, 0
+}
+
+// Lookup serves the lookups of READDIRPLUS relative to the open directory,
+// saving a path resolution per entry.
+func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a := d.n.lfs.acct
+	a.lookups.Add(1)
+	return d.n.lookupIn(ctx, d.fd, name, out)
+}
+
+// Seekdir moves to an offset returned by Readdirent (0 is the start).
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(d.ents)) {
+		return syscall.EINVAL
+	}
+	d.pos = int(off)
+	return 0
+}
+
+// Releasedir closes the backing descriptor.
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
+	unix.Close(d.fd)
+}
+
+// readDirents lists the directory open at fd, "." and ".." included, with
+// the types getdents reports (0 where the filesystem gives none).
+func readDirents(fd int) ([]dirent, error) {
+	var out []dirent
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		out = parseDirents(buf[:n], out)
+	}
+}
+
+// parseDirents appends the linux_dirent64 records of b to out:
+// ino u64, off s64, reclen u16, type u8, name (NUL-terminated).
+func parseDirents(b []byte, out []dirent) []dirent {
+	const hdr = 19
+	for len(b) >= hdr {
+		reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+		if reclen < hdr || reclen > len(b) {
+			break
+		}
+		rec := b[:reclen]
+		b = b[reclen:]
+		name := rec[hdr:]
+		for i, c := range name {
+			if c == 0 {
+				name = name[:i]
+				break
+			}
+		}
+		out = append(out, dirent{
+			name: string(name),
+			ino:  binary.NativeEndian.Uint64(rec[0:8]),
+			typ:  uint32(rec[18]) << 12, // DT_* is S_IF* >> 12
+		})
+	}
+	return out
+}

@@ -1,0 +1,29 @@
+// Package fusefs serves image layers read-only through in-process FUSE
+// mounts (github.com/hanwen/go-fuse/v2), one server per mountpoint, over a
+// layer directory found by a Source (a DUCC repository in production).
+//
+// What a mount presents, so that overlayfs stacks DUCC layers correctly:
+//
+//   - ".wh.<name>" appears as "<name>", a character device 0:0 (an overlayfs
+//     whiteout); the marker itself is hidden.
+//   - ".wh..wh..opq" makes its directory answer getxattr
+//     "trusted.overlay.opaque" and "user.overlay.opaque" with "y"; the marker
+//     is hidden. Whiteouts inside an opaque directory's subtree are dropped:
+//     overlayfs merges nothing there, so it would list them as stray devices.
+//   - ".cvmfscatalog" (the CVMFS nested-catalog marker) is hidden at any
+//     depth, as is any other ".wh..wh." name.
+//   - Every mutation answers EROFS. Every path is resolved beneath the layer
+//     root without following symlinks; symlink targets are only returned.
+//
+// Reads use kernel FUSE passthrough when the kernel grants it (Linux >= 6.9
+// and CAP_SYS_ADMIN): the daemon then sees opens but no reads. Accounting
+// mode "bytes" turns passthrough off to count exact bytes and keeps the page
+// cache across opens instead.
+//
+// Attributes and entries are cached by the kernel for long (layers are
+// immutable) and in a shared cache.Attrs keyed by layer digest and path.
+//
+// fusefs knows nothing of containerd snapshots: its Manager satisfies the
+// snapshot package's LayerFS interface structurally. Nothing is logged on the
+// request path.
+package fusefs

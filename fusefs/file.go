@@ -1,0 +1,103 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+var _ = (fs.NodeOpener)((*node)(nil))
+
+// Open opens the backing file read-only. Any write access or O_TRUNC is
+// EROFS. The caller's flags are not forwarded: overlayfs opens lower files
+// with O_NOATIME, which fails with EPERM for a server that does not own the
+// backing file (every rootless setup), and O_APPEND, O_DIRECT and the like
+// mean nothing for a read-only file.
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	lfs := n.lfs
+	a := lfs.acct
+	a.touch()
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, a.fail(syscall.EROFS)
+	}
+	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
+		// The kernel opens devices and fifos itself; nothing else is
+		// opened here.
+		return nil, 0, a.fail(syscall.EINVAL)
+	}
+	fd, err := openBeneath(lfs.rootfd, n.rel, unix.O_RDONLY)
+	if err != nil {
+		return nil, 0, a.fail(fs.ToErrno(err))
+	}
+	prof := a.opened(n.rel)
+	size := int64(n.attr.Size)
+	passthrough := lfs.passthrough.Load()
+	f := &file{fd: fd, size: size, acct: a, prof: prof, countBytes: !passthrough}
+	// FOPEN_KEEP_CACHE: the file never changes, so the page cache stays
+	// valid across opens. go-fuse clears it when passthrough is granted.
+	if !passthrough {
+		return f, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	a.bytesRead.Add(size)
+	prof.addBytes(size)
+	return &passthroughFile{f}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// file is an open backing file served in userspace.
+type file struct {
+	fd         int
+	size       int64
+	acct       *account
+	prof       *fileStat
+	countBytes bool // false when open accounting counted the size already
+}
+
+var _ = (fs.FileReader)((*file)(nil))
+
+// Read splices the range from the backing file. It counts the bytes that
+// the reply carries (the file size bounds them), without a syscall of its
+// own.
+func (f *file) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f.acct.reads.Add(1)
+	if f.countBytes {
+		n := min(max(f.size-off, 0), int64(len(dest)))
+		f.acct.bytesRead.Add(n)
+		f.prof.addBytes(n)
+	}
+	return fuse.ReadResultFd(uintptr(f.fd), off, len(dest)), 0
+}
+
+var _ = (fs.FileLseeker)((*file)(nil))
+
+// Lseek answers SEEK_DATA and SEEK_HOLE from the backing file, so sparse
+// files stay sparse when copied.
+func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	n, err := unix.Seek(f.fd, int64(off), int(whence))
+	if err != nil {
+		return 0, f.acct.fail(fs.ToErrno(err))
+	}
+	return uint64(n), 0
+}
+
+var _ = (fs.FileReleaser)((*file)(nil))
+
+// Release closes the backing descriptor; go-fuse waits for reads in flight
+// first.
+func (f *file) Release(ctx context.Context) syscall.Errno {
+	return fs.ToErrno(unix.Close(f.fd))
+}
+
+// passthroughFile is a file whose descriptor go-fuse may register with the
+// kernel, which then serves reads itself: the daemon sees no READ.
+type passthroughFile struct{ *file }
+
+var _ = (fs.FilePassthroughFder)((*passthroughFile)(nil))
+
+// PassthroughFd returns the backing descriptor, which stays open until
+// Release.
+func (f *passthroughFile) PassthroughFd() (int, bool) { return f.fd, true }

@@ -1,0 +1,108 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+)
+
+// skipOrFail skips the test naming what is missing, or fails it when CI
+// runs (CI=true): CI must run every test.
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true and %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// requireFUSE skips unless the test can mount FUSE filesystems as root.
+func requireFUSE(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "test needs root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		skipOrFail(t, "test needs /dev/fuse: %v", err)
+	}
+}
+
+// dirSource serves layers from a map of digest to directory.
+type dirSource map[digest.Digest]string
+
+func (s dirSource) Lookup(ctx context.Context, layer digest.Digest) (string, error) {
+	if d, ok := s[layer]; ok {
+		return d, nil
+	}
+	return "", fmt.Errorf("layer %s: %w", layer, errdefs.ErrNotFound)
+}
+
+// testDigest returns a valid digest derived from name.
+func testDigest(name string) digest.Digest { return digest.FromString(name) }
+
+// sweepMounts lazily unmounts everything under dir when the test ends, so
+// that a failing test leaves no mount behind.
+func sweepMounts(t testing.TB, dir string) {
+	t.Cleanup(func() {
+		ms, err := mountutil.Under(dir)
+		if err != nil {
+			t.Errorf("sweep mounts: %v", err)
+			return
+		}
+		for _, m := range ms {
+			if err := mountutil.Unmount(m.Mountpoint); err != nil {
+				t.Errorf("sweep %s: %v", m.Mountpoint, err)
+			}
+		}
+	})
+}
+
+// mountLayer mounts dir as a layer with a fresh Manager at a new
+// mountpoint and returns the manager, the mountpoint and the layer digest.
+// Everything is torn down when the test ends.
+func mountLayer(t testing.TB, dir string, opts ...Opt) (*Manager, string, digest.Digest) {
+	t.Helper()
+	requireFUSE(t)
+	layer := testDigest(dir)
+	m, err := NewManager(dirSource{layer: dir}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	sweepMounts(t, base)
+	mp := filepath.Join(base, "mnt")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Mount(context.Background(), mp, layer); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return m, mp, layer
+}
+
+// writeFile writes content to root/rel, creating parents.
+func writeFile(t testing.TB, root, rel, content string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,224 @@
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+)
+
+// Source finds the directory holding a layer's unpacked tree. *ducc.Repo
+// satisfies it. Lookup returns an error wrapping errdefs.ErrNotFound when
+// the layer is absent.
+type Source interface {
+	Lookup(ctx context.Context, layer digest.Digest) (string, error)
+}
+
+// Manager serves layers read-only at mountpoints, one FUSE server per
+// mount, and keeps per-layer accounting. It satisfies the snapshotter's
+// LayerFS interface. It is safe for concurrent use. The servers belong to
+// the Manager, not to the calls that started them: Close stops them.
+type Manager struct {
+	src Source
+	cfg config
+
+	mu      sync.Mutex
+	closed  bool
+	mounts  map[string]*mount // by clean mountpoint; nil while being mounted
+	layers  map[digest.Digest]*layerState
+	stopped []*mount // unmounted, server not yet exited (lazily detached, busy)
+}
+
+// layerState is what the Manager keeps per digest; guarded by Manager.mu
+// except for acct, which is safe on its own.
+type layerState struct {
+	acct        *account
+	mounts      int
+	passthrough bool
+}
+
+// FsNamePrefix starts the source field of every mount in
+// /proc/self/mountinfo: "cvmfs-layer:sha256:<hex>". FsType is the type
+// field. A restarted daemon finds its mounts by them.
+const (
+	FsNamePrefix = "cvmfs-layer:"
+	FsType       = "fuse.cvmfs"
+	fuseName     = "cvmfs"
+)
+
+// LayerFromFsName returns the layer digest of a mount source written by
+// this package, and false for any other source.
+func LayerFromFsName(source string) (digest.Digest, bool) {
+	s, ok := strings.CutPrefix(source, FsNamePrefix)
+	if !ok {
+		return "", false
+	}
+	d, err := digest.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return d, true
+}
+
+// NewManager returns a Manager serving layers from src.
+func NewManager(src Source, opts ...Opt) (*Manager, error) {
+	if src == nil {
+		return nil, fmt.Errorf("nil layer source: %w", errdefs.ErrInvalidArgument)
+	}
+	cfg := config{
+		accounting:   AccountOpen,
+		entryTimeout: DefaultTimeout,
+		attrTimeout:  DefaultTimeout,
+		negTO:        DefaultTimeout,
+		profileLimit: DefaultProfileLimit,
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.cache == nil {
+		c, err := cache.New(cache.DefaultSize)
+		if err != nil {
+			return nil, err
+		}
+		cfg.cache = c
+	}
+	return &Manager{
+		src:    src,
+		cfg:    cfg,
+		mounts: map[string]*mount{},
+		layers: map[digest.Digest]*layerState{},
+	}, nil
+}
+
+// reserve claims mountpoint for a mount of layer. done is true if the same
+// layer is already served there (Mount is then a no-op).
+func (m *Manager) reserve(mountpoint string, layer digest.Digest) (done bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, fmt.Errorf("layer filesystem manager is closed: %w", errdefs.ErrUnavailable)
+	}
+	mt, busy := m.mounts[mountpoint]
+	switch {
+	case !busy:
+		m.mounts[mountpoint] = nil
+		return false, nil
+	case mt != nil && mt.layer == layer:
+		return true, nil
+	default:
+		return false, fmt.Errorf("mountpoint %q is in use by another mount: %w", mountpoint, errdefs.ErrAlreadyExists)
+	}
+}
+
+// commit records a served mount in the slot reserved for it, or releases
+// the slot when mt is nil.
+func (m *Manager) commit(mountpoint string, mt *mount) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mt == nil {
+		delete(m.mounts, mountpoint)
+		return
+	}
+	m.mounts[mountpoint] = mt
+	ls := m.layerLocked(mt.layer)
+	ls.mounts++
+	ls.passthrough = mt.lfs.passthrough.Load()
+}
+
+// layerLocked returns the state of layer, creating it; m.mu must be held.
+func (m *Manager) layerLocked(layer digest.Digest) *layerState {
+	ls := m.layers[layer]
+	if ls == nil {
+		ls = &layerState{acct: newAccount(m.cfg.profileLimit)}
+		m.layers[layer] = ls
+	}
+	return ls
+}
+
+// account returns the accounting of layer, shared by all its mounts.
+func (m *Manager) account(layer digest.Digest) *account {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.layerLocked(layer).acct
+}
+
+// forget drops the mount at mountpoint from the table and returns it.
+func (m *Manager) forget(mountpoint string) *mount {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mt := m.mounts[mountpoint]
+	if mt == nil {
+		return nil
+	}
+	delete(m.mounts, mountpoint)
+	if ls := m.layers[mt.layer]; ls != nil {
+		ls.mounts--
+	}
+	return mt
+}
+
+// Stats returns the accounting of every layer mounted since the Manager
+// started, ordered by digest.
+func (m *Manager) Stats() []LayerStats {
+	m.mu.Lock()
+	out := make([]LayerStats, 0, len(m.layers))
+	accts := make([]*account, 0, len(m.layers))
+	for d, ls := range m.layers {
+		out = append(out, LayerStats{
+			Layer:             d,
+			Mounts:            ls.mounts,
+			Passthrough:       ls.passthrough,
+			Accounting:        m.cfg.accounting,
+			BytesAreFileSizes: ls.passthrough,
+		})
+		accts = append(accts, ls.acct)
+	}
+	m.mu.Unlock()
+	for i := range out {
+		accts[i].stats(&out[i])
+	}
+	slices.SortFunc(out, func(a, b LayerStats) int { return strings.Compare(string(a.Layer), string(b.Layer)) })
+	return out
+}
+
+// Profile returns the per-file access profile of layer, most bytes first;
+// nil for a layer never mounted.
+func (m *Manager) Profile(layer digest.Digest) []FileAccess {
+	m.mu.Lock()
+	ls := m.layers[layer]
+	m.mu.Unlock()
+	if ls == nil {
+		return nil
+	}
+	return ls.acct.profile()
+}
+
+// cleanMountpoint returns the absolute, clean form of mountpoint.
+func cleanMountpoint(mountpoint string) (string, error) {
+	if mountpoint == "" {
+		return "", fmt.Errorf("empty mountpoint: %w", errdefs.ErrInvalidArgument)
+	}
+	p, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return "", fmt.Errorf("mountpoint %q: %w: %w", mountpoint, err, errdefs.ErrInvalidArgument)
+	}
+	return p, nil
+}
+
+// withDefaultTimeout bounds ctx by d unless it has a deadline already.
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}

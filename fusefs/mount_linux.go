@@ -1,0 +1,248 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+)
+
+// mount is one served mountpoint.
+type mount struct {
+	mountpoint string
+	layer      digest.Digest
+	lfs        *layerFS
+	server     *fuse.Server
+	done       chan struct{} // closed when the server loop has exited
+}
+
+// Mount serves layer read-only at mountpoint, an existing directory. It
+// returns an error wrapping errdefs.ErrNotFound when the source lacks the
+// layer, errdefs.ErrUnavailable when the source does not answer in time,
+// and errdefs.ErrAlreadyExists when something else is mounted there.
+// Mounting the same layer again at the same mountpoint is a no-op; any
+// number of mountpoints may serve one layer. On error nothing is left
+// mounted at mountpoint.
+func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Digest) (err error) {
+	mountpoint, err = cleanMountpoint(mountpoint)
+	if err != nil {
+		return err
+	}
+	done, err := m.reserve(mountpoint, layer)
+	if err != nil || done {
+		return err
+	}
+	var mt *mount
+	defer func() { m.commit(mountpoint, mt) }()
+
+	lctx, cancel := withDefaultTimeout(ctx, defaultLookupTimeout)
+	dir, err := m.src.Lookup(lctx, layer)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
+	}
+	if mounted, err := mountutil.IsMounted(mountpoint); err != nil {
+		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
+	} else if mounted {
+		return fmt.Errorf("failed to mount layer %s: %q is already a mountpoint: %w", layer, mountpoint, errdefs.ErrAlreadyExists)
+	}
+	served, reason, err := m.serve(ctx, dir, mountpoint, layer)
+	if err != nil {
+		return fmt.Errorf("failed to mount layer %s at %q: %w", layer, mountpoint, err)
+	}
+	if err := ctx.Err(); err != nil {
+		// The caller gave up while we mounted: leave nothing behind.
+		m.stop(ctx, served)
+		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
+	}
+	mt = served
+
+	entry := log.G(ctx).WithFields(log.Fields{
+		"layer":      layer,
+		"mountpoint": mountpoint,
+		"mode":       mt.mode(),
+		"accounting": m.cfg.accounting,
+	})
+	if m.cfg.accounting == AccountOpen && !mt.lfs.passthrough.Load() {
+		entry.WithField("reason", reason).Warn("FUSE passthrough not granted, serving reads in userspace")
+	} else {
+		entry.Info("layer mounted")
+	}
+	return nil
+}
+
+// mode names how reads are served, for logs.
+func (mt *mount) mode() string {
+	if mt.lfs.passthrough.Load() {
+		return "passthrough"
+	}
+	return "userspace"
+}
+
+// serve mounts dir at mountpoint and starts its server. reason says why
+// passthrough is off, if it is.
+func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer digest.Digest) (*mount, string, error) {
+	acct := m.account(layer)
+	lfs, root, err := newLayerFS(dir, layer, acct, m.cfg.cache)
+	if err != nil {
+		return nil, "", err
+	}
+	logger := log.G(ctx).WithFields(log.Fields{"layer": layer, "mountpoint": mountpoint})
+	entryTO, attrTO, negTO := m.cfg.entryTimeout, m.cfg.attrTimeout, m.cfg.negTO
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName: FsNamePrefix + layer.String(),
+			Name:   fuseName,
+			// Containers run as any uid; default_permissions makes the
+			// kernel check modes, since this server opens as root.
+			AllowOther: true,
+			Options:    []string{"ro", "default_permissions"},
+			// Without fusermount as root. nosuid is left off: a layer
+			// viewed through a plain bind mount must keep its setuid
+			// binaries working.
+			DirectMount:      true,
+			DirectMountFlags: unix.MS_RDONLY | unix.MS_NODEV,
+			// overlayfs stacks on this mount: passthrough backing files
+			// must sit on a filesystem that is not stacked itself.
+			MaxStackDepth: 1,
+			MaxWrite:      fuse.MAX_KERNEL_WRITE,
+			Debug:         m.cfg.debug,
+			PanicHandler: func(r any) fuse.Status {
+				acct.panics.Add(1)
+				acct.fail(syscall.EIO)
+				buf := make([]byte, 16<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				logger.Errorf("panic in FUSE handler, answered EIO: %v\n%s", r, buf)
+				return fuse.EIO
+			},
+		},
+		EntryTimeout:    &entryTO,
+		AttrTimeout:     &attrTO,
+		NegativeTimeout: &negTO,
+		// Present modes as they are: a 0000 file must not become 0644.
+		NullPermissions: true,
+	}
+	if m.cfg.accounting == AccountBytes {
+		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
+	}
+	server, err := fuse.NewServer(fs.NewNodeFS(root, opts), mountpoint, &opts.MountOptions)
+	if err != nil {
+		unix.Close(lfs.rootfd)
+		return nil, "", err
+	}
+	mt := &mount{mountpoint: mountpoint, layer: layer, lfs: lfs, server: server, done: make(chan struct{})}
+	go func() {
+		defer close(mt.done)
+		defer unix.Close(lfs.rootfd)
+		server.Serve()
+	}()
+	if err := server.WaitMount(); err != nil {
+		m.stop(ctx, mt)
+		return nil, "", err
+	}
+	reason := "accounting is \"bytes\""
+	if m.cfg.accounting == AccountOpen {
+		reason = probePassthrough(server, lfs.rootfd)
+		lfs.passthrough.Store(reason == "")
+	}
+	return mt, reason, nil
+}
+
+// probePassthrough returns "" if the kernel accepts backing files from this
+// server, else why not. go-fuse falls back to userspace reads silently; the
+// probe registers a backing file itself: the layer's catalog marker (a
+// regular file on the real backing filesystem, so the stacking depth is
+// checked too) or, without one, an anonymous memory file.
+func probePassthrough(server *fuse.Server, rootfd int) string {
+	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		return "kernel does not offer passthrough (needs Linux >= 6.9 with CONFIG_FUSE_PASSTHROUGH)"
+	}
+	fd, err := openBeneath(rootfd, catalogMarker, unix.O_RDONLY)
+	if err != nil {
+		fd, err = unix.MemfdCreate("fusefs-passthrough-probe", unix.MFD_CLOEXEC)
+		if err != nil {
+			return fmt.Sprintf("cannot create a probe file: %v", err)
+		}
+	}
+	defer unix.Close(fd)
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+	if errno != 0 {
+		return fmt.Sprintf("kernel refused a backing file: %v (passthrough needs CAP_SYS_ADMIN and a backing filesystem stacked less than MaxStackDepth)", errno)
+	}
+	server.UnregisterBackingFd(id)
+	return ""
+}
+
+// stopTimeout bounds how long an unmount waits for its server to exit. A
+// lazily detached mount that is still in use keeps its server running
+// until the last user is gone.
+const stopTimeout = 5 * time.Second
+
+// stop unmounts mt and waits a while for its server loop to exit. A server
+// that outlives the wait is kept in m.stopped for Close.
+func (m *Manager) stop(ctx context.Context, mt *mount) error {
+	if err := mountutil.Unmount(mt.mountpoint); err != nil {
+		return err
+	}
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-mt.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	log.G(ctx).WithFields(log.Fields{"layer": mt.layer, "mountpoint": mt.mountpoint}).
+		Warn("FUSE server still busy after lazy unmount; it stops when its last user leaves")
+	m.mu.Lock()
+	m.stopped = append(m.stopped, mt)
+	m.mu.Unlock()
+	return nil
+}
+
+// isDeadMount reports the errors of a FUSE mount whose server is gone.
+func isDeadMount(err error) bool {
+	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) ||
+		errors.Is(err, unix.EIO) || errors.Is(err, unix.ESTALE)
+}
+
+// fuseSuperMagic is statfs f_type of every FUSE mount.
+const fuseSuperMagic = 0x65735546
+
+// statfsContext runs statfs(path) bounded by ctx: a stuck server or CVMFS
+// must not hang the caller. An abandoned statfs finishes on its own.
+func statfsContext(ctx context.Context, path string) (unix.Statfs_t, error) {
+	type result struct {
+		st  unix.Statfs_t
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = unix.Statfs(path, &r.st)
+		ch <- r
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			r.err = &os.PathError{Op: "statfs", Path: path, Err: r.err}
+		}
+		return r.st, r.err
+	case <-ctx.Done():
+		return unix.Statfs_t{}, fmt.Errorf("statfs %s: %w", path, ctx.Err())
+	}
+}

@@ -1,0 +1,236 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+)
+
+// layerFS is what every node of one mount shares: the layer root, the
+// layer's accounting and the shared attribute cache.
+type layerFS struct {
+	layer   digest.Digest
+	rootfd  int // O_PATH descriptor of the layer root; every path resolves beneath it
+	rootDev uint64
+	acct    *account
+	cache   *cache.Attrs
+	// passthrough is set (once, right after the mount) when kernel
+	// passthrough serves reads: open accounting then counts file sizes at
+	// open. Never set in "bytes" mode.
+	passthrough atomic.Bool
+}
+
+// newLayerFS opens dir as the root of a layer and returns its root node.
+// The caller owns lfs.rootfd.
+func newLayerFS(dir string, layer digest.Digest, acct *account, c *cache.Attrs) (*layerFS, *node, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open layer root %s: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("stat layer root %s: %w", dir, err)
+	}
+	lfs := &layerFS{layer: layer, rootfd: fd, rootDev: st.Dev, acct: acct, cache: c}
+	opaque := exists(fd, opaqueMarker)
+	root := &node{lfs: lfs, attr: attrFromStat(&st, st.Dev), opaque: opaque, dropWhiteouts: opaque}
+	return lfs, root, nil
+}
+
+// node is one presented entry. Its attributes are read once, when it is
+// looked up: the layer is immutable.
+type node struct {
+	fs.Inode
+	lfs  *layerFS
+	rel  string // presented path relative to the layer root; "" for the root
+	attr cache.Attr
+	// whiteout: synthesised from a ".wh.<name>" marker, no backing file.
+	whiteout bool
+	// opaque: the directory holds ".wh..wh..opq".
+	opaque bool
+	// dropWhiteouts: whiteouts in this directory are dropped, because it or
+	// an ancestor is opaque.
+	dropWhiteouts bool
+}
+
+var _ = (fs.InodeEmbedder)((*node)(nil))
+
+// backing returns the directory (relative to the root) and the name of the
+// node's backing entry.
+func (n *node) backing() (dir, name string) {
+	dir, name = path.Split(n.rel)
+	if len(dir) > 0 {
+		dir = dir[:len(dir)-1]
+	}
+	if n.whiteout {
+		name = whiteoutPrefix + name
+	}
+	return dir, name
+}
+
+func (n *node) isDir() bool { return n.attr.Mode&sIFMT == sIFDIR }
+
+var _ = (fs.NodeLookuper)((*node)(nil))
+
+// Lookup finds name in the directory n, from the cache or the backing tree.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a := n.lfs.acct
+	a.lookups.Add(1)
+	a.touch()
+	return n.lookupIn(ctx, -1, name, out)
+}
+
+// lookupIn is Lookup with an optional open descriptor of n's backing
+// directory (-1: open one if the cache misses).
+func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a := n.lfs.acct
+	if !presentable(name) {
+		return nil, a.fail(syscall.ENOENT)
+	}
+	rel := path.Join(n.rel, name)
+	e, errno := n.entry(dirfd, name, rel)
+	if errno != 0 {
+		return nil, a.fail(errno)
+	}
+	if e.Negative {
+		return nil, a.fail(syscall.ENOENT)
+	}
+	child := &node{
+		lfs:           n.lfs,
+		rel:           rel,
+		attr:          e.Attr,
+		whiteout:      e.Whiteout,
+		opaque:        e.Opaque,
+		dropWhiteouts: e.Opaque || n.dropWhiteouts,
+	}
+	toFuse(&e.Attr, &out.Attr)
+	return n.NewInode(ctx, child, fs.StableAttr{Mode: e.Attr.Mode & sIFMT, Ino: e.Attr.Ino}), 0
+}
+
+// entry returns the presented entry for name in n, from the cache or by
+// statting the backing tree; absent names give a negative entry.
+func (n *node) entry(dirfd int, name, rel string) (cache.Entry, syscall.Errno) {
+	lfs := n.lfs
+	if e, ok := lfs.cache.Get(lfs.layer, rel); ok {
+		lfs.acct.cacheHits.Add(1)
+		return e, 0
+	}
+	lfs.acct.cacheMisses.Add(1)
+	if dirfd < 0 {
+		fd, err := openDir(lfs.rootfd, n.rel)
+		if err != nil {
+			return cache.Entry{}, fs.ToErrno(err)
+		}
+		defer closeDir(lfs.rootfd, fd)
+		dirfd = fd
+	}
+	e, errno := lfs.stat(dirfd, name, n.dropWhiteouts)
+	if errno == 0 {
+		lfs.cache.Add(lfs.layer, rel, e)
+	}
+	return e, errno
+}
+
+// stat translates the backing entry name of dirfd: the entry itself, else
+// its whiteout marker (unless whiteouts are dropped here), else a negative
+// entry. Other errors are returned and not cached.
+func (lfs *layerFS) stat(dirfd int, name string, dropWhiteouts bool) (cache.Entry, syscall.Errno) {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == nil {
+		e := cache.Entry{Attr: attrFromStat(&st, lfs.rootDev)}
+		if st.Mode&sIFMT == sIFDIR {
+			e.Opaque = hasOpaqueMarker(dirfd, name)
+		}
+		return e, 0
+	}
+	if err != unix.ENOENT {
+		return cache.Entry{}, fs.ToErrno(err)
+	}
+	if !dropWhiteouts {
+		err = unix.Fstatat(dirfd, whiteoutPrefix+name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&sIFMT == sIFREG {
+			return cache.Entry{Attr: whiteoutAttr(attrFromStat(&st, lfs.rootDev)), Whiteout: true}, 0
+		}
+		if err != nil && err != unix.ENOENT && err != unix.ENAMETOOLONG {
+			return cache.Entry{}, fs.ToErrno(err)
+		}
+	}
+	return cache.Entry{Negative: true}, 0
+}
+
+// hasOpaqueMarker reports whether directory name of dirfd holds the opaque
+// marker, resolving beneath dirfd (name is not followed if it became a
+// symlink).
+func hasOpaqueMarker(dirfd int, name string) bool {
+	fd, err := openBeneath(dirfd, name+"/"+opaqueMarker, unix.O_PATH)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+var _ = (fs.NodeGetattrer)((*node)(nil))
+
+// Getattr answers from the attributes read at lookup.
+func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a := n.lfs.acct
+	a.getattrs.Add(1)
+	a.touch()
+	toFuse(&n.attr, &out.Attr)
+	return 0
+}
+
+var _ = (fs.NodeReadlinker)((*node)(nil))
+
+// Readlink returns the target of a symlink verbatim; it is never resolved
+// here.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	a := n.lfs.acct
+	a.readlinks.Add(1)
+	a.touch()
+	if n.attr.Mode&sIFMT != sIFLNK {
+		return nil, a.fail(syscall.EINVAL)
+	}
+	dir, name := n.backing()
+	dirfd, err := openDir(n.lfs.rootfd, dir)
+	if err != nil {
+		return nil, a.fail(fs.ToErrno(err))
+	}
+	defer closeDir(n.lfs.rootfd, dirfd)
+	for size := max(int(n.attr.Size)+1, 256); ; size *= 2 {
+		buf := make([]byte, size)
+		l, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return nil, a.fail(fs.ToErrno(err))
+		}
+		if l < size {
+			return buf[:l], 0
+		}
+	}
+}
+
+var _ = (fs.NodeStatfser)((*node)(nil))
+
+// Statfs reports the backing filesystem of the layer.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Fstatfs(n.lfs.rootfd, &st); err != nil {
+		return n.lfs.acct.fail(fs.ToErrno(err))
+	}
+	out.FromStatfsT(&st)
+	return 0
+}

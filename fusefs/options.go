@@ -1,0 +1,127 @@
+package fusefs
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+)
+
+// Accounting selects how a mount counts the bytes read from a layer.
+type Accounting int
+
+const (
+	// AccountOpen keeps kernel passthrough on: reads bypass the daemon, so
+	// bytes are counted as the sizes of the files opened. The default.
+	AccountOpen Accounting = iota
+	// AccountBytes turns passthrough off so that every read reaches the
+	// daemon and is counted exactly; the page cache is kept across opens
+	// (FOPEN_KEEP_CACHE) so warm reads stay fast.
+	AccountBytes
+)
+
+// String returns "open" or "bytes".
+func (a Accounting) String() string {
+	switch a {
+	case AccountOpen:
+		return "open"
+	case AccountBytes:
+		return "bytes"
+	default:
+		return fmt.Sprintf("Accounting(%d)", int(a))
+	}
+}
+
+// ParseAccounting parses "open" (or "") and "bytes". Anything else returns
+// an error wrapping errdefs.ErrInvalidArgument.
+func ParseAccounting(s string) (Accounting, error) {
+	switch s {
+	case "", "open":
+		return AccountOpen, nil
+	case "bytes":
+		return AccountBytes, nil
+	default:
+		return 0, fmt.Errorf("accounting mode %q is neither \"open\" nor \"bytes\": %w", s, errdefs.ErrInvalidArgument)
+	}
+}
+
+// Defaults. Layers are immutable, so the kernel may keep what it learnt for
+// long; the timeouts only bound the memory the kernel spends on idle layers.
+const (
+	DefaultTimeout      = time.Hour
+	DefaultProfileLimit = 100_000
+	// defaultLookupTimeout bounds Source.Lookup when the caller's context
+	// has no deadline: a stuck CVMFS client can hang a stat for minutes.
+	defaultLookupTimeout = time.Minute
+)
+
+type config struct {
+	accounting                       Accounting
+	entryTimeout, attrTimeout, negTO time.Duration
+	cache                            *cache.Attrs
+	profileLimit                     int
+	debug                            bool
+}
+
+// Opt configures a Manager.
+type Opt func(*config) error
+
+// WithAccounting selects the accounting mode (default AccountOpen).
+func WithAccounting(mode Accounting) Opt {
+	return func(c *config) error {
+		if mode != AccountOpen && mode != AccountBytes {
+			return fmt.Errorf("unknown accounting mode %d: %w", int(mode), errdefs.ErrInvalidArgument)
+		}
+		c.accounting = mode
+		return nil
+	}
+}
+
+// WithTimeouts sets how long the kernel caches entries, attributes and
+// failed lookups (default DefaultTimeout each). Negative durations are
+// rejected; zero disables that cache.
+func WithTimeouts(entry, attr, negative time.Duration) Opt {
+	return func(c *config) error {
+		if entry < 0 || attr < 0 || negative < 0 {
+			return fmt.Errorf("negative kernel cache timeout: %w", errdefs.ErrInvalidArgument)
+		}
+		c.entryTimeout, c.attrTimeout, c.negTO = entry, attr, negative
+		return nil
+	}
+}
+
+// WithCache shares c between this Manager's mounts (and any other user of
+// c). By default each Manager makes one of cache.DefaultSize entries.
+func WithCache(c *cache.Attrs) Opt {
+	return func(cfg *config) error {
+		if c == nil {
+			return fmt.Errorf("nil attribute cache: %w", errdefs.ErrInvalidArgument)
+		}
+		cfg.cache = c
+		return nil
+	}
+}
+
+// WithProfileLimit bounds the number of paths kept in each layer's access
+// profile (default DefaultProfileLimit). Opens of further paths are still
+// counted, but not profiled.
+func WithProfileLimit(n int) Opt {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("profile limit %d below 1: %w", n, errdefs.ErrInvalidArgument)
+		}
+		c.profileLimit = n
+		return nil
+	}
+}
+
+// WithDebug makes go-fuse log every request. Only for debugging: it logs on
+// the read path.
+func WithDebug(debug bool) Opt {
+	return func(c *config) error {
+		c.debug = debug
+		return nil
+	}
+}

@@ -1,0 +1,109 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+)
+
+// checkTimeout bounds Check when the caller's context has no deadline.
+const checkTimeout = 5 * time.Second
+
+// Check probes the mount at mountpoint with a statfs through it, which
+// reaches the server (the kernel caches no statfs). It returns nil for a
+// live FUSE mount, an error wrapping errdefs.ErrUnavailable for a dead one
+// (server gone: ENOTCONN) or one that does not answer in time, and
+// errdefs.ErrNotFound when no FUSE filesystem is mounted there. It works
+// for any mountpoint, including mounts left by a previous daemon.
+func (m *Manager) Check(ctx context.Context, mountpoint string) error {
+	mountpoint, err := cleanMountpoint(mountpoint)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDefaultTimeout(ctx, checkTimeout)
+	defer cancel()
+	st, err := statfsContext(ctx, mountpoint)
+	switch {
+	case err == nil && st.Type == fuseSuperMagic:
+		return nil
+	case err == nil:
+		return fmt.Errorf("no layer is mounted at %q: %w", mountpoint, errdefs.ErrNotFound)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("mountpoint %q: %w: %w", mountpoint, err, errdefs.ErrNotFound)
+	case isDeadMount(err):
+		return fmt.Errorf("layer mount at %q is dead: %w: %w", mountpoint, err, errdefs.ErrUnavailable)
+	default:
+		return fmt.Errorf("layer mount at %q: %w: %w", mountpoint, err, errdefs.ErrUnavailable)
+	}
+}
+
+// Unmount removes the mount at mountpoint and stops its server: a plain
+// unmount first, a lazy one (MNT_DETACH) if it is busy or dead, never
+// MNT_FORCE (on CVMFS it can unmount the repository itself). Nothing
+// mounted there is not an error. It also removes mounts this Manager did
+// not make, such as those of a previous daemon.
+func (m *Manager) Unmount(ctx context.Context, mountpoint string) error {
+	mountpoint, err := cleanMountpoint(mountpoint)
+	if err != nil {
+		return err
+	}
+	mt := m.forget(mountpoint)
+	if mt == nil {
+		if err := mountutil.Unmount(mountpoint); err != nil {
+			return fmt.Errorf("failed to unmount %q: %w", mountpoint, err)
+		}
+		return nil
+	}
+	if err := m.stop(ctx, mt); err != nil {
+		m.commit(mountpoint, mt) // still mounted: keep serving it
+		return fmt.Errorf("failed to unmount layer %s at %q: %w", mt.layer, mountpoint, err)
+	}
+	return nil
+}
+
+// Close unmounts every mount the Manager serves and waits (bounded by ctx
+// and a few seconds) for their servers to exit. Later Mounts fail. Close is
+// idempotent.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	var mps []string
+	for mp, mt := range m.mounts {
+		if mt != nil {
+			mps = append(mps, mp)
+		}
+	}
+	m.mu.Unlock()
+
+	var errs []error
+	for _, mp := range mps {
+		if err := m.Unmount(ctx, mp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	m.mu.Lock()
+	stopped := m.stopped
+	m.stopped = nil
+	m.mu.Unlock()
+	ctx, cancel := withDefaultTimeout(ctx, stopTimeout)
+	defer cancel()
+	for _, mt := range stopped {
+		select {
+		case <-mt.done:
+		case <-ctx.Done():
+			log.G(ctx).WithFields(log.Fields{"layer": mt.layer, "mountpoint": mt.mountpoint}).
+				Warn("FUSE server of a detached mount still busy at close")
+		}
+	}
+	return errors.Join(errs...)
+}
