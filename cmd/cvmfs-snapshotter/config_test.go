@@ -1,0 +1,117 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestLoadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		toml    string
+		check   func(config) bool
+		wantErr bool
+	}{
+		{"defaults", "", func(c config) bool {
+			return c.Repository == "unpacked.cern.ch" && c.AbsoluteMountpoint == "/cvmfs/unpacked.cern.ch" &&
+				c.MountMode == modeFUSE && time.Duration(c.LookupTimeout) == 10*time.Second && c.MetricsAddress == ""
+		}, false},
+		{"repository sets the mountpoint", `repository = "sft.cern.ch"`, func(c config) bool {
+			return c.AbsoluteMountpoint == "/cvmfs/sft.cern.ch"
+		}, false},
+		{"every key", `
+repository = "unpacked.cern.ch"
+absolute-mountpoint = "/srv/layers"
+mount-mode = "bind"
+lookup-timeout = "3s"
+accounting = "bytes"
+entry-timeout = "1m"
+attr-timeout = "2m"
+negative-timeout = "5s"
+attr-cache-size = 10
+profile-limit = 0
+metrics-address = "127.0.0.1:9783"
+`, func(c config) bool {
+			return c.AbsoluteMountpoint == "/srv/layers" && c.MountMode == modeBind && time.Duration(c.LookupTimeout) == 3*time.Second &&
+				c.Accounting == "bytes" && time.Duration(c.AttrTimeout) == 2*time.Minute && c.AttrCacheSize == 10 && c.MetricsAddress == "127.0.0.1:9783"
+		}, false},
+		{"unknown key", `repositry = "x"`, nil, true},
+		{"bad mode", `mount-mode = "nfs"`, nil, true},
+		{"bad accounting", `accounting = "all"`, nil, true},
+		{"bad duration", `lookup-timeout = "soon"`, nil, true},
+		{"negative duration", `lookup-timeout = "-1s"`, nil, true},
+		{"wrong type", `attr-cache-size = "many"`, nil, true},
+		{"zero cache", `attr-cache-size = 0`, nil, true},
+		{"empty repository", `repository = ""`, nil, true},
+		{"not toml", `[[[`, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.toml != "" {
+				path = filepath.Join(t.TempDir(), "config.toml")
+				if err := os.WriteFile(path, []byte(tc.toml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg, err := loadConfig(path)
+			if tc.wantErr {
+				if !errdefs.IsInvalidArgument(err) {
+					t.Fatalf("loadConfig = %+v, %v; want ErrInvalidArgument", cfg, err)
+				}
+				return
+			}
+			if err != nil || !tc.check(cfg) {
+				t.Fatalf("loadConfig = %+v, %v", cfg, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "absent.toml")); err == nil {
+		t.Fatal("a missing config file must be an error")
+	}
+}
+
+// FuzzParseConfig: no TOML input panics the parser or the validation.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(`repository = "unpacked.cern.ch"`)
+	f.Add(`mount-mode = "bind"` + "\n" + `lookup-timeout = "1s"`)
+	f.Add(`attr-cache-size = -1`)
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg := defaultConfig()
+		if err := parseConfig([]byte(s), &cfg); err != nil {
+			return
+		}
+		_ = cfg.validate()
+	})
+}
+
+func TestFlags(t *testing.T) {
+	var out strings.Builder
+	f, err := parseFlags([]string{"--address", "/tmp/s.sock", "--root=/tmp/r", "--log-level", "debug", "--config", "c.toml"}, &out)
+	if err != nil || f.address != "/tmp/s.sock" || f.root != "/tmp/r" || f.logLevel != "debug" || f.config != "c.toml" {
+		t.Fatalf("parseFlags = %+v, %v", f, err)
+	}
+	f, err = parseFlags(nil, &out)
+	if err != nil || f.address != defaultAddress || f.root != defaultRoot {
+		t.Fatalf("defaults = %+v, %v", f, err)
+	}
+	out.Reset()
+	if _, err := parseFlags([]string{"--help"}, &out); err == nil {
+		t.Fatal("--help must stop")
+	}
+	for _, flag := range []string{"--address", "--config", "--log-level", "--root", "--version"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("--help does not show %s:\n%s", flag, out.String())
+		}
+	}
+	if _, err := parseFlags([]string{"extra"}, &out); err == nil {
+		t.Fatal("stray arguments must be an error")
+	}
+}

@@ -1,0 +1,204 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/proxy"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+)
+
+// buildDaemon builds this command once per test binary run.
+func buildDaemon(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("CVMFS_TEST_BIN"); bin != "" {
+		if p := filepath.Join(bin, "cvmfs-snapshotter"); fileExists(p) {
+			return p
+		}
+	}
+	out := filepath.Join(t.TempDir(), "cvmfs-snapshotter")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+type daemon struct {
+	cmd  *exec.Cmd
+	sock string
+	root string
+	log  *os.File
+}
+
+func startDaemon(t *testing.T, bin, dir, configTOML string) *daemon {
+	t.Helper()
+	d := &daemon{sock: filepath.Join(dir, "run", "snap.sock"), root: filepath.Join(dir, "root")}
+	cfg := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfg, []byte(configTOML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	d.log, err = os.OpenFile(filepath.Join(dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(bin, "--address", d.sock, "--root", d.root, "--config", cfg, "--log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !fileExists(d.sock) {
+		if time.Now().After(deadline) {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+			t.Fatalf("daemon did not create its socket; log:\n%s", readFile(filepath.Join(dir, "daemon.log")))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return d
+}
+
+func readFile(p string) string { b, _ := os.ReadFile(p); return string(b) }
+
+func (d *daemon) client(t *testing.T) snapshots.Snapshotter {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+d.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return proxy.NewSnapshotter(snapshotsapi.NewSnapshotsClient(conn), "cvmfs-snapshotter")
+}
+
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		t.Fatal("daemon did not stop within 30s of SIGTERM")
+	}
+	d.log.Close()
+}
+
+func layerDigest(s string) digest.Digest { return digest.FromString(s) }
+
+// TestDaemon drives the built daemon over its gRPC socket, in both mount
+// modes: a remote hit, a fallback, malformed labels, SIGTERM keeping
+// snapshots and removing mounts, and a restart restoring them.
+func TestDaemon(t *testing.T) {
+	testutil.RequiresRoot(t)
+	bin := buildDaemon(t)
+	for _, mode := range []string{modeBind, modeFUSE} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == modeFUSE {
+				testutil.RequiresFUSE(t)
+			}
+			dir := t.TempDir()
+			t.Cleanup(func() { testutil.SweepMounts(t, dir) })
+			repo := filepath.Join(dir, "repo")
+			present := layerDigest("present")
+			lfs := filepath.Join(repo, ".layers", present.Encoded()[:2], present.Encoded(), "layerfs")
+			if err := os.MkdirAll(filepath.Join(lfs, "bin"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(lfs, "bin", "tool"), []byte("tool"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(lfs, ducc.CatalogMarker), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := fmt.Sprintf("absolute-mountpoint = %q\nmount-mode = %q\nlookup-timeout = \"2s\"\n", repo, mode)
+			d := startDaemon(t, bin, dir, cfg)
+			sn := d.client(t)
+			ctx := context.Background()
+
+			if fi, err := os.Stat(d.sock); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("socket mode: %v, %v", fi.Mode(), err)
+			}
+			labels := func(target string, layer string) snapshots.Opt {
+				return snapshots.WithLabels(map[string]string{
+					"containerd.io/snapshot.ref":              target,
+					"containerd.io/snapshot/cri.layer-digest": layer,
+				})
+			}
+			_, err := sn.Prepare(ctx, "extract-1 chain-1", "", labels("chain-1", present.String()))
+			if !errdefs.IsAlreadyExists(err) {
+				t.Fatalf("Prepare of a present layer = %v, want AlreadyExists", err)
+			}
+			info, err := sn.Stat(ctx, "chain-1")
+			if err != nil || info.Labels["containerd.io/snapshot/remote"] != present.String() {
+				t.Fatalf("Stat target = %+v, %v", info, err)
+			}
+			mps, _ := mountutil.Under(d.root)
+			if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
+				t.Fatalf("layer files not visible at the snapshot mount: %+v", mps)
+			}
+			// Absent layer and malformed digests: writable mounts, no panic.
+			for i, layer := range []string{layerDigest("absent").String(), "sha256:../../etc", "", "sha512:" + strings.Repeat("a", 128)} {
+				ms, err := sn.Prepare(ctx, fmt.Sprintf("extract-x%d", i), "", labels(fmt.Sprintf("chain-x%d", i), layer))
+				if err != nil || len(ms) != 1 {
+					t.Fatalf("Prepare(%q) = %+v, %v; want a fallback", layer, ms, err)
+				}
+			}
+			if _, err := sn.Stat(ctx, "chain-1"); err != nil {
+				t.Fatalf("daemon stopped answering: %v", err)
+			}
+
+			d.stop(t)
+			if mps, _ := mountutil.Under(d.root); len(mps) != 0 {
+				t.Fatalf("mounts left after SIGTERM: %+v", mps)
+			}
+			if !fileExists(filepath.Join(d.root, "metadata.db")) {
+				t.Fatal("metadata deleted at shutdown")
+			}
+
+			d = startDaemon(t, bin, dir, cfg)
+			sn = d.client(t)
+			if _, err := sn.Stat(ctx, "chain-1"); err != nil {
+				t.Fatalf("snapshot lost across restart: %v", err)
+			}
+			var infos []snapshots.Info
+			if err := sn.Walk(ctx, func(ctx context.Context, i snapshots.Info) error { infos = append(infos, i); return nil }); err != nil || len(infos) != 5 {
+				b, _ := json.Marshal(infos)
+				t.Fatalf("Walk after restart: %s, %v", b, err)
+			}
+			mps, _ = mountutil.Under(d.root)
+			if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
+				t.Fatalf("remote mount not restored: %+v", mps)
+			}
+			d.stop(t)
+		})
+	}
+}

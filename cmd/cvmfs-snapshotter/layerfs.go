@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/bindmount"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+)
+
+var (
+	_ snapshot.LayerFS    = (*bindmount.Mounter)(nil)
+	_ snapshot.LayerSizer = sizedLayerFS{}
+)
+
+// sizedLayerFS adds the repository's recorded layer sizes to a LayerFS, so
+// that Usage of remote snapshots never walks a mount.
+type sizedLayerFS struct {
+	snapshot.LayerFS
+	repo *ducc.Repo
+}
+
+func (s sizedLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
+	return s.repo.DiffSize(ctx, layer), nil
+}
+
+// backend is the configured layer filesystem, its accounting (nil in bind
+// mode) and the function that stops it.
+type backend struct {
+	layers sizedLayerFS
+	stats  metrics.Source
+	close  func(context.Context) error
+}
+
+// newBackend builds the configured mounter.
+func newBackend(ctx context.Context, cfg config) (backend, error) {
+	repo := ducc.New(cfg.AbsoluteMountpoint)
+	if cfg.MountMode == modeFUSE {
+		return newFUSEBackend(ctx, cfg, repo)
+	}
+	return backend{
+		layers: sizedLayerFS{LayerFS: bindmount.New(repo), repo: repo},
+		close:  func(context.Context) error { return nil },
+	}, nil
+}

@@ -1,0 +1,80 @@
+// Command cvmfs-snapshotter is a containerd proxy snapshotter that serves
+// image layers from a CVMFS repository written by DUCC (unpacked.cern.ch)
+// instead of downloading them.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/containerd/log"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const (
+	defaultAddress = "/run/containerd-cvmfs-grpc/containerd-cvmfs-grpc.sock"
+	defaultRoot    = "/var/lib/containerd-cvmfs-grpc"
+)
+
+type flags struct {
+	address  string
+	config   string
+	logLevel string
+	root     string
+	version  bool
+}
+
+func parseFlags(args []string, out io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("cvmfs-snapshotter", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&f.address, "address", defaultAddress, "address (unix socket) for the snapshotter's gRPC server")
+	fs.StringVar(&f.config, "config", "", "path to the TOML configuration file")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.StringVar(&f.root, "root", defaultRoot, "directory for the snapshotter's metadata and snapshots")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: cvmfs-snapshotter [flags]\n\nA containerd remote snapshotter serving image layers from CVMFS.\n\nFlags:\n")
+		fs.VisitAll(func(fl *flag.Flag) {
+			def := ""
+			if fl.DefValue != "" && fl.DefValue != "false" {
+				def = fmt.Sprintf(" (default %q)", fl.DefValue)
+			}
+			fmt.Fprintf(out, "  --%-10s %s%s\n", fl.Name, fl.Usage, def)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return f, nil
+}
+
+func main() {
+	f, err := parseFlags(os.Args[1:], os.Stderr)
+	if err == flag.ErrHelp {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2)
+	}
+	if f.version {
+		fmt.Fprintln(os.Stdout, "cvmfs-snapshotter", version)
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, f); err != nil {
+		log.G(ctx).WithError(err).Error("cvmfs-snapshotter failed")
+		os.Exit(1)
+	}
+}

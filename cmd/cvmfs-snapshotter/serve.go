@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/v2/contrib/snapshotservice"
+	"github.com/containerd/log"
+	"google.golang.org/grpc"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+)
+
+// gracePeriod bounds how long in-flight RPCs may run after a stop signal.
+const gracePeriod = 10 * time.Second
+
+// run wires the configuration into a snapshotter, serves it on the socket
+// until ctx ends, then shuts down: stop serving, unmount every remote layer,
+// keep every snapshot on disk.
+func run(ctx context.Context, f flags) error {
+	if err := log.SetLevel(f.logLevel); err != nil {
+		return fmt.Errorf("log level %q: %w", f.logLevel, err)
+	}
+	cfg, err := loadConfig(f.config)
+	if err != nil {
+		return err
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("snapshotter", "cvmfs"))
+
+	be, err := newBackend(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := be.close(context.WithoutCancel(ctx)); err != nil {
+			log.G(ctx).WithError(err).Error("failed to stop the layer filesystem")
+		}
+	}()
+
+	if err := os.MkdirAll(f.root, 0o700); err != nil {
+		return fmt.Errorf("create root: %w", err)
+	}
+	sn, err := snapshot.New(ctx, f.root,
+		snapshot.WithLayerFS(be.layers),
+		snapshot.WithLookupTimeout(time.Duration(cfg.LookupTimeout)),
+	)
+	if err != nil {
+		return fmt.Errorf("open snapshotter: %w", err)
+	}
+	defer func() {
+		if err := sn.Close(); err != nil {
+			log.G(ctx).WithError(err).Error("failed to close the snapshotter")
+		}
+	}()
+
+	l, err := listen(f.address)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer()
+	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(sn))
+
+	stopHTTP, err := serveMetrics(ctx, cfg, be.stats)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer stopHTTP()
+
+	errCh := make(chan error, 1)
+	go func() { errCh <- srv.Serve(l) }()
+	log.G(ctx).WithField("address", f.address).WithField("root", f.root).
+		WithField("repository", cfg.AbsoluteMountpoint).WithField("mode", cfg.MountMode).
+		Info("cvmfs-snapshotter serving")
+
+	select {
+	case err := <-errCh:
+		return fmt.Errorf("grpc server: %w", err)
+	case <-ctx.Done():
+	}
+	log.G(ctx).Info("stopping: finishing in-flight requests, then unmounting remote layers")
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(gracePeriod):
+		srv.Stop()
+	}
+	return nil
+}
+
+// listen creates the unix socket (mode 0600, parent dir created). A stale
+// socket file from a previous run is replaced; anything else at the path is
+// left alone and reported.
+func listen(address string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(address), 0o711); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if fi, err := os.Lstat(address); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", address)
+		}
+		if c, err := net.Dial("unix", address); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use by another process", address)
+		}
+		if err := os.Remove(address); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	l, err := net.Listen("unix", address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", address, err)
+	}
+	if err := os.Chmod(address, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod socket: %w", err)
+	}
+	return l, nil
+}

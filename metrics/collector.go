@@ -1,0 +1,81 @@
+package metrics
+
+import (
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+)
+
+// Source gives the current per-layer numbers; *fusefs.Manager satisfies it.
+type Source interface {
+	Stats() []fusefs.LayerStats
+	Profile(layer digest.Digest) []fusefs.FileAccess
+}
+
+type counterDesc struct {
+	desc *prometheus.Desc
+	get  func(*fusefs.LayerStats) int64
+}
+
+// Collector is a prometheus.Collector over a Source. It reads the numbers
+// at scrape time and keeps no state of its own.
+type Collector struct {
+	src      Source
+	counters []counterDesc
+	mounts   *prometheus.Desc
+	errors   *prometheus.Desc
+	lastSeen *prometheus.Desc
+}
+
+// NewCollector returns a Collector over src.
+func NewCollector(src Source) *Collector {
+	layer := []string{"layer"}
+	c := func(name, help string, get func(*fusefs.LayerStats) int64) counterDesc {
+		return counterDesc{desc: prometheus.NewDesc("cvmfs_snapshotter_layer_"+name, help, layer, nil), get: get}
+	}
+	return &Collector{
+		src: src,
+		counters: []counterDesc{
+			c("lookups_total", "FUSE lookups served for the layer.", func(s *fusefs.LayerStats) int64 { return s.Lookups }),
+			c("getattrs_total", "FUSE getattrs served for the layer.", func(s *fusefs.LayerStats) int64 { return s.Getattrs }),
+			c("opens_total", "Files opened in the layer.", func(s *fusefs.LayerStats) int64 { return s.Opens }),
+			c("readdirs_total", "Directories listed in the layer.", func(s *fusefs.LayerStats) int64 { return s.Readdirs }),
+			c("readlinks_total", "Symlinks read in the layer.", func(s *fusefs.LayerStats) int64 { return s.Readlinks }),
+			c("unique_files_opened", "Distinct files opened in the layer.", func(s *fusefs.LayerStats) int64 { return s.UniqueFiles }),
+			c("read_bytes_total", "Bytes read from the layer (in \"open\" accounting: sizes of the files opened).", func(s *fusefs.LayerStats) int64 { return s.BytesRead }),
+			c("cache_hits_total", "Attribute cache hits for the layer.", func(s *fusefs.LayerStats) int64 { return s.CacheHits }),
+			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *fusefs.LayerStats) int64 { return s.CacheMisses }),
+		},
+		mounts:   prometheus.NewDesc("cvmfs_snapshotter_layer_mounts", "Current FUSE mounts of the layer.", layer, nil),
+		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno.", []string{"layer", "errno"}, nil),
+		lastSeen: prometheus.NewDesc("cvmfs_snapshotter_layer_last_access_seconds", "Unix time of the layer's last access.", layer, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, cd := range c.counters {
+		ch <- cd.desc
+	}
+	ch <- c.mounts
+	ch <- c.errors
+	ch <- c.lastSeen
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.src.Stats() {
+		layer := st.Layer.String()
+		for _, cd := range c.counters {
+			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), layer)
+		}
+		ch <- prometheus.MustNewConstMetric(c.mounts, prometheus.GaugeValue, float64(st.Mounts), layer)
+		for errno, n := range st.Errors {
+			ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), layer, errno)
+		}
+		if !st.LastAccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.lastSeen, prometheus.GaugeValue, float64(st.LastAccess.UnixNano())/1e9, layer)
+		}
+	}
+}

@@ -1,0 +1,6 @@
+// Package metrics exposes the per-layer accounting of the FUSE layer
+// filesystem: as Prometheus metrics (a Collector, registered on a caller's
+// prometheus.Registerer) and as JSON for cvmfsctl and the demo.
+//
+// It reads numbers; it neither mounts nor changes anything.
+package metrics

@@ -1,0 +1,50 @@
+package metrics
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+)
+
+// Handler serves:
+//
+//	/metrics                  Prometheus metrics gathered from g
+//	/stats                    per-layer accounting as JSON (an array of LayerStats)
+//	/stats/profile?layer=D    one layer's per-file access profile as JSON
+//
+// src may be nil (bind mode): /stats then answers an empty array.
+func Handler(g prometheus.Gatherer, src Source) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		if src == nil {
+			writeJSON(w, []struct{}{})
+			return
+		}
+		writeJSON(w, src.Stats())
+	})
+	mux.HandleFunc("/stats/profile", func(w http.ResponseWriter, r *http.Request) {
+		layer, err := ducc.ParseDigest(r.URL.Query().Get("layer"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if src == nil {
+			writeJSON(w, []struct{}{})
+			return
+		}
+		writeJSON(w, src.Profile(layer))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client hung up; nothing to tell it
+}
