@@ -9,6 +9,9 @@ GOFLAGS   ?=
 PKGS      := ./...
 BENCHTIME ?= 1x
 
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 export CVMFS_TEST_BIN   := $(BIN)
 export CVMFS_TEST_TOOLS := $(TOOLS)
 
@@ -25,6 +28,9 @@ deps: ## install what the tests need (apt packages, containerd 2.x built with go
 
 test: deps build ## run every test: unit, root, FUSE, containerd conformance, end to end (race detector on)
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 60m $(PKGS)
+	@echo "== containerd snapshotter conformance suite, verbose =="
+	$(GO) test $(GOFLAGS) -count=1 -v -run '^TestConformance$$' ./snapshot/ | grep -E -- '^(\s*--- (PASS|FAIL|SKIP)|ok|FAIL)'
+	@echo "== FUSE and snapshot tests again with GOMAXPROCS=1 (surfaces FUSE self-deadlocks) =="
 	GOMAXPROCS=1 $(GO) test $(GOFLAGS) -count=1 -timeout 20m ./fusefs/... ./snapshot/...
 	$(MAKE) --no-print-directory fuzz
 
