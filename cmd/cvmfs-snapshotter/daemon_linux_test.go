@@ -5,7 +5,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +72,7 @@ func startDaemon(t *testing.T, bin, dir, configTOML string) *daemon {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !fileExists(d.sock) {
+	for !canDial(d.sock) {
 		if time.Now().After(deadline) {
 			d.cmd.Process.Kill()
 			d.cmd.Wait()
@@ -79,6 +81,17 @@ func startDaemon(t *testing.T, bin, dir, configTOML string) *daemon {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return d
+}
+
+// canDial reports whether something accepts connections on the socket (a
+// socket file alone may be a stale one left by a killed daemon).
+func canDial(sock string) bool {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func readFile(p string) string { b, _ := os.ReadFile(p); return string(b) }
@@ -198,7 +211,74 @@ func TestDaemon(t *testing.T) {
 			if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
 				t.Fatalf("remote mount not restored: %+v", mps)
 			}
+			checkMalformedRequests(t, sn)
+
+			// Crash: kill -9 leaves the mount behind (a FUSE mount then
+			// answers ENOTCONN). The next start detaches it lazily and
+			// mounts the layer again.
+			mp := mps[0].Mountpoint
+			if err := d.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			d.cmd.Wait()
+			d.log.Close()
+			if mode == modeFUSE {
+				// statfs is never answered from the kernel's caches.
+				var st syscall.Statfs_t
+				if err := syscall.Statfs(mp, &st); !errors.Is(err, syscall.ENOTCONN) {
+					t.Fatalf("statfs through a killed FUSE server = %v, want ENOTCONN", err)
+				}
+			}
+			d = startDaemon(t, bin, dir, cfg)
+			sn = d.client(t)
+			if got := readFile(filepath.Join(mp, "bin", "tool")); got != "tool" {
+				t.Fatalf("layer not re-mounted after a crash: %q", got)
+			}
+			if mps, _ := mountutil.Under(d.root); len(mps) != 1 {
+				t.Fatalf("after crash and restart, mounts = %+v, want exactly 1", mps)
+			}
+			if _, err := sn.Prepare(ctx, "extract-2 chain-2", "chain-1", labels("chain-2", present.String())); !errdefs.IsAlreadyExists(err) {
+				t.Fatalf("Prepare after crash = %v", err)
+			}
 			d.stop(t)
+			if mps, _ := mountutil.Under(d.root); len(mps) != 0 {
+				t.Fatalf("mounts left after the final SIGTERM: %+v", mps)
+			}
 		})
+	}
+}
+
+// checkMalformedRequests sends bad requests over gRPC: each is answered
+// with the right errdefs class (converted back by the client), never a
+// crash, and the daemon keeps serving.
+func checkMalformedRequests(t *testing.T, sn snapshots.Snapshotter) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := sn.Prepare(ctx, "active-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Prepare(ctx, "child-of-1", "chain-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		is   func(error) bool
+	}{
+		{"stat unknown key", func() error { _, err := sn.Stat(ctx, "no-such-key"); return err }, errdefs.IsNotFound},
+		{"prepare with a missing parent", func() error { _, err := sn.Prepare(ctx, "k", "no-such-parent"); return err }, errdefs.IsNotFound},
+		{"prepare a duplicate key", func() error { _, err := sn.Prepare(ctx, "active-1", ""); return err }, errdefs.IsAlreadyExists},
+		{"remove a parent with children", func() error { return sn.Remove(ctx, "chain-1") }, errdefs.IsFailedPrecondition},
+		{"commit a non-active snapshot", func() error { return sn.Commit(ctx, "again", "chain-1") }, errdefs.IsFailedPrecondition},
+		{"commit an unknown key", func() error { return sn.Commit(ctx, "again", "no-such-key") }, errdefs.IsNotFound},
+		{"mounts of an unknown key", func() error { _, err := sn.Mounts(ctx, "no-such-key"); return err }, errdefs.IsNotFound},
+		{"empty key", func() error { _, err := sn.Prepare(ctx, "", ""); return err }, func(err error) bool { return err != nil }},
+	} {
+		if err := tc.call(); !tc.is(err) {
+			t.Errorf("%s: got %v", tc.name, err)
+		}
+	}
+	if _, err := sn.Prepare(ctx, "child-2-of-1", "chain-1"); err != nil {
+		t.Fatalf("daemon unusable after bad requests: %v", err)
 	}
 }
