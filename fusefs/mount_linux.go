@@ -121,14 +121,7 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 			MaxStackDepth: 1,
 			MaxWrite:      fuse.MAX_KERNEL_WRITE,
 			Debug:         m.cfg.debug,
-			PanicHandler: func(r any) fuse.Status {
-				acct.panics.Add(1)
-				acct.fail(syscall.EIO)
-				buf := make([]byte, 16<<10)
-				buf = buf[:runtime.Stack(buf, false)]
-				logger.Errorf("panic in FUSE handler, answered EIO: %v\n%s", r, buf)
-				return fuse.EIO
-			},
+			PanicHandler:  panicHandler(acct, logger),
 		},
 		EntryTimeout:    &entryTO,
 		AttrTimeout:     &attrTO,
@@ -160,6 +153,20 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 		lfs.passthrough.Store(reason == "")
 	}
 	return mt, reason, nil
+}
+
+// panicHandler answers a panicking request with EIO instead of letting it
+// take the daemon down (go-fuse recovers it and calls this), counts it and
+// logs the stack: a panic is a bug, worth an error line.
+func panicHandler(acct *account, logger *log.Entry) func(any) fuse.Status {
+	return func(r any) fuse.Status {
+		acct.panics.Add(1)
+		acct.fail(syscall.EIO)
+		buf := make([]byte, 16<<10)
+		buf = buf[:runtime.Stack(buf, false)]
+		logger.Errorf("panic in FUSE handler, answered EIO: %v\n%s", r, buf)
+		return fuse.EIO
+	}
 }
 
 // probePassthrough returns "" if the kernel accepts backing files from this
