@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
+)
+
+// 4a: every layer is in the repository: the registry serves no layer blob
+// and the container sees the image.
+func TestAllLayersFromCVMFS(t *testing.T) {
+	env := start(t, harness.Options{})
+	ctx := testContext(t)
+	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ingest(t, ctx, env, ref)
+	env.Registry.Reset()
+
+	ctx = env.Namespace(ctx, "all")
+	img, err := env.Pull(ctx, ref, harness.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, env, layers)
+	checkRemote(t, ctx, env, img, true, true, true)
+	if n := remotePrepared(env); n < len(layers) {
+		t.Errorf("daemon logged remote-snapshot-prepared=true %d times, want >= %d", n, len(layers))
+	}
+	out := run(t, ctx, env, img, harness.RunOptions{}, "cat", "/etc/os-release", "/lib/file-000", "/app/file-019")
+	if want := "read 3 files, 131087 bytes"; !strings.Contains(out, want) {
+		t.Errorf("container output %q, want %q", out, want)
+	}
+}
+
+// 4b: some layers are in the repository: only the others are fetched.
+func TestSomeLayersFromCVMFS(t *testing.T) {
+	env := start(t, harness.Options{})
+	ctx := testContext(t)
+	baseRef, _ := push(t, env, "base", base(t))
+	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ingest(t, ctx, env, baseRef)
+	env.Registry.Reset()
+
+	ctx = env.Namespace(ctx, "some")
+	img, err := env.Pull(ctx, ref, harness.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, env, layers, layers[1:]...)
+	checkRemote(t, ctx, env, img, true, false, false)
+	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/lib/file-000", "/app/file-000", "/bin/probe")
+}
+
+// 4c: no layer is in the repository: a normal pull.
+func TestNoLayersInRepository(t *testing.T) {
+	env := start(t, harness.Options{})
+	ctx := testContext(t)
+	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+
+	ctx = env.Namespace(ctx, "none")
+	img, err := env.Pull(ctx, ref, harness.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, env, layers, layers...)
+	checkRemote(t, ctx, env, img, false, false, false)
+	if n := remotePrepared(env); n != 0 {
+		t.Errorf("daemon logged %d remote snapshots for an empty repository", n)
+	}
+	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/lib/file-000")
+}

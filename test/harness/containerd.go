@@ -1,0 +1,183 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+)
+
+// Containerd selects which containerd the environment runs.
+type Containerd int
+
+const (
+	// Containerd2 is containerd 2.x from $CVMFS_TEST_TOOLS/containerd2/bin.
+	Containerd2 Containerd = iota
+	// Containerd16 is Debian's containerd 1.6 at /usr/bin/containerd.
+	Containerd16
+)
+
+func (c Containerd) String() string {
+	if c == Containerd16 {
+		return "containerd 1.6"
+	}
+	return "containerd 2"
+}
+
+// SnapshotterName is the proxy plugin name containerd knows our daemon by.
+const SnapshotterName = "cvmfs-snapshotter"
+
+// containerd2Bin returns the directory of the containerd 2.x binaries.
+func containerd2Bin() (string, error) {
+	tools := os.Getenv("CVMFS_TEST_TOOLS")
+	if tools == "" {
+		return "", fmt.Errorf("CVMFS_TEST_TOOLS is not set (make deps installs containerd 2 there)")
+	}
+	bin, err := filepath.Abs(filepath.Join(tools, "containerd2", "bin"))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(bin, "containerd")); err != nil {
+		return "", fmt.Errorf("containerd 2 not installed in %s (run make deps): %w", bin, err)
+	}
+	return bin, nil
+}
+
+// Containerd2Available reports why containerd 2 cannot run, or nil.
+func Containerd2Available() error {
+	_, err := containerd2Bin()
+	return err
+}
+
+// Containerd16Available reports why containerd 1.6 cannot run, or nil.
+func Containerd16Available() error {
+	_, err := os.Stat("/usr/bin/containerd")
+	return err
+}
+
+// containerdConfig renders the config of flavour c rooted at dir.
+func containerdConfig(c Containerd, dir, snapshotterSock, registryHost string, cri bool) string {
+	r := strings.NewReplacer("$T", dir, "$SNAP", snapshotterSock, "$REG", registryHost, "$NAME", SnapshotterName)
+	if c == Containerd2 {
+		return r.Replace(`version = 3
+root = "$T/root"
+state = "$T/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+[grpc]
+  address = "$T/containerd.sock"
+[ttrpc]
+  address = "$T/containerd.sock.ttrpc"
+[proxy_plugins.$NAME]
+  type = "snapshot"
+  address = "$SNAP"
+  [proxy_plugins.$NAME.exports]
+    enable_remote_snapshot_annotations = "true"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$T/opt"
+[[plugins."io.containerd.transfer.v1.local".unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "overlayfs"
+  differ = "walking"
+[[plugins."io.containerd.transfer.v1.local".unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "$NAME"
+  differ = "walking"
+`)
+	}
+	cfg := `version = 2
+root = "$T/root"
+state = "$T/state"
+[grpc]
+  address = "$T/containerd.sock"
+[ttrpc]
+  address = "$T/containerd.sock.ttrpc"
+[proxy_plugins.$NAME]
+  type = "snapshot"
+  address = "$SNAP"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$T/opt"
+`
+	if !cri {
+		return r.Replace(`disabled_plugins = ["io.containerd.grpc.v1.cri"]
+` + cfg)
+	}
+	return r.Replace(cfg + `[plugins."io.containerd.grpc.v1.cri"]
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "$NAME"
+    disable_snapshot_annotations = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$T/cni/bin"
+    conf_dir = "$T/cni/conf"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
+    endpoint = ["http://$REG"]
+`)
+}
+
+// startContainerd writes the config and starts containerd of flavour c in
+// dir, waiting until its API answers.
+func startContainerd(ctx context.Context, c Containerd, dir, snapshotterSock, registryHost string, cri bool) (*process, string, error) {
+	bin := "/usr/bin/containerd"
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	if c == Containerd2 {
+		b, err := containerd2Bin()
+		if err != nil {
+			return nil, "", err
+		}
+		// The v2 shim must come first on PATH: containerd finds it there.
+		bin, path = filepath.Join(b, "containerd"), b+":"+path
+	}
+	cfgPath := filepath.Join(dir, "containerd.toml")
+	if err := os.WriteFile(cfgPath, []byte(containerdConfig(c, dir, snapshotterSock, registryHost, cri)), 0o644); err != nil {
+		return nil, "", err
+	}
+	env := append(filteredEnv("PATH"), "PATH="+path)
+	p, err := startProcess(c.String(), filepath.Join(dir, "containerd.log"), env, bin, "--config", cfgPath, "--log-level", "debug")
+	if err != nil {
+		return nil, "", err
+	}
+	sock := filepath.Join(dir, "containerd.sock")
+	if err := p.waitSocket(ctx, sock, 20*time.Second); err != nil {
+		p.stop(5 * time.Second)
+		return nil, "", err
+	}
+	// The socket accepts before every plugin is loaded: wait for the API.
+	client, err := containerd.New(sock, containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		p.stop(5 * time.Second)
+		return nil, "", err
+	}
+	defer client.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err = client.Version(ctx); err == nil {
+			return p, sock, nil
+		}
+		if time.Now().After(deadline) || p.exited() {
+			p.stop(5 * time.Second)
+			return nil, "", fmt.Errorf("%s does not answer: %w (see %s)", c, err, p.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// filteredEnv returns the environment without the named variables.
+func filteredEnv(drop ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, d := range drop {
+			if k == d {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+)
+
+// Options choose what an Env runs.
+type Options struct {
+	// Containerd is the containerd flavour (default Containerd2).
+	Containerd Containerd
+	// CRI keeps containerd 1.6's CRI plugin, configured for our
+	// snapshotter with disable_snapshot_annotations = false.
+	CRI bool
+	// MountMode, Accounting: the daemon's mount-mode and accounting keys
+	// ("" keeps its defaults).
+	MountMode  string
+	Accounting string
+	// Metrics serves the daemon's /metrics and /stats on a loopback port.
+	Metrics bool
+}
+
+// Env is one running stack in its own directory. Its methods are safe for
+// concurrent use; Close tears it down.
+type Env struct {
+	// Dir is the temporary directory everything lives in.
+	Dir string
+	// RepoDir is the DUCC-shaped layer store the daemon serves.
+	RepoDir string
+	// Repo is RepoDir as a ducc.Repo.
+	Repo *ducc.Repo
+	// Registry is the in-process registry.
+	Registry *Registry
+	// Client talks to containerd.
+	Client *containerd.Client
+	// ContainerdSock, SnapshotterSock are the two gRPC sockets.
+	ContainerdSock, SnapshotterSock string
+	// MetricsAddr is the daemon's HTTP address when Options.Metrics.
+	MetricsAddr string
+	// Options the environment was started with.
+	Options Options
+
+	snap, ctrd *process
+
+	mu         sync.Mutex
+	namespaces map[string]bool
+	closed     bool
+}
+
+// New starts an environment in dir (which must exist and be empty):
+// registry, daemon, containerd. On error everything started is stopped.
+func New(ctx context.Context, dir string, o Options) (_ *Env, err error) {
+	e := &Env{
+		Dir:        dir,
+		RepoDir:    filepath.Join(dir, "repo"),
+		Options:    o,
+		namespaces: map[string]bool{},
+	}
+	e.Repo = ducc.New(e.RepoDir)
+	defer func() {
+		if err != nil {
+			e.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := os.MkdirAll(e.RepoDir, 0o755); err != nil {
+		return nil, err
+	}
+	e.Registry = StartRegistry()
+	e.snap, e.SnapshotterSock, e.MetricsAddr, err = startSnapshotter(ctx, dir, e.RepoDir, o)
+	if err != nil {
+		return nil, err
+	}
+	e.ctrd, e.ContainerdSock, err = startContainerd(ctx, o.Containerd, dir, e.SnapshotterSock, e.Registry.Host(), o.CRI)
+	if err != nil {
+		return nil, err
+	}
+	e.Client, err = containerd.New(e.ContainerdSock, containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Ingest writes ref's layers into the repository with cvmfsctl ingest and
+// returns its output.
+func (e *Env) Ingest(ctx context.Context, ref string) (string, error) {
+	bin, err := Binary("cvmfsctl")
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, bin, "ingest", ref, "--repo", e.RepoDir, "--insecure").CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("cvmfsctl ingest %s: %w\n%s", ref, err, out)
+	}
+	return string(out), nil
+}
+
+// SnapshotterLog returns the daemon's log so far.
+func (e *Env) SnapshotterLog() string {
+	b, _ := os.ReadFile(filepath.Join(e.Dir, "snapshotter.log"))
+	return string(b)
+}
+
+// ContainerdLog returns containerd's log so far.
+func (e *Env) ContainerdLog() string {
+	b, _ := os.ReadFile(filepath.Join(e.Dir, "containerd.log"))
+	return string(b)
+}
+
+// Close tears the environment down: containers and tasks in every
+// namespace the Env handed out, containerd, the daemon (which unmounts its
+// layers), the registry. It then returns the mounts still left under Dir
+// and lazily unmounts them. Safe to call twice.
+func (e *Env) Close(ctx context.Context) (leftovers []string, err error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, nil
+	}
+	e.closed = true
+	nss := make([]string, 0, len(e.namespaces))
+	for ns := range e.namespaces {
+		nss = append(nss, ns)
+	}
+	e.mu.Unlock()
+
+	var errs []error
+	if e.Client != nil {
+		for _, ns := range nss {
+			errs = append(errs, e.removeContainers(ctx, ns))
+		}
+		e.Client.Close()
+	}
+	errs = append(errs, e.ctrd.stop(15*time.Second), e.snap.stop(20*time.Second))
+	if e.Registry != nil {
+		e.Registry.Close()
+	}
+	ms, merr := mountutil.Under(e.Dir)
+	errs = append(errs, merr)
+	for _, m := range ms {
+		leftovers = append(leftovers, m.Mountpoint)
+		errs = append(errs, mountutil.Unmount(m.Mountpoint))
+	}
+	return leftovers, errors.Join(errs...)
+}

@@ -1,0 +1,223 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/containerd/v2/pkg/snapshotters"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+)
+
+// Unique returns prefix followed by a random suffix: namespaces and
+// container ids must not collide with other containerds on the machine
+// (/run/containerd/{runc,s,fifo} is shared).
+func Unique(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// Namespace returns ctx in a fresh, unique containerd namespace that Close
+// will clean up.
+func (e *Env) Namespace(ctx context.Context, prefix string) context.Context {
+	ns := Unique(prefix)
+	e.mu.Lock()
+	e.namespaces[ns] = true
+	e.mu.Unlock()
+	return namespaces.WithNamespace(ctx, ns)
+}
+
+// PullOptions tune Pull.
+type PullOptions struct {
+	// Snapshotter defaults to SnapshotterName.
+	Snapshotter string
+	// NoLabels leaves out the layer-digest labels (a plain client pull).
+	NoLabels bool
+}
+
+// Pull pulls and unpacks ref with containerd's Go client, adding the
+// layer-digest labels a remote snapshotter needs (as CRI and cvmfsctl do).
+func (e *Env) Pull(ctx context.Context, ref string, o PullOptions) (containerd.Image, error) {
+	sn := o.Snapshotter
+	if sn == "" {
+		sn = SnapshotterName
+	}
+	opts := []containerd.RemoteOpt{
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(sn),
+		containerd.WithResolver(docker.NewResolver(docker.ResolverOptions{
+			Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchLocalhost)),
+		})),
+	}
+	if !o.NoLabels {
+		opts = append(opts, containerd.WithImageHandlerWrapper(snapshotters.AppendInfoHandlerWrapper(ref)))
+	}
+	img, err := e.Client.Pull(ctx, ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s into %s: %w", ref, sn, err)
+	}
+	return img, nil
+}
+
+// LayerState is what became of one layer of a pulled image.
+type LayerState struct {
+	Digest  digest.Digest // compressed, from the manifest
+	Size    int64         // compressed
+	ChainID digest.Digest
+	// Remote: the snapshot carries containerd.io/snapshot/remote.
+	Remote bool
+	// HasBlob: the layer blob is in containerd's content store.
+	HasBlob bool
+}
+
+// Layers reports, for each layer of img, whether its committed snapshot in
+// snapshotter sn is remote and whether containerd holds its blob.
+func (e *Env) Layers(ctx context.Context, img containerd.Image, sn string) ([]LayerState, error) {
+	manifest, err := images.Manifest(ctx, e.Client.ContentStore(), img.Target(), img.Platform())
+	if err != nil {
+		return nil, err
+	}
+	diffIDs, err := img.RootFS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(diffIDs) != len(manifest.Layers) {
+		return nil, fmt.Errorf("%d diff ids for %d layers", len(diffIDs), len(manifest.Layers))
+	}
+	// ChainIDs rewrites its argument, and the image caches diffIDs.
+	chain := identity.ChainIDs(slices.Clone(diffIDs))
+	out := make([]LayerState, len(chain))
+	for i, l := range manifest.Layers {
+		st := LayerState{Digest: l.Digest, Size: l.Size, ChainID: chain[i]}
+		info, err := e.Client.SnapshotService(sn).Stat(ctx, chain[i].String())
+		if err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", i, l.Digest, err)
+		}
+		_, st.Remote = info.Labels["containerd.io/snapshot/remote"]
+		_, err = e.Client.ContentStore().Info(ctx, l.Digest)
+		st.HasBlob = err == nil
+		out[i] = st
+	}
+	return out, nil
+}
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// Snapshotter defaults to SnapshotterName.
+	Snapshotter string
+	// Keep leaves the container (and its snapshot) in place; Close
+	// removes it.
+	Keep bool
+}
+
+// Result is the outcome of one container run.
+type Result struct {
+	ID             string
+	Stdout, Stderr string
+	ExitCode       uint32
+}
+
+// Run runs args in a new container from img and waits for it to exit.
+func (e *Env) Run(ctx context.Context, img containerd.Image, o RunOptions, args ...string) (res Result, err error) {
+	sn := o.Snapshotter
+	if sn == "" {
+		sn = SnapshotterName
+	}
+	res.ID = Unique("e2e")
+	c, err := e.Client.NewContainer(ctx, res.ID,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(sn),
+		containerd.WithNewSnapshot(res.ID, img),
+		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs(args...)),
+	)
+	if err != nil {
+		return res, fmt.Errorf("create container: %w", err)
+	}
+	if !o.Keep {
+		defer func() {
+			if derr := c.Delete(context.WithoutCancel(ctx), containerd.WithSnapshotCleanup); derr != nil && err == nil {
+				err = fmt.Errorf("delete container: %w", derr)
+			}
+		}()
+	}
+	fifos := filepath.Join(e.Dir, "fifo")
+	if err := os.MkdirAll(fifos, 0o700); err != nil {
+		return res, err
+	}
+	var stdout, stderr bytes.Buffer
+	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &stdout, &stderr), cio.WithFIFODir(fifos)))
+	if err != nil {
+		return res, fmt.Errorf("create task: %w", err)
+	}
+	exit, err := task.Wait(ctx)
+	if err != nil {
+		task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+		return res, err
+	}
+	if err := task.Start(ctx); err != nil {
+		task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+		return res, fmt.Errorf("start task: %w", err)
+	}
+	var status containerd.ExitStatus
+	select {
+	case status = <-exit:
+	case <-ctx.Done():
+		task.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+		status = <-exit
+	}
+	// Delete waits for the output to be copied.
+	if _, err := task.Delete(context.WithoutCancel(ctx)); err != nil {
+		return res, fmt.Errorf("delete task: %w", err)
+	}
+	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	code, _, err := status.Result()
+	res.ExitCode = code
+	if err != nil {
+		return res, err
+	}
+	if code != 0 {
+		return res, fmt.Errorf("container %v exited with %d: %s", args, code, res.Stderr)
+	}
+	return res, ctx.Err()
+}
+
+// removeContainers kills and deletes every task and container in ns,
+// with their snapshots.
+func (e *Env) removeContainers(ctx context.Context, ns string) error {
+	ctx = namespaces.WithNamespace(ctx, ns)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cs, err := e.Client.Containers(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if task, err := c.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+		if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

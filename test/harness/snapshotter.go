@@ -1,0 +1,61 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// startSnapshotter writes the daemon's config and starts cvmfs-snapshotter
+// in dir serving repoDir, waiting until its socket accepts connections. It
+// returns the socket and the metrics address ("" unless metrics).
+func startSnapshotter(ctx context.Context, dir, repoDir string, o Options) (*process, string, string, error) {
+	bin, err := Binary("cvmfs-snapshotter")
+	if err != nil {
+		return nil, "", "", err
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "repository = %q\nabsolute-mountpoint = %q\nlookup-timeout = \"5s\"\n", "e2e.local", repoDir)
+	if o.MountMode != "" {
+		fmt.Fprintf(&cfg, "mount-mode = %q\n", o.MountMode)
+	}
+	if o.Accounting != "" {
+		fmt.Fprintf(&cfg, "accounting = %q\n", o.Accounting)
+	}
+	metrics := ""
+	if o.Metrics {
+		if metrics, err = freeAddr(); err != nil {
+			return nil, "", "", err
+		}
+		fmt.Fprintf(&cfg, "metrics-address = %q\n", metrics)
+	}
+	cfgPath := filepath.Join(dir, "snapshotter.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
+		return nil, "", "", err
+	}
+	sock := filepath.Join(dir, "snapshotter.sock")
+	p, err := startProcess("cvmfs-snapshotter", filepath.Join(dir, "snapshotter.log"), os.Environ(),
+		bin, "--address", sock, "--root", filepath.Join(dir, "snapshotter"), "--config", cfgPath, "--log-level", "debug")
+	if err != nil {
+		return nil, "", "", err
+	}
+	if err := p.waitSocket(ctx, sock, 20*time.Second); err != nil {
+		p.stop(5 * time.Second)
+		return nil, "", "", err
+	}
+	return p, sock, metrics, nil
+}
+
+// freeAddr returns a loopback TCP address that was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
