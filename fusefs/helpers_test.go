@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
@@ -105,4 +106,9 @@ func writeFile(t testing.TB, root, rel, content string) {
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// logEntry returns a logger entry for code under test that logs.
+func logEntry(t testing.TB) *log.Entry {
+	return log.G(context.Background()).WithField("test", t.Name())
 }

@@ -194,10 +194,14 @@ func probePassthrough(server *fuse.Server, rootfd int) string {
 	return ""
 }
 
-// stopTimeout bounds how long an unmount waits for its server to exit. A
-// lazily detached mount that is still in use keeps its server running
-// until the last user is gone.
-const stopTimeout = 5 * time.Second
+// How long an unmount waits for its server to exit (it does within
+// milliseconds unless a lazily detached mount is still in use: its server
+// then runs until the last user is gone), and how long Close waits for such
+// servers.
+const (
+	stopTimeout  = time.Second
+	closeTimeout = 5 * time.Second
+)
 
 // stop unmounts mt and waits a while for its server loop to exit. A server
 // that outlives the wait is kept in m.stopped for Close.

@@ -95,7 +95,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	stopped := m.stopped
 	m.stopped = nil
 	m.mu.Unlock()
-	ctx, cancel := withDefaultTimeout(ctx, stopTimeout)
+	ctx, cancel := withDefaultTimeout(ctx, closeTimeout)
 	defer cancel()
 	for _, mt := range stopped {
 		select {

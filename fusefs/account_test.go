@@ -1,0 +1,156 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// accountingLayer writes the layer of the scripted workload.
+func accountingLayer(t *testing.T) string {
+	src := t.TempDir()
+	writeFile(t, src, "small", strings.Repeat("s", 10_000))
+	writeFile(t, src, "big", strings.Repeat("b", 300_001))
+	writeFile(t, src, "unread", strings.Repeat("u", 5_000))
+	writeFile(t, src, "sub/one", "1")
+	writeFile(t, src, "sub/two", "22")
+	if err := os.Symlink("small", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// workload reads small and big in full, opens unread without reading it,
+// reads small again, reads one link, looks up a missing name and lists sub.
+func workload(t *testing.T, mp string) {
+	t.Helper()
+	p := func(rel string) string { return filepath.Join(mp, rel) }
+	for _, name := range []string{"small", "big", "small"} {
+		f, err := os.Open(p(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	f, err := os.Open(p("unread"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if target, err := os.Readlink(p("link")); err != nil || target != "small" {
+		t.Fatalf("readlink = %q, %v", target, err)
+	}
+	if _, err := os.Stat(p("missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat missing: %v", err)
+	}
+	if ents, err := os.ReadDir(p("sub")); err != nil || len(ents) != 2 {
+		t.Fatalf("readdir sub = %v, %v", ents, err)
+	}
+}
+
+// TestAccounting is test 7d: exact figures for a scripted workload in both
+// modes; in "open" mode with passthrough the daemon sees no read at all, in
+// "bytes" mode it sees them and counts exact bytes, once (the page cache is
+// kept across opens).
+func TestAccounting(t *testing.T) {
+	requireFUSE(t)
+	src := accountingLayer(t)
+	const small, big, unread = 10_000, 300_001, 5_000
+	for _, mode := range []Accounting{AccountOpen, AccountBytes} {
+		t.Run(mode.String(), func(t *testing.T) {
+			m, mp, layer := mountLayer(t, src, WithAccounting(mode))
+			workload(t, mp)
+			stats := m.Stats()
+			if len(stats) != 1 || stats[0].Layer != layer {
+				t.Fatalf("stats = %+v, want one entry for %s", stats, layer)
+			}
+			s := stats[0]
+			if s.Accounting != mode || s.Mounts != 1 {
+				t.Errorf("accounting %v mounts %d", s.Accounting, s.Mounts)
+			}
+			if s.Opens != 4 || s.UniqueFiles != 3 || s.Readlinks != 1 || s.Readdirs != 1 {
+				t.Errorf("opens %d unique %d readlinks %d readdirs %d; want 4 3 1 1", s.Opens, s.UniqueFiles, s.Readlinks, s.Readdirs)
+			}
+			if s.Errors["ENOENT"] != 1 || len(s.Errors) != 1 {
+				t.Errorf("errors %v, want one ENOENT", s.Errors)
+			}
+			// small, big, unread, link, missing, sub, then sub's two
+			// entries through READDIRPLUS (or not, if the kernel used
+			// plain READDIR).
+			if s.Lookups != 6 && s.Lookups != 8 {
+				t.Errorf("lookups %d, want 6 or 8", s.Lookups)
+			}
+			if s.FirstAccess.IsZero() || s.LastAccess.Before(s.FirstAccess) {
+				t.Errorf("access times %v, %v", s.FirstAccess, s.LastAccess)
+			}
+			prof := map[string]FileAccess{}
+			for _, fa := range m.Profile(layer) {
+				prof[fa.Path] = fa
+			}
+			switch {
+			case mode == AccountBytes:
+				if s.Passthrough || s.BytesAreFileSizes || s.Reads == 0 {
+					t.Errorf("bytes mode: passthrough %v sizes %v reads %d", s.Passthrough, s.BytesAreFileSizes, s.Reads)
+				}
+				if s.BytesRead != small+big {
+					t.Errorf("bytes read %d, want %d (each file once, nothing for the unread one)", s.BytesRead, small+big)
+				}
+				want := map[string]FileAccess{
+					"small":  {"small", 2, small},
+					"big":    {"big", 1, big},
+					"unread": {"unread", 1, 0},
+				}
+				if len(prof) != 3 || prof["small"] != want["small"] || prof["big"] != want["big"] || prof["unread"] != want["unread"] {
+					t.Errorf("profile %v, want %v", prof, want)
+				}
+			case s.Passthrough:
+				if !s.BytesAreFileSizes || s.Reads != 0 {
+					t.Errorf("open mode with passthrough: sizes %v, %d reads reached the daemon (want 0)", s.BytesAreFileSizes, s.Reads)
+				}
+				if s.BytesRead != 2*small+big+unread {
+					t.Errorf("bytes %d, want the sizes of the files opened, %d", s.BytesRead, 2*small+big+unread)
+				}
+				if prof["small"] != (FileAccess{"small", 2, 2 * small}) || prof["unread"] != (FileAccess{"unread", 1, unread}) {
+					t.Errorf("profile %v", prof)
+				}
+			default:
+				skipOrFail(t, "kernel passthrough not granted here; open mode serves reads in userspace")
+			}
+		})
+	}
+}
+
+func TestProfileLimit(t *testing.T) {
+	a := newAccount(2)
+	for _, p := range []string{"a", "b", "c", "a"} {
+		a.opened(p).addBytes(1)
+	}
+	var s LayerStats
+	a.stats(&s)
+	if s.Opens != 4 || s.UniqueFiles != 2 || !s.ProfileTruncated {
+		t.Errorf("opens %d unique %d truncated %v; want 4 2 true", s.Opens, s.UniqueFiles, s.ProfileTruncated)
+	}
+	if p := a.profile(); len(p) != 2 || p[0] != (FileAccess{"a", 2, 2}) {
+		t.Errorf("profile %v", p)
+	}
+}
+
+func TestParseAccounting(t *testing.T) {
+	for in, want := range map[string]Accounting{"": AccountOpen, "open": AccountOpen, "bytes": AccountBytes} {
+		if got, err := ParseAccounting(in); err != nil || got != want {
+			t.Errorf("ParseAccounting(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseAccounting("reads"); err == nil {
+		t.Error("ParseAccounting accepted an unknown mode")
+	}
+}
