@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -92,11 +93,11 @@ func mountFaultFS(t *testing.T, dir, mountpoint string) *faults {
 	f := &faults{release: make(chan struct{})}
 	node := &faultNode{LoopbackNode: root.(*fs.LoopbackNode), f: f}
 	root.(*fs.LoopbackNode).RootData.RootNode = node
-	zero := fs.NewOptions().EntryTimeout // nil: no kernel caching, faults apply at once
+	var zero time.Duration // no kernel caching: a fault applies at once
 	srv, err := fs.Mount(mountpoint, node, &fs.Options{
-		EntryTimeout:    zero,
-		AttrTimeout:     zero,
-		NegativeTimeout: zero,
+		EntryTimeout:    &zero,
+		AttrTimeout:     &zero,
+		NegativeTimeout: &zero,
 		MountOptions: fuse.MountOptions{
 			AllowOther:           true,
 			FsName:               "faultfs",

@@ -92,14 +92,14 @@ func readAll(name string) (int64, error) {
 }
 
 func walk(root string) error {
-	var rootSt unix.Stat_t
-	if err := unix.Lstat(root, &rootSt); err != nil {
+	mounts, err := mountpoints()
+	if err != nil {
 		return err
 	}
 	out := bufio.NewWriter(os.Stdout)
 	enc := json.NewEncoder(out)
 	var entries []Entry
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -107,8 +107,14 @@ func walk(root string) error {
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		if st.Dev != rootSt.Dev {
-			return fs.SkipDir // a mount (/proc, /dev, ...): not the image
+		if p != root && mounts[p] {
+			// /proc, /dev, ...: the runtime's, not the image's. (st_dev
+			// cannot tell: overlayfs reports the lower layer's device
+			// for files.)
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		e := Entry{
 			Path: p, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, Size: st.Size,
@@ -149,6 +155,47 @@ func walk(root string) error {
 		}
 	}
 	return out.Flush()
+}
+
+// mountpoints returns the mountpoints listed in /proc/self/mountinfo.
+func mountpoints() (map[string]bool, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 {
+			out[unescapeOctal(f[4])] = true
+		}
+	}
+	return out, nil
+}
+
+// unescapeOctal undoes mountinfo's \ooo escapes (space, tab, newline, \).
+func unescapeOctal(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range []byte(s[i+1 : i+4]) {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + c - '0'
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func hashFile(p string) (string, error) {

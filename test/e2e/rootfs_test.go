@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
+)
+
+// 4d: for each image of the corpus (deletions and opaque directories, deep
+// trees, odd names, a large sparse file, links, special files) the rootfs a
+// container sees through CVMFS equals, by a tree diff, the rootfs of the
+// same image unpacked by containerd into its overlayfs snapshotter. Only
+// the losses DUCC itself causes may differ; the test lists them.
+func TestRootfsEqualsOverlayfs(t *testing.T) {
+	env := start(t, harness.Options{})
+	// The losses the corpus is built to show, and nothing else.
+	wantLosses := map[string]string{
+		"/s/xattr":       "xattrs",
+		"/l/target":      "nlink",
+		"/l/hard":        "nlink",
+		"/l/other/hard2": "nlink",
+	}
+	for _, fx := range harness.Corpus(sparseSize) {
+		t.Run(fx.Name, func(t *testing.T) {
+			ctx := testContext(t)
+			ref, layers := push(t, env, fx.Name, append([][]byte{base(t)}, fx.Layers...)...)
+			ingest(t, ctx, env, ref)
+
+			nctx := env.Namespace(ctx, "native")
+			native, err := env.Pull(nctx, ref, harness.PullOptions{Snapshotter: "overlayfs", NoLabels: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cctx := env.Namespace(ctx, "cvmfs")
+			viaCVMFS, err := env.Pull(cctx, ref, harness.PullOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			remote := make([]bool, len(layers))
+			for i := range remote {
+				remote[i] = true
+			}
+			checkRemote(t, cctx, env, viaCVMFS, remote...)
+
+			want, err := harness.ParseTree(run(t, nctx, env, native, harness.RunOptions{Snapshotter: "overlayfs"}, "walk", "/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := harness.ParseTree(run(t, cctx, env, viaCVMFS, harness.RunOptions{}, "walk", "/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d entries through overlayfs, %d through CVMFS", len(want), len(got))
+			for _, d := range harness.DiffTrees(want, got) {
+				if harness.IsDUCCLoss(d) && wantLosses[d.Path] == d.Field {
+					t.Logf("DUCC loss (expected): %s", d)
+					continue
+				}
+				t.Errorf("rootfs differs: %s", d)
+			}
+			for p, field := range wantLosses {
+				if w, ok := want[p]; ok && field == "nlink" && w.Nlink < 2 {
+					t.Errorf("%s: overlayfs shows nlink %d; the corpus meant it as a hardlink", p, w.Nlink)
+				}
+			}
+			if fx.Name == "deletions" {
+				// The diff is only as good as the reference: make sure
+				// the deletions did happen.
+				for _, p := range []string{"/a/sub", "/a/sub/x", "/opq/old1", "/opq/old2", "/opq/fresh", "/gone/y", "/dir-then-file/child"} {
+					if _, ok := got[p]; ok {
+						t.Errorf("%s survived its deletion", p)
+					}
+				}
+				for p, typ := range map[string]string{"/a/del": "file", "/opq/again": "dir", "/gone/back": "file", "/file-then-dir": "dir", "/dir-then-file": "file"} {
+					if got[p].Type != typ {
+						t.Errorf("%s is %q, want %s", p, got[p].Type, typ)
+					}
+				}
+			}
+			if strings.Contains(fx.Name, "sparse") {
+				if e := got["/data/sparse.img"]; e.Size != sparseSize {
+					t.Errorf("sparse file size %d, want %d", e.Size, sparseSize)
+				}
+			}
+		})
+	}
+}
