@@ -1,0 +1,105 @@
+package metrics
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+)
+
+type fakeSource struct{ stats []fusefs.LayerStats }
+
+func (f fakeSource) Stats() []fusefs.LayerStats { return f.stats }
+func (f fakeSource) Profile(layer digest.Digest) []fusefs.FileAccess {
+	return []fusefs.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}
+}
+
+var layer = digest.Digest("sha256:" + strings.Repeat("c", 64))
+
+func source() fakeSource {
+	return fakeSource{stats: []fusefs.LayerStats{{
+		Layer: layer, Mounts: 2, Opens: 7, BytesRead: 4096, Lookups: 11,
+		Errors: map[string]int64{"ENOENT": 3}, LastAccess: time.Unix(1700000000, 0),
+	}}}
+}
+
+func TestCollector(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(NewCollector(source())); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP cvmfs_snapshotter_layer_opens_total Files opened in the layer.
+# TYPE cvmfs_snapshotter_layer_opens_total counter
+cvmfs_snapshotter_layer_opens_total{layer="` + layer.String() + `"} 7
+# HELP cvmfs_snapshotter_layer_errors_total Errors answered for the layer, by errno.
+# TYPE cvmfs_snapshotter_layer_errors_total counter
+cvmfs_snapshotter_layer_errors_total{errno="ENOENT",layer="` + layer.String() + `"} 3
+# HELP cvmfs_snapshotter_layer_mounts Current FUSE mounts of the layer.
+# TYPE cvmfs_snapshotter_layer_mounts gauge
+cvmfs_snapshotter_layer_mounts{layer="` + layer.String() + `"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"cvmfs_snapshotter_layer_opens_total", "cvmfs_snapshotter_layer_errors_total", "cvmfs_snapshotter_layer_mounts"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(source()))
+	srv := httptest.NewServer(Handler(reg, source()))
+	defer srv.Close()
+
+	var stats []fusefs.LayerStats
+	getJSON(t, srv.URL+"/stats", http.StatusOK, &stats)
+	if len(stats) != 1 || stats[0].Opens != 7 || stats[0].Layer != layer {
+		t.Fatalf("/stats = %+v", stats)
+	}
+	var prof []fusefs.FileAccess
+	getJSON(t, srv.URL+"/stats/profile?layer="+layer.String(), http.StatusOK, &prof)
+	if len(prof) != 1 || prof[0].Path != "bin/sh" {
+		t.Fatalf("/stats/profile = %+v", prof)
+	}
+	for _, bad := range []string{"", "sha256:..%2F..%2Fetc", "md5:abc"} {
+		getJSON(t, srv.URL+"/stats/profile?layer="+bad, http.StatusBadRequest, nil)
+	}
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %v", err)
+	}
+	resp.Body.Close()
+
+	// Bind mode: no source, empty answers.
+	empty := httptest.NewServer(Handler(prometheus.NewRegistry(), nil))
+	defer empty.Close()
+	getJSON(t, empty.URL+"/stats", http.StatusOK, &stats)
+	if len(stats) != 0 {
+		t.Fatalf("/stats without a source = %+v", stats)
+	}
+}
+
+func getJSON(t *testing.T, url string, code int, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != code {
+		t.Fatalf("GET %s = %d, want %d", url, resp.StatusCode, code)
+	}
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+}

@@ -1,0 +1,82 @@
+//go:build linux
+
+package mountutil
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" && os.Getenv("CVMFS_UNIT_ONLY") == "" {
+			t.Fatal("CI=true: needs root")
+		}
+		t.Skip("needs root")
+	}
+}
+
+func TestUnderAndUnmount(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	outer, inner := filepath.Join(dir, "a"), filepath.Join(dir, "a", "b")
+	if err := os.MkdirAll(outer, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", outer, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = UnmountAll(dir) })
+	if err := os.Mkdir(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", inner, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Under(dir)
+	if err != nil || len(ms) != 2 || ms[0].Mountpoint != inner || ms[1].Mountpoint != outer || ms[0].FSType != "tmpfs" {
+		t.Fatalf("Under = %+v, %v; want inner then outer", ms, err)
+	}
+	// A sibling whose name shares the prefix is not "under".
+	if ms, _ := Under(dir + "/"); len(ms) != 2 {
+		t.Fatalf("Under with a trailing slash = %+v", ms)
+	}
+	if ms, _ := Under(filepath.Join(dir, "a", "bb")); len(ms) != 0 {
+		t.Fatalf("Under(a/bb) = %+v", ms)
+	}
+	if ok, _ := IsMounted(inner); !ok {
+		t.Fatal("IsMounted(inner) = false")
+	}
+	if ok, _ := IsMounted(dir); ok {
+		t.Fatal("IsMounted(dir) = true")
+	}
+
+	// Busy: a plain unmount fails with EBUSY, the lazy one succeeds.
+	f, err := os.Create(filepath.Join(inner, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := Unmount(inner); err != nil {
+		t.Fatalf("Unmount of a busy mount: %v", err)
+	}
+	if ok, _ := IsMounted(inner); ok {
+		t.Fatal("busy mount still attached")
+	}
+	if err := Unmount(inner); err != nil {
+		t.Fatalf("Unmount of something not mounted: %v", err)
+	}
+	if err := Unmount(filepath.Join(dir, "missing")); err != nil {
+		t.Fatalf("Unmount of a missing path: %v", err)
+	}
+	if err := UnmountAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := HasMountsUnder(dir); has {
+		t.Fatal("mounts left after UnmountAll")
+	}
+}
