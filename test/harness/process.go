@@ -64,6 +64,9 @@ func (p *process) stop(grace time.Duration) error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
+		if p.err != nil {
+			return fmt.Errorf("%s exited after SIGTERM: %w (see %s)", p.name, p.err, p.log)
+		}
 		return nil
 	case <-time.After(grace):
 	}

@@ -37,7 +37,12 @@ func Unique(prefix string) string {
 // Namespace returns ctx in a fresh, unique containerd namespace that Close
 // will clean up.
 func (e *Env) Namespace(ctx context.Context, prefix string) context.Context {
-	ns := Unique(prefix)
+	return e.UseNamespace(ctx, Unique(prefix))
+}
+
+// UseNamespace returns ctx in namespace ns (k8s.io, say), which Close will
+// clean up.
+func (e *Env) UseNamespace(ctx context.Context, ns string) context.Context {
 	e.mu.Lock()
 	e.namespaces[ns] = true
 	e.mu.Unlock()
@@ -136,20 +141,11 @@ type Result struct {
 
 // Run runs args in a new container from img and waits for it to exit.
 func (e *Env) Run(ctx context.Context, img containerd.Image, o RunOptions, args ...string) (res Result, err error) {
-	sn := o.Snapshotter
-	if sn == "" {
-		sn = SnapshotterName
-	}
-	res.ID = Unique("e2e")
-	c, err := e.Client.NewContainer(ctx, res.ID,
-		containerd.WithImage(img),
-		containerd.WithSnapshotter(sn),
-		containerd.WithNewSnapshot(res.ID, img),
-		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs(args...)),
-	)
+	c, err := e.newContainer(ctx, img, o, args)
 	if err != nil {
-		return res, fmt.Errorf("create container: %w", err)
+		return res, err
 	}
+	res.ID = c.ID()
 	if !o.Keep {
 		defer func() {
 			if derr := c.Delete(context.WithoutCancel(ctx), containerd.WithSnapshotCleanup); derr != nil && err == nil {
@@ -196,6 +192,44 @@ func (e *Env) Run(ctx context.Context, img containerd.Image, o RunOptions, args 
 		return res, fmt.Errorf("container %v exited with %d: %s", args, code, res.Stderr)
 	}
 	return res, ctx.Err()
+}
+
+// Start starts args in a new container from img and returns its id
+// without waiting: the container keeps running until Close (or the caller)
+// removes it.
+func (e *Env) Start(ctx context.Context, img containerd.Image, o RunOptions, args ...string) (string, error) {
+	c, err := e.newContainer(ctx, img, o, args)
+	if err != nil {
+		return "", err
+	}
+	task, err := c.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return c.ID(), fmt.Errorf("create task: %w", err)
+	}
+	if err := task.Start(ctx); err != nil {
+		return c.ID(), fmt.Errorf("start task: %w", err)
+	}
+	return c.ID(), nil
+}
+
+// newContainer creates a container with a unique id running args from img,
+// its rootfs a new snapshot in o.Snapshotter.
+func (e *Env) newContainer(ctx context.Context, img containerd.Image, o RunOptions, args []string) (containerd.Container, error) {
+	sn := o.Snapshotter
+	if sn == "" {
+		sn = SnapshotterName
+	}
+	id := Unique("e2e")
+	c, err := e.Client.NewContainer(ctx, id,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(sn),
+		containerd.WithNewSnapshot(id, img),
+		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs(args...)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	return c, nil
 }
 
 // removeContainers kills and deletes every task and container in ns,

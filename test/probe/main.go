@@ -3,7 +3,7 @@
 //
 //	probe walk DIR        one JSON object per entry below DIR (same device only)
 //	probe cat FILE...     read the files; print bytes read
-//	probe write FILE TEXT create FILE with TEXT
+//	probe write FILE TEXT...  create each FILE with its TEXT
 //	probe echo WORDS...   print WORDS
 //	probe sleep SECONDS   sleep (a long-running container)
 package main
@@ -67,7 +67,12 @@ func run(args []string) error {
 		fmt.Printf("read %d files, %d bytes\n", len(args)-1, total)
 		return nil
 	case "write":
-		return os.WriteFile(args[1], []byte(args[2]), 0o644)
+		for i := 1; i+1 < len(args); i += 2 {
+			if err := os.WriteFile(args[i], []byte(args[i+1]), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "sleep":
 		d, err := time.ParseDuration(args[1] + "s")
 		if err != nil {
