@@ -14,8 +14,9 @@ import (
 const restoreParallel = 8
 
 // restore re-mounts every committed remote snapshot recorded in the
-// metadata. Whatever is left at a mountpoint from a previous run (a dead
-// FUSE mount after a crash answers ENOTCONN) is detached lazily first. A
+// metadata. A mount that still answers is kept; a dead one left by a
+// previous run (a FUSE mount after a crash answers ENOTCONN) is detached
+// lazily first. A
 // layer that cannot be mounted is logged and marked unavailable; its
 // snapshot is kept.
 func (s *snapshotter) restore(ctx context.Context) error {
@@ -65,6 +66,13 @@ func (s *snapshotter) restore(ctx context.Context) error {
 			defer func() { <-sem; wg.Done() }()
 			rl.mu.Lock()
 			defer rl.mu.Unlock()
+			// A mount that still answers (a bind mount after a crash, or one
+			// served by a process that outlived us) is kept: containers
+			// running on it keep working.
+			if err := s.config.layers.Check(ctx, s.upperPath(id)); err == nil {
+				logger.Info("remote layer still mounted, kept")
+				return
+			}
 			if err := s.remount(ctx, s.upperPath(id), layer); err != nil {
 				rl.unavailable = err
 				logger.WithError(err).Error("failed to restore remote layer; snapshot kept, reported unavailable")
