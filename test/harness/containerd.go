@@ -47,6 +47,16 @@ func containerd2Bin() (string, error) {
 	return bin, nil
 }
 
+// Containerd2Tool returns the path of one of containerd 2's binaries
+// ("ctr", "containerd-shim-runc-v2").
+func Containerd2Tool(name string) (string, error) {
+	bin, err := containerd2Bin()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(bin, name), nil
+}
+
 // Containerd2Available reports why containerd 2 cannot run, or nil.
 func Containerd2Available() error {
 	_, err := containerd2Bin()

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+)
+
+// 4f, containerd 2: a plain `ctr image pull` goes through the transfer
+// service; the proxy plugin exports enable_remote_snapshot_annotations, so
+// the layers come from CVMFS.
+func TestCtrPullContainerd2(t *testing.T) {
+	env := start(t, harness.Options{})
+	ctx := testContext(t)
+	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ingest(t, ctx, env, ref)
+	env.Registry.Reset()
+
+	ctr, err := harness.Containerd2Tool("ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := harness.Unique("ctr")
+	ctx = env.UseNamespace(ctx, ns)
+	out, err := exec.CommandContext(ctx, ctr, "--address", env.ContainerdSock, "--namespace", ns,
+		"image", "pull", "--plain-http", "--snapshotter", harness.SnapshotterName, ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctr image pull: %v\n%s", err, out)
+	}
+	img, err := env.Client.GetImage(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, env, layers)
+	checkRemote(t, ctx, env, img, true, true, true)
+	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/app/file-003")
+}
+
+// 4f, containerd 1.6: its ctr adds no labels, so cvmfsctl pull adds them;
+// its progress lines say where each layer came from. Then a container runs
+// on the 1.6 daemon.
+func TestCvmfsctlPullContainerd16(t *testing.T) {
+	env := start(t, harness.Options{Containerd: harness.Containerd16})
+	ctx := testContext(t)
+	baseRef, _ := push(t, env, "base", base(t))
+	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ingest(t, ctx, env, baseRef)
+	env.Registry.Reset()
+
+	ns := harness.Unique("cvmfsctl")
+	ctx = env.UseNamespace(ctx, ns)
+	out := cvmfsctlPull(t, env, ns, ref)
+	for i, want := range []string{"from CVMFS", "downloaded", "downloaded"} {
+		line := lineFor(out, layers[i].String())
+		if !strings.Contains(line, want) {
+			t.Errorf("cvmfsctl pull says %q for layer %d, want %q", line, i, want)
+		}
+	}
+	if !strings.Contains(out, "3 layers, 1 from CVMFS") {
+		t.Errorf("cvmfsctl pull summary missing in:\n%s", out)
+	}
+	checkServed(t, env, layers, layers[1:]...)
+	img, err := env.Client.GetImage(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRemote(t, ctx, env, img, true, false, false)
+	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/app/file-004", "/bin/probe")
+}
+
+// cvmfsctlPull runs cvmfsctl pull against env's containerd and returns its
+// output.
+func cvmfsctlPull(t *testing.T, env *harness.Env, ns, ref string) string {
+	t.Helper()
+	bin, err := harness.Binary("cvmfsctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "pull", ref, "--address", env.ContainerdSock, "--namespace", ns,
+		"--snapshotter", harness.SnapshotterName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cvmfsctl pull: %v\n%s", err, out)
+	}
+	t.Logf("cvmfsctl pull:\n%s", out)
+	return string(out)
+}
+
+// lineFor returns the first line of out that mentions s.
+func lineFor(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
+// 4g: Kubernetes' path: containerd 1.6's CRI plugin with
+// disable_snapshot_annotations = false, driven by a CRI client PullImage.
+func TestCRIPullImage(t *testing.T) {
+	env := start(t, harness.Options{Containerd: harness.Containerd16, CRI: true})
+	ctx := testContext(t)
+	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ingest(t, ctx, env, ref)
+	env.Registry.Reset()
+
+	conn, err := grpc.NewClient("unix://"+env.ContainerdSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	images := runtimeapi.NewImageServiceClient(conn)
+	var resp *runtimeapi.PullImageResponse
+	// The CRI plugin finishes initialising after the API answers.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err = images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		if err == nil || time.Now().After(deadline) || !strings.Contains(err.Error(), "Unimplemented") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "Unimplemented") {
+			testutil.Skip(t, "containerd 1.6's CRI plugin did not start here: %v (see %s)", err, filepath.Join(env.Dir, "containerd.log"))
+		}
+		t.Fatalf("CRI PullImage: %v", err)
+	}
+	t.Logf("CRI pulled %s as %s", ref, resp.ImageRef)
+	ctx = env.UseNamespace(ctx, "k8s.io")
+	img, err := env.Client.GetImage(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, env, layers)
+	checkRemote(t, ctx, env, img, true, true, true)
+}
