@@ -20,9 +20,15 @@ func AppLayers(n, size int) [][]byte {
 	mk := func(dir string, seed byte) []byte {
 		es := []testutil.Entry{testutil.Dir(dir)}
 		for i := range n {
+			// xorshift: content that compresses like real binaries do
+			// (barely), so compressed sizes mean something.
 			body := make([]byte, size)
+			x := uint64(i+1)*0x9e3779b97f4a7c15 ^ uint64(seed)
 			for j := range body {
-				body[j] = byte(i*31+j*7) ^ seed
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				body[j] = byte(x)
 			}
 			f := testutil.File(fmt.Sprintf("%s/file-%03d", dir, i), "")
 			f.Body, f.Size = body, int64(size)

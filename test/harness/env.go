@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
@@ -153,4 +156,29 @@ func (e *Env) Close(ctx context.Context) (leftovers []string, err error) {
 		errs = append(errs, mountutil.Unmount(m.Mountpoint))
 	}
 	return leftovers, errors.Join(errs...)
+}
+
+// LayerStats returns the daemon's per-layer accounting from /stats; it
+// needs Options.Metrics.
+func (e *Env) LayerStats(ctx context.Context) ([]fusefs.LayerStats, error) {
+	if e.MetricsAddr == "" {
+		return nil, fmt.Errorf("the environment was started without Options.Metrics")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.MetricsAddr+"/stats", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
+	}
+	var stats []fusefs.LayerStats
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		return nil, fmt.Errorf("decode /stats: %w", err)
+	}
+	return stats, nil
 }
