@@ -4,13 +4,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
 )
 
 // 4a: every layer is in the repository: the registry serves no layer blob
-// and the container sees the image.
+// and the container sees the image. In both mount modes; in FUSE mode the
+// daemon's accounting sees what the container read.
 func TestAllLayersFromCVMFS(t *testing.T) {
-	env := start(t, harness.Options{})
+	for _, mode := range []string{"fuse", "bind"} {
+		t.Run(mode, func(t *testing.T) { testAllLayersFromCVMFS(t, mode) })
+	}
+}
+
+func testAllLayersFromCVMFS(t *testing.T, mode string) {
+	env := start(t, harness.Options{MountMode: mode, Accounting: "bytes", Metrics: true})
 	ctx := testContext(t)
 	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
 	ingest(t, ctx, env, ref)
@@ -29,6 +38,23 @@ func TestAllLayersFromCVMFS(t *testing.T) {
 	out := run(t, ctx, env, img, harness.RunOptions{}, "cat", "/etc/os-release", "/lib/file-000", "/app/file-019")
 	if want := "read 3 files, 131087 bytes"; !strings.Contains(out, want) {
 		t.Errorf("container output %q, want %q", out, want)
+	}
+	if mode != "fuse" {
+		return
+	}
+	stats, err := env.LayerStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := map[digest.Digest]int64{}
+	for _, s := range stats {
+		read[s.Layer] = s.BytesRead
+	}
+	// /lib/file-000 and /app/file-019 are 64 KiB each, read whole.
+	for _, i := range []int{1, 2} {
+		if read[layers[i]] != 64<<10 {
+			t.Errorf("daemon accounts %d bytes read from layer %d, want %d", read[layers[i]], i, 64<<10)
+		}
 	}
 }
 

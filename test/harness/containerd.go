@@ -35,7 +35,12 @@ const SnapshotterName = "cvmfs-snapshotter"
 func containerd2Bin() (string, error) {
 	tools := os.Getenv("CVMFS_TEST_TOOLS")
 	if tools == "" {
-		return "", fmt.Errorf("CVMFS_TEST_TOOLS is not set (make deps installs containerd 2 there)")
+		// go test from a checkout: make deps' default place.
+		root, err := moduleRoot()
+		if err != nil {
+			return "", fmt.Errorf("CVMFS_TEST_TOOLS is not set (make deps installs containerd 2 there): %w", err)
+		}
+		tools = filepath.Join(root, "_build", "tools")
 	}
 	bin, err := filepath.Abs(filepath.Join(tools, "containerd2", "bin"))
 	if err != nil {
@@ -45,6 +50,25 @@ func containerd2Bin() (string, error) {
 		return "", fmt.Errorf("containerd 2 not installed in %s (run make deps): %w", bin, err)
 	}
 	return bin, nil
+}
+
+// moduleRoot returns the nearest directory at or above the working
+// directory that holds go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
 
 // Containerd2Tool returns the path of one of containerd 2's binaries
