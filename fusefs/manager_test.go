@@ -20,7 +20,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
-func newDir(t *testing.T, base, name string) string {
+func newDir(t testing.TB, base, name string) string {
 	t.Helper()
 	p := filepath.Join(base, name)
 	if err := os.Mkdir(p, 0o755); err != nil {

@@ -120,8 +120,10 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 			// must sit on a filesystem that is not stacked itself.
 			MaxStackDepth: 1,
 			MaxWrite:      fuse.MAX_KERNEL_WRITE,
-			Debug:         m.cfg.debug,
-			PanicHandler:  panicHandler(acct, logger),
+			// Symlinks never change: let the kernel keep their targets.
+			EnableSymlinkCaching: true,
+			Debug:                m.cfg.debug,
+			PanicHandler:         panicHandler(acct, logger),
 		},
 		EntryTimeout:    &entryTO,
 		AttrTimeout:     &attrTO,
