@@ -87,6 +87,16 @@ func newAccount(limit int) *account {
 	return &account{limit: limit, errors: map[string]int64{}, files: map[string]*fileStat{}}
 }
 
+// begin counts a request in counter (if not nil), records the access time
+// and returns a, for handlers to start with.
+func (a *account) begin(counter *atomic.Int64) *account {
+	if counter != nil {
+		counter.Add(1)
+	}
+	a.touch()
+	return a
+}
+
 // touch records an access now.
 func (a *account) touch() {
 	now := time.Now().UnixNano()

@@ -19,9 +19,7 @@ var _ = (fs.NodeOpendirHandler)((*node)(nil))
 // (FOPEN_CACHE_DIR): the layer never changes.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	lfs := n.lfs
-	a := lfs.acct
-	a.readdirs.Add(1)
-	a.touch()
+	a := lfs.acct.begin(&lfs.acct.readdirs)
 	if !n.isDir() {
 		return nil, 0, a.fail(syscall.ENOTDIR)
 	}

@@ -20,8 +20,7 @@ var _ = (fs.NodeOpener)((*node)(nil))
 // mean nothing for a read-only file.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	lfs := n.lfs
-	a := lfs.acct
-	a.touch()
+	a := lfs.acct.begin(nil)
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, a.fail(syscall.EROFS)
 	}

@@ -86,9 +86,7 @@ var _ = (fs.NodeLookuper)((*node)(nil))
 
 // Lookup finds name in the directory n, from the cache or the backing tree.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a := n.lfs.acct
-	a.lookups.Add(1)
-	a.touch()
+	n.lfs.acct.begin(&n.lfs.acct.lookups)
 	return n.lookupIn(ctx, -1, name, out)
 }
 
@@ -187,9 +185,7 @@ var _ = (fs.NodeGetattrer)((*node)(nil))
 
 // Getattr answers from the attributes read at lookup.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a := n.lfs.acct
-	a.getattrs.Add(1)
-	a.touch()
+	n.lfs.acct.begin(&n.lfs.acct.getattrs)
 	toFuse(&n.attr, &out.Attr)
 	return 0
 }
@@ -199,9 +195,7 @@ var _ = (fs.NodeReadlinker)((*node)(nil))
 // Readlink returns the target of a symlink verbatim; it is never resolved
 // here.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	a := n.lfs.acct
-	a.readlinks.Add(1)
-	a.touch()
+	a := n.lfs.acct.begin(&n.lfs.acct.readlinks)
 	if n.attr.Mode&sIFMT != sIFLNK {
 		return nil, a.fail(syscall.EINVAL)
 	}

@@ -18,8 +18,7 @@ var _ = (fs.NodeGetxattrer)((*node)(nil))
 // hides every other overlay attribute, and passes the rest (security
 // labels, capabilities) through from the backing entry.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	a := n.lfs.acct
-	a.touch()
+	a := n.lfs.acct.begin(nil)
 	if n.whiteout {
 		return 0, a.fail(syscall.ENODATA)
 	}
@@ -50,8 +49,7 @@ var _ = (fs.NodeListxattrer)((*node)(nil))
 // Listxattr lists the backing entry's attributes without the overlay ones,
 // plus the opaque attributes of an opaque directory.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	a := n.lfs.acct
-	a.touch()
+	a := n.lfs.acct.begin(nil)
 	var list []byte
 	if !n.whiteout {
 		buf := make([]byte, 64<<10)
