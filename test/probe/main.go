@@ -6,6 +6,7 @@
 //	probe write FILE TEXT...  create each FILE with its TEXT
 //	probe echo WORDS...   print WORDS
 //	probe sleep SECONDS   sleep (a long-running container)
+//	probe readloop MS FILE  read FILE every MS milliseconds until killed (readloop.go)
 package main
 
 import (
@@ -83,6 +84,8 @@ func run(args []string) error {
 	case "echo":
 		fmt.Println(strings.Join(args[1:], " "))
 		return nil
+	case "readloop":
+		return readLoop(args[1:])
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
