@@ -23,6 +23,8 @@ type LayerStats struct {
 	Passthrough bool
 	Accounting  Accounting
 
+	// Readdirs counts the directory listings read from the backing tree
+	// (the kernel keeps them, so a directory is read about once).
 	Lookups, Getattrs, Opens, Readdirs, Readlinks int64
 	// UniqueFiles is the number of distinct paths opened; it stops growing
 	// at the profile limit (ProfileTruncated is then set).

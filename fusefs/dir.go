@@ -14,35 +14,49 @@ import (
 
 var _ = (fs.NodeOpendirHandler)((*node)(nil))
 
-// OpendirHandle reads the whole backing directory once and translates it
-// (whiteouts, markers). The kernel may cache the listing for good
-// (FOPEN_CACHE_DIR): the layer never changes.
+// OpendirHandle returns a handle that reads the backing directory on first
+// use. The kernel caches the listing for good (FOPEN_CACHE_DIR: the layer
+// never changes) and still opens the directory every time, so reading
+// lazily makes a warm opendir cost nothing here.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	lfs := n.lfs
-	a := lfs.acct.begin(&lfs.acct.readdirs)
+	a := n.lfs.acct.begin(nil)
 	if !n.isDir() {
 		return nil, 0, a.fail(syscall.ENOTDIR)
 	}
-	fd, err := openBeneath(lfs.rootfd, n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	return &dirHandle{n: n, fd: -1}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// dirHandle is an open directory: its translated listing and the backing
+// descriptor, kept for the lookups of READDIRPLUS. go-fuse serialises the
+// calls on one handle.
+type dirHandle struct {
+	n      *node
+	fd     int // -1 until loaded
+	ents   []presented
+	pos    int
+	loaded bool
+}
+
+// load reads and translates the backing directory once.
+func (d *dirHandle) load() syscall.Errno {
+	if d.loaded {
+		return 0
+	}
+	lfs := d.n.lfs
+	lfs.acct.readdirs.Add(1)
+	fd, err := openBeneath(lfs.rootfd, d.n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
-		return nil, 0, a.fail(fs.ToErrno(err))
+		return lfs.acct.fail(fs.ToErrno(err))
 	}
 	ents, err := readDirents(fd)
 	if err != nil {
 		unix.Close(fd)
-		return nil, 0, a.fail(fs.ToErrno(err))
+		return lfs.acct.fail(fs.ToErrno(err))
 	}
-	list, _ := translate(ents, n.dropWhiteouts)
-	return &dirHandle{n: n, fd: fd, ents: list}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// dirHandle is an open directory: its translated listing and the backing
-// descriptor, kept for the lookups of READDIRPLUS.
-type dirHandle struct {
-	n    *node
-	fd   int
-	ents []presented
-	pos  int // guarded by go-fuse's per-handle lock
+	d.fd = fd
+	d.ents, _ = translate(ents, d.n.dropWhiteouts)
+	d.loaded = true
+	return 0
 }
 
 var (
@@ -54,6 +68,9 @@ var (
 
 // Readdirent returns the next entry, nil at the end.
 func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if errno := d.load(); errno != 0 {
+		return nil, errno
+	}
 	if d.pos >= len(d.ents) {
 		return nil, 0
 	}
@@ -69,13 +86,15 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // Lookup serves the lookups of READDIRPLUS relative to the open directory,
 // saving a path resolution per entry.
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a := d.n.lfs.acct
-	a.lookups.Add(1)
-	return d.n.lookupIn(ctx, d.fd, name, out)
+	d.n.lfs.acct.lookups.Add(1)
+	return d.n.lookupIn(ctx, d.fd, name, out) // d.fd is -1 if not loaded: lookupIn opens the directory
 }
 
 // Seekdir moves to an offset returned by Readdirent (0 is the start).
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if errno := d.load(); errno != 0 {
+		return errno
+	}
 	if off > uint64(len(d.ents)) {
 		return syscall.EINVAL
 	}
@@ -85,7 +104,9 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 
 // Releasedir closes the backing descriptor.
 func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
-	unix.Close(d.fd)
+	if d.fd >= 0 {
+		unix.Close(d.fd)
+	}
 }
 
 // readDirents lists the directory open at fd, "." and ".." included, with
