@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -39,7 +41,13 @@ func runIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(*p))
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithPlatform(*p)}
+	if *insecure {
+		tr := remote.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by --insecure
+		ropts = append(ropts, remote.WithTransport(tr))
+	}
+	img, err := remote.Image(r, ropts...)
 	if err != nil {
 		return fmt.Errorf("fetch image %s: %w", ref, err)
 	}

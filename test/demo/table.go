@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/docker/go-units"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
@@ -90,18 +91,7 @@ func short(d digest.Digest) string {
 }
 
 // human formats n in binary units.
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func human(n int64) string { return units.BytesSize(float64(n)) }
 
 // stepper returns a function printing numbered steps.
 func stepper(out io.Writer) func(format string, args ...any) {

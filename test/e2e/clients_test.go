@@ -21,7 +21,7 @@ import (
 func TestCtrPullContainerd2(t *testing.T) {
 	env := start(t, harness.Options{})
 	ctx := testContext(t)
-	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)
 	env.Registry.Reset()
 
@@ -52,7 +52,7 @@ func TestCvmfsctlPullContainerd16(t *testing.T) {
 	env := start(t, harness.Options{Containerd: harness.Containerd16})
 	ctx := testContext(t)
 	baseRef, _ := push(t, env, "base", base(t))
-	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, baseRef)
 	env.Registry.Reset()
 
@@ -109,7 +109,7 @@ func lineFor(out, s string) string {
 func TestCRIPullImage(t *testing.T) {
 	env := start(t, harness.Options{Containerd: harness.Containerd16, CRI: true})
 	ctx := testContext(t)
-	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)
 	env.Registry.Reset()
 

@@ -38,6 +38,12 @@ func push(t *testing.T, env *harness.Env, repo string, layers ...[]byte) (string
 	return ref, ds
 }
 
+// pushApp pushes the three-layer app image (base, lib, app) as app:latest.
+func pushApp(t *testing.T, env *harness.Env) (string, []digest.Digest) {
+	t.Helper()
+	return push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+}
+
 // ingest writes ref into the environment's repository.
 func ingest(t *testing.T, ctx context.Context, env *harness.Env, ref string) {
 	t.Helper()

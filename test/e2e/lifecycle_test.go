@@ -24,7 +24,7 @@ import (
 func TestNamespacesAndRepull(t *testing.T) {
 	env := start(t, harness.Options{})
 	ctx := testContext(t)
-	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)
 	env.Registry.Reset()
 
@@ -75,7 +75,7 @@ func TestNamespacesAndRepull(t *testing.T) {
 func TestWritesStayInUpperDir(t *testing.T) {
 	env := start(t, harness.Options{})
 	ctx := testContext(t)
-	ref, _ := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, _ := pushApp(t, env)
 	ingest(t, ctx, env, ref)
 	before := treeDigest(t, env.RepoDir)
 
@@ -124,7 +124,7 @@ func TestWritesStayInUpperDir(t *testing.T) {
 func TestNoMountsAfterTeardown(t *testing.T) {
 	env := start(t, harness.Options{})
 	ctx := testContext(t)
-	ref, _ := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, _ := pushApp(t, env)
 	ingest(t, ctx, env, ref)
 	ctx = env.Namespace(ctx, "teardown")
 	img, err := env.Pull(ctx, ref, harness.PullOptions{})

@@ -21,7 +21,7 @@ func TestAllLayersFromCVMFS(t *testing.T) {
 func testAllLayersFromCVMFS(t *testing.T, mode string) {
 	env := start(t, harness.Options{MountMode: mode, Accounting: "bytes", Metrics: true})
 	ctx := testContext(t)
-	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)
 	env.Registry.Reset()
 
@@ -63,7 +63,7 @@ func TestSomeLayersFromCVMFS(t *testing.T) {
 	env := start(t, harness.Options{})
 	ctx := testContext(t)
 	baseRef, _ := push(t, env, "base", base(t))
-	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, baseRef)
 	env.Registry.Reset()
 
@@ -81,7 +81,7 @@ func TestSomeLayersFromCVMFS(t *testing.T) {
 func TestNoLayersInRepository(t *testing.T) {
 	env := start(t, harness.Options{})
 	ctx := testContext(t)
-	ref, layers := push(t, env, "app", append([][]byte{base(t)}, fixtures.app...)...)
+	ref, layers := pushApp(t, env)
 
 	ctx = env.Namespace(ctx, "none")
 	img, err := env.Pull(ctx, ref, harness.PullOptions{})

@@ -96,34 +96,8 @@ func Containerd16Available() error {
 // containerdConfig renders the config of flavour c rooted at dir.
 func containerdConfig(c Containerd, dir, snapshotterSock, registryHost string, cri bool) string {
 	r := strings.NewReplacer("$T", dir, "$SNAP", snapshotterSock, "$REG", registryHost, "$NAME", SnapshotterName)
-	if c == Containerd2 {
-		return r.Replace(`version = 3
-root = "$T/root"
-state = "$T/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
-[grpc]
-  address = "$T/containerd.sock"
-[ttrpc]
-  address = "$T/containerd.sock.ttrpc"
-[proxy_plugins.$NAME]
-  type = "snapshot"
-  address = "$SNAP"
-  [proxy_plugins.$NAME.exports]
-    enable_remote_snapshot_annotations = "true"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$T/opt"
-[[plugins."io.containerd.transfer.v1.local".unpack_config]]
-  platform = "linux/amd64"
-  snapshotter = "overlayfs"
-  differ = "walking"
-[[plugins."io.containerd.transfer.v1.local".unpack_config]]
-  platform = "linux/amd64"
-  snapshotter = "$NAME"
-  differ = "walking"
-`)
-	}
-	cfg := `version = 2
-root = "$T/root"
+	// Top-level keys come before the first table.
+	const common = `root = "$T/root"
 state = "$T/state"
 [grpc]
   address = "$T/containerd.sock"
@@ -135,11 +109,25 @@ state = "$T/state"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$T/opt"
 `
-	if !cri {
-		return r.Replace(`disabled_plugins = ["io.containerd.grpc.v1.cri"]
-` + cfg)
+	if c == Containerd2 {
+		return r.Replace(`version = 3
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+` + common + `[proxy_plugins.$NAME.exports]
+  enable_remote_snapshot_annotations = "true"
+[[plugins."io.containerd.transfer.v1.local".unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "overlayfs"
+  differ = "walking"
+[[plugins."io.containerd.transfer.v1.local".unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "$NAME"
+  differ = "walking"
+`)
 	}
-	return r.Replace(cfg + `[plugins."io.containerd.grpc.v1.cri"]
+	if !cri {
+		return r.Replace("version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n" + common)
+	}
+	return r.Replace("version = 2\n" + common + `[plugins."io.containerd.grpc.v1.cri"]
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "$NAME"
     disable_snapshot_annotations = false
