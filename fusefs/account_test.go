@@ -3,6 +3,7 @@
 package fusefs
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 )
 
 // accountingLayer writes the layer of the scripted workload.
@@ -150,7 +153,15 @@ func TestParseAccounting(t *testing.T) {
 			t.Errorf("ParseAccounting(%q) = %v, %v", in, got, err)
 		}
 	}
-	if _, err := ParseAccounting("reads"); err == nil {
-		t.Error("ParseAccounting accepted an unknown mode")
+	if _, err := ParseAccounting("reads"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ParseAccounting accepted an unknown mode: %v", err)
+	}
+	b, err := json.Marshal(LayerStats{Accounting: AccountBytes})
+	if err != nil || !strings.Contains(string(b), `"Accounting":"bytes"`) {
+		t.Errorf("LayerStats JSON = %s, %v", b, err)
+	}
+	var a Accounting
+	if err := a.UnmarshalText([]byte("bytes")); err != nil || a != AccountBytes {
+		t.Errorf("UnmarshalText = %v, %v", a, err)
 	}
 }

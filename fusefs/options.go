@@ -34,6 +34,24 @@ func (a Accounting) String() string {
 	}
 }
 
+// MarshalText returns the mode's name, for configuration files and JSON.
+func (a Accounting) MarshalText() ([]byte, error) {
+	if a != AccountOpen && a != AccountBytes {
+		return nil, fmt.Errorf("unknown accounting mode %d: %w", int(a), errdefs.ErrInvalidArgument)
+	}
+	return []byte(a.String()), nil
+}
+
+// UnmarshalText parses a mode name as ParseAccounting does.
+func (a *Accounting) UnmarshalText(b []byte) error {
+	v, err := ParseAccounting(string(b))
+	if err != nil {
+		return err
+	}
+	*a = v
+	return nil
+}
+
 // ParseAccounting parses "open" (or "") and "bytes". Anything else returns
 // an error wrapping errdefs.ErrInvalidArgument.
 func ParseAccounting(s string) (Accounting, error) {
