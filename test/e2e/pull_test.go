@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
 // 4a: every layer is in the repository: the registry serves no layer blob
@@ -94,4 +95,35 @@ func TestNoLayersInRepository(t *testing.T) {
 		t.Errorf("daemon logged %d remote snapshots for an empty repository", n)
 	}
 	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/lib/file-000")
+}
+
+// DUCC ingests gzip layers only: a zstd layer is skipped at ingest and
+// downloaded at pull, while the gzip layers below it come from CVMFS.
+func TestZstdLayerFallsBack(t *testing.T) {
+	env := start(t, harness.Options{})
+	ctx := testContext(t)
+	z, err := testutil.ZstdLayer(testutil.Dir("z"), testutil.File("z/file", "zstd content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, layers := push(t, env, "mixed", base(t), z)
+	out, err := env.Ingest(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := lineFor(out, layers[1].String()); !strings.Contains(line, "skipped") {
+		t.Errorf("ingest of the zstd layer says %q, want skipped", line)
+	}
+	env.Registry.Reset()
+
+	ctx = env.Namespace(ctx, "zstd")
+	img, err := env.Pull(ctx, ref, harness.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, env, layers, layers[1])
+	checkRemote(t, ctx, env, img, true, false)
+	if out := run(t, ctx, env, img, harness.RunOptions{}, "cat", "/z/file"); !strings.Contains(out, "12 bytes") {
+		t.Errorf("container output %q", out)
+	}
 }

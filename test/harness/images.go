@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -22,14 +23,22 @@ import (
 // ProbePath is where the probe binary sits in every test image.
 const ProbePath = "/bin/probe"
 
-// Image builds an image from gzip-compressed layer blobs (testutil.Layer),
-// with a linux config whose default command runs the probe.
+// zstdMagic starts every zstd frame.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// Image builds an image from compressed layer blobs (testutil.Layer for
+// gzip, testutil.ZstdLayer for zstd), with a linux config whose default
+// command runs the probe.
 func Image(layers ...[]byte) (v1.Image, error) {
 	adds := make([]mutate.Addendum, 0, len(layers))
-	for _, gz := range layers {
+	for _, blob := range layers {
+		opts := []tarball.LayerOption{tarball.WithMediaType(types.DockerLayer)}
+		if bytes.HasPrefix(blob, zstdMagic) {
+			opts = []tarball.LayerOption{tarball.WithMediaType(types.OCILayerZStd), tarball.WithCompression(compression.ZStd)}
+		}
 		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(gz)), nil
-		}, tarball.WithMediaType(types.DockerLayer))
+			return io.NopCloser(bytes.NewReader(blob)), nil
+		}, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"path"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Epoch is the fixed mtime of entries that set none, so layers are
@@ -162,4 +164,21 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// ZstdLayer returns the entries as a zstd-compressed tar: a layer DUCC does
+// not ingest, so it must always be downloaded.
+func ZstdLayer(entries ...Entry) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	if err := writeTar(zw, entries); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
