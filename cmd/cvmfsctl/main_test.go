@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+)
+
+func TestIngest(t *testing.T) {
+	ctx := context.Background()
+	reg := harness.StartRegistry()
+	defer reg.Close()
+	gz := testutil.MustLayer(testutil.Dir("etc"), testutil.File("etc/hello", "hi"), testutil.Whiteout("etc/gone"))
+	z, err := testutil.ZstdLayer(testutil.File("z", "z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := harness.Image(gz, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := reg.Push("ingest", "v1", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+
+	var out bytes.Buffer
+	// Flags after the image, as users type them.
+	if err := run(ctx, []string{"ingest", ref, "--repo", dir, "--insecure"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "written") || !strings.Contains(lines[1], "skipped") ||
+		!strings.Contains(lines[2], "1 layers written, 0 already present, 1 skipped") {
+		t.Errorf("ingest output:\n%s", out.String())
+	}
+	repo := ducc.New(dir)
+	layer := digest.FromBytes(gz)
+	root, err := repo.Lookup(ctx, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"etc/hello", "etc/.wh.gone", ducc.CatalogMarker} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+			t.Errorf("layerfs lacks %s: %v", p, err)
+		}
+	}
+	if origins, err := repo.Origins(layer); err != nil || len(origins) != 1 || origins[0] != config.String() {
+		t.Errorf("origins %v %v, want [%s]", origins, err, config)
+	}
+	if _, err := repo.Lookup(ctx, digest.FromBytes(z)); err == nil {
+		t.Errorf("the zstd layer was written")
+	}
+
+	out.Reset()
+	if err := run(ctx, []string{"ingest", "--repo", dir, "--insecure", ref}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "0 layers written, 1 already present, 1 skipped") {
+		t.Errorf("second ingest output:\n%s", out.String())
+	}
+	if n := reg.Served()[layer]; n != int64(len(gz)) {
+		t.Errorf("registry served the layer %d bytes in total; want it fetched once (%d bytes)", n, len(gz))
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"ingest", "--repo", "/tmp/x"},
+		{"ingest", "a", "b", "--repo", "/tmp/x"},
+		{"ingest", "example.com/a"},
+		{"pull"},
+		{"ingest", "--no-such-flag", "a"},
+	} {
+		if err := run(ctx, args, &bytes.Buffer{}); err == nil {
+			t.Errorf("cvmfsctl %q succeeded", args)
+		}
+	}
+}
