@@ -58,17 +58,42 @@ type file struct {
 
 var _ = (fs.FileReader)((*file)(nil))
 
-// Read splices the range from the backing file. It counts the bytes that
-// the reply carries (the file size bounds them), without a syscall of its
-// own.
+// Read reads the range from the backing file into dest and counts the
+// bytes it got. It reads itself rather than returning go-fuse's lazy
+// splice result: a splice that fails is retried, logged and answered EIO
+// inside go-fuse, where the error could not be counted and would be logged
+// on the read path.
 func (f *file) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f.acct.reads.Add(1)
-	if f.countBytes {
-		n := min(max(f.size-off, 0), int64(len(dest)))
-		f.acct.bytesRead.Add(n)
-		f.prof.addBytes(n)
+	n, err := preadFull(f.fd, dest, off)
+	if err != nil {
+		return nil, f.acct.fail(fs.ToErrno(err))
 	}
-	return fuse.ReadResultFd(uintptr(f.fd), off, len(dest)), 0
+	if f.countBytes {
+		f.acct.bytesRead.Add(int64(n))
+		f.prof.addBytes(int64(n))
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// preadFull reads until dest is full or the file ends: a backing FUSE
+// filesystem (CVMFS) may return short reads.
+func preadFull(fd int, dest []byte, off int64) (int, error) {
+	total := 0
+	for total < len(dest) {
+		n, err := unix.Pread(fd, dest[total:], off+int64(total))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	return total, nil
 }
 
 var _ = (fs.FileLseeker)((*file)(nil))
