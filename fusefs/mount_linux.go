@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	stdlog "log"
 	"os"
 	"runtime"
 	"syscall"
@@ -133,6 +135,12 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 	}
 	if m.cfg.accounting == AccountBytes {
 		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
+	}
+	if !m.cfg.debug {
+		// go-fuse logs oddities of single requests ("Unimplemented
+		// opcode", splice fallbacks) with the standard logger: nothing
+		// may be logged on the request path.
+		opts.MountOptions.Logger = stdlog.New(io.Discard, "", 0)
 	}
 	server, err := fuse.NewServer(fs.NewNodeFS(root, opts), mountpoint, &opts.MountOptions)
 	if err != nil {
