@@ -16,6 +16,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
@@ -244,5 +245,42 @@ func TestPanicAnswersEIO(t *testing.T) {
 	}
 	if acct.panics.Load() == 0 {
 		t.Error("panic not counted")
+	}
+}
+
+// cancellingSource cancels the caller's context while answering, so that
+// Mount fails after the FUSE mount succeeded.
+type cancellingSource struct {
+	dir    string
+	cancel context.CancelFunc
+}
+
+func (s cancellingSource) Lookup(ctx context.Context, layer digest.Digest) (string, error) {
+	s.cancel()
+	return s.dir, nil
+}
+
+// TestMountFailureLeavesNothing: a failure after the mount itself (here the
+// caller giving up) unmounts before Mount returns.
+func TestMountFailureLeavesNothing(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	base := t.TempDir()
+	sweepMounts(t, base)
+	mp := newDir(t, base, "mnt")
+	ctx, cancel := context.WithCancel(context.Background())
+	m, err := NewManager(cancellingSource{dir: src, cancel: cancel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if err := m.Mount(ctx, mp, testDigest("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("mount with a cancelled context: %v", err)
+	}
+	if ok, _ := mountutil.IsMounted(mp); ok {
+		t.Error("mount left behind after a failed Mount")
+	}
+	if s := m.Stats(); len(s) != 1 || s[0].Mounts != 0 {
+		t.Errorf("stats after a failed mount: %+v", s)
 	}
 }
