@@ -68,7 +68,7 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	}
 	if err := ctx.Err(); err != nil {
 		// The caller gave up while we mounted: leave nothing behind.
-		m.stop(ctx, served)
+		m.stop(context.WithoutCancel(ctx), served)
 		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
 	}
 	mt = served
