@@ -104,10 +104,16 @@ func lineFor(out, s string) string {
 	return ""
 }
 
-// 4g: Kubernetes' path: containerd 1.6's CRI plugin with
+// 4g: Kubernetes' path: the CRI plugin of containerd 1.6 and 2 with
 // disable_snapshot_annotations = false, driven by a CRI client PullImage.
 func TestCRIPullImage(t *testing.T) {
-	env := start(t, harness.Options{Containerd: harness.Containerd16, CRI: true})
+	for _, c := range []harness.Containerd{harness.Containerd16, harness.Containerd2} {
+		t.Run(strings.ReplaceAll(c.String(), " ", "-"), func(t *testing.T) { testCRIPullImage(t, c) })
+	}
+}
+
+func testCRIPullImage(t *testing.T, c harness.Containerd) {
+	env := start(t, harness.Options{Containerd: c, CRI: true})
 	ctx := testContext(t)
 	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)

@@ -110,9 +110,23 @@ state = "$T/state"
   path = "$T/opt"
 `
 	if c == Containerd2 {
-		return r.Replace(`version = 3
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
-` + common + `[proxy_plugins.$NAME.exports]
+		disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+`
+		criConfig := ""
+		if cri {
+			// disable_snapshot_annotations = false makes the CRI plugin
+			// pull locally (not through the transfer service).
+			disabled, criConfig = "", `[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "$NAME"
+  disable_snapshot_annotations = false
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$T/certs.d"
+[plugins."io.containerd.cri.v1.runtime".cni]
+  bin_dirs = ["$T/cni/bin"]
+  conf_dir = "$T/cni/conf"
+`
+		}
+		return r.Replace("version = 3\n" + disabled + common + criConfig + `[proxy_plugins.$NAME.exports]
   enable_remote_snapshot_annotations = "true"
 [[plugins."io.containerd.transfer.v1.local".unpack_config]]
   platform = "linux/amd64"
@@ -151,6 +165,17 @@ func startContainerd(ctx context.Context, c Containerd, dir, snapshotterSock, re
 		}
 		// The v2 shim must come first on PATH: containerd finds it there.
 		bin, path = filepath.Join(b, "containerd"), b+":"+path
+	}
+	if cri && c == Containerd2 {
+		// containerd 2 reads registry hosts from config_path only.
+		hosts := filepath.Join(dir, "certs.d", registryHost)
+		if err := os.MkdirAll(hosts, 0o755); err != nil {
+			return nil, "", err
+		}
+		toml := fmt.Sprintf("server = \"http://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", registryHost, registryHost)
+		if err := os.WriteFile(filepath.Join(hosts, "hosts.toml"), []byte(toml), 0o644); err != nil {
+			return nil, "", err
+		}
 	}
 	cfgPath := filepath.Join(dir, "containerd.toml")
 	if err := os.WriteFile(cfgPath, []byte(containerdConfig(c, dir, snapshotterSock, registryHost, cri)), 0o644); err != nil {

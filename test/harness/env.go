@@ -23,8 +23,8 @@ import (
 type Options struct {
 	// Containerd is the containerd flavour (default Containerd2).
 	Containerd Containerd
-	// CRI keeps containerd 1.6's CRI plugin, configured for our
-	// snapshotter with disable_snapshot_annotations = false.
+	// CRI keeps containerd's CRI plugin, configured for our snapshotter
+	// with disable_snapshot_annotations = false.
 	CRI bool
 	// MountMode, Accounting: the daemon's mount-mode and accounting keys
 	// ("" keeps its defaults).
