@@ -12,8 +12,17 @@ import (
 // container sees through CVMFS equals, by a tree diff, the rootfs of the
 // same image unpacked by containerd into its overlayfs snapshotter. Only
 // the losses DUCC itself causes may differ; the test lists them.
+//
+// It runs with both accounting modes: "open" reads through kernel
+// passthrough, "bytes" through the daemon.
 func TestRootfsEqualsOverlayfs(t *testing.T) {
-	env := start(t, harness.Options{})
+	for _, accounting := range []string{"open", "bytes"} {
+		t.Run(accounting, func(t *testing.T) { testRootfsEqualsOverlayfs(t, accounting) })
+	}
+}
+
+func testRootfsEqualsOverlayfs(t *testing.T, accounting string) {
+	env := start(t, harness.Options{Accounting: accounting})
 	// The losses the corpus is built to show, and nothing else.
 	wantLosses := map[string]string{
 		"/s/xattr":       "xattrs",
