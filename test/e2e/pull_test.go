@@ -75,6 +75,18 @@ func TestSomeLayersFromCVMFS(t *testing.T) {
 	}
 	checkServed(t, env, layers, layers[1:]...)
 	checkRemote(t, ctx, env, img, true, false, false)
+	// The daemon says why it fell back, per layer.
+	for _, d := range layers[1:] {
+		found := false
+		for _, l := range strings.Split(env.SnapshotterLog(), "\n") {
+			if strings.Contains(l, d.String()) && strings.Contains(l, "not served") && strings.Contains(l, "not found") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no fallback log line (\"not served ... not found\") for layer %s", d)
+		}
+	}
 	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/lib/file-000", "/app/file-000", "/bin/probe")
 }
 
