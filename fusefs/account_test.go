@@ -5,14 +5,17 @@ package fusefs
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // accountingLayer writes the layer of the scripted workload.
@@ -163,5 +166,23 @@ func TestParseAccounting(t *testing.T) {
 	var a Accounting
 	if err := a.UnmarshalText([]byte("bytes")); err != nil || a != AccountBytes {
 		t.Errorf("UnmarshalText = %v, %v", a, err)
+	}
+}
+
+// TestBytesModeReadahead: userspace-read mounts get a larger readahead than
+// the kernel's FUSE default of 128 KiB.
+func TestBytesModeReadahead(t *testing.T) {
+	requireFUSE(t)
+	_, mp, _ := mountLayer(t, t.TempDir(), WithAccounting(AccountBytes))
+	var st unix.Stat_t
+	if err := unix.Stat(mp, &st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		skipOrFail(t, "no bdi in sysfs: %v", err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(readaheadKiB) {
+		t.Errorf("read_ahead_kb = %s, want %d", got, readaheadKiB)
 	}
 }

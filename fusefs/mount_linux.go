@@ -10,6 +10,7 @@ import (
 	stdlog "log"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -162,7 +163,29 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 		reason = probePassthrough(server, lfs.rootfd)
 		lfs.passthrough.Store(reason == "")
 	}
+	if !lfs.passthrough.Load() {
+		if err := setReadahead(mountpoint, readaheadKiB); err != nil {
+			logger.WithError(err).Debug("cannot raise the readahead of the mount")
+		}
+	}
 	return mt, reason, nil
+}
+
+// readaheadKiB is the readahead of mounts that serve reads in userspace.
+// The kernel caps FUSE readahead at 128 KiB whatever the server asks; with
+// reads of 1 MiB (MaxWrite) the daemon needs a quarter of the requests to
+// fill the page cache.
+const readaheadKiB = 1024
+
+// setReadahead sets the readahead of the FUSE mount at mountpoint through
+// its backing device info, /sys/class/bdi/<major>:<minor>/read_ahead_kb.
+func setReadahead(mountpoint string, kib int) error {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		return err
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
 }
 
 // panicHandler answers a panicking request with EIO instead of letting it
