@@ -141,13 +141,16 @@ const (
 	serveMntEnv = "FUSEFS_TEST_SERVE_MNT"
 )
 
-// TestHelperServe is not a test: run by TestDeadMount in a child process,
-// it serves a layer until killed.
-func TestHelperServe(t *testing.T) {
-	dir, mp := os.Getenv(serveDirEnv), os.Getenv(serveMntEnv)
-	if dir == "" {
-		t.Skip("helper process for TestDeadMount")
+// TestMain runs the tests, or, in the child process of TestDeadMount,
+// serves a layer until killed.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(serveDirEnv); dir != "" {
+		serveUntilKilled(dir, os.Getenv(serveMntEnv))
 	}
+	os.Exit(m.Run())
+}
+
+func serveUntilKilled(dir, mp string) {
 	layer := testDigest(dir)
 	m, err := NewManager(dirSource{layer: dir})
 	if err == nil {
@@ -171,7 +174,7 @@ func TestDeadMount(t *testing.T) {
 	sweepMounts(t, base)
 	mp := newDir(t, base, "mnt")
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperServe$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), serveDirEnv+"="+src, serveMntEnv+"="+mp)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
