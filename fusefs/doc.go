@@ -5,7 +5,8 @@
 // What a mount presents, so that overlayfs stacks DUCC layers correctly:
 //
 //   - ".wh.<name>" appears as "<name>", a character device 0:0 (an overlayfs
-//     whiteout); the marker itself is hidden.
+//     whiteout); the marker itself is hidden. A real "<name>" in the same
+//     directory wins over its whiteout.
 //   - ".wh..wh..opq" makes its directory answer getxattr
 //     "trusted.overlay.opaque" and "user.overlay.opaque" with "y"; the marker
 //     is hidden. Whiteouts inside an opaque directory's subtree are dropped:
@@ -22,6 +23,13 @@
 //
 // Attributes and entries are cached by the kernel for long (layers are
 // immutable) and in a shared cache.Attrs keyed by layer digest and path.
+//
+// Each mount appears in /proc/self/mountinfo with source
+// "cvmfs-layer:sha256:<hex>" (FsNamePrefix, LayerFromFsName) and type
+// "fuse.cvmfs" (FsType), so that a restarted daemon can find, Check and
+// Unmount the mounts of its predecessor. The mount is read-only, nodev,
+// allow_other and default_permissions (the kernel checks modes: the server
+// itself opens everything as root).
 //
 // fusefs knows nothing of containerd snapshots: its Manager satisfies the
 // snapshot package's LayerFS interface structurally. Nothing is logged on the
