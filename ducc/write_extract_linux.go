@@ -58,14 +58,23 @@ func extract(ctx context.Context, root string, r io.Reader) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		if err := x.entry(hdr, tr); err != nil {
+		if err := x.entry(ctx, hdr, tr); err != nil {
 			return n, fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 		}
 		n++
 	}
 	// DUCC ingests with --catalog: a nested-catalog marker at the root,
 	// written before directory times are set so the root keeps its mtime.
-	if err := os.WriteFile(filepath.Join(root, CatalogMarker), nil, 0o644); err != nil {
+	// Whatever the archive put there goes first: writing through a
+	// symlink (or opening a fifo) of that name must not happen.
+	if err := x.remove(CatalogMarker); err != nil {
+		return n, err
+	}
+	marker, err := os.OpenFile(filepath.Join(root, CatalogMarker), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return n, err
+	}
+	if err := marker.Close(); err != nil {
 		return n, err
 	}
 	return n, x.finishDirs()
@@ -93,7 +102,7 @@ func relName(name string) (string, error) {
 	return rel, nil
 }
 
-func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
+func (x *extractor) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error {
 	rel, err := relName(hdr.Name)
 	if err != nil {
 		return err
@@ -128,12 +137,12 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		x.dirs[rel] = hdr
 		return nil
 	case tar.TypeReg, tar.TypeGNUSparse, '\x00':
-		if err := x.writeFile(full, r, hdr.Size); err != nil {
+		if err := x.writeFile(ctx, full, r, hdr.Size); err != nil {
 			return err
 		}
 		x.kinds[rel] = tar.TypeReg
 	case tar.TypeLink:
-		return x.copyLink(rel, hdr.Linkname)
+		return x.copyLink(ctx, rel, hdr.Linkname)
 	case tar.TypeSymlink:
 		if err := os.Symlink(hdr.Linkname, full); err != nil {
 			return err
@@ -196,7 +205,7 @@ func (x *extractor) remove(rel string) error {
 
 // writeFile copies size bytes from r into a new file, leaving holes where
 // whole blocks are zero.
-func (x *extractor) writeFile(full string, r io.Reader, size int64) error {
+func (x *extractor) writeFile(ctx context.Context, full string, r io.Reader, size int64) error {
 	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -204,7 +213,7 @@ func (x *extractor) writeFile(full string, r io.Reader, size int64) error {
 	if x.buf == nil {
 		x.buf = make([]byte, 128<<10)
 	}
-	if err := sparseCopy(f, io.LimitReader(r, size), x.buf); err != nil {
+	if err := sparseCopy(ctx, f, io.LimitReader(r, size), x.buf); err != nil {
 		f.Close()
 		return err
 	}
@@ -215,9 +224,14 @@ func (x *extractor) writeFile(full string, r io.Reader, size int64) error {
 	return f.Close()
 }
 
-func sparseCopy(f *os.File, r io.Reader, buf []byte) error {
+// sparseCopy checks ctx between blocks: a tar entry can declare a huge
+// sparse file whose holes the tar reader expands into zeros.
+func sparseCopy(ctx context.Context, f *os.File, r io.Reader, buf []byte) error {
 	zeros := make([]byte, len(buf))
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			if bytes.Equal(buf[:n], zeros[:n]) {
@@ -240,7 +254,7 @@ func sparseCopy(f *os.File, r io.Reader, buf []byte) error {
 // copyLink writes a hardlink as an independent copy of its target, with
 // the target's metadata (a hardlink shares its inode, so that is what the
 // link showed).
-func (x *extractor) copyLink(rel, linkname string) error {
+func (x *extractor) copyLink(ctx context.Context, rel, linkname string) error {
 	target, err := relName(linkname)
 	if err != nil {
 		return fmt.Errorf("hardlink target: %w", err)
@@ -258,7 +272,7 @@ func (x *extractor) copyLink(rel, linkname string) error {
 		return err
 	}
 	full := filepath.Join(x.root, rel)
-	if err := x.writeFile(full, src, st.Size); err != nil {
+	if err := x.writeFile(ctx, full, src, st.Size); err != nil {
 		return err
 	}
 	x.kinds[rel] = tar.TypeReg

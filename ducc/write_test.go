@@ -203,6 +203,7 @@ func TestWriteLayerRejects(t *testing.T) {
 		{name: "through file", entries: []testutil.Entry{testutil.File("f", "x"), testutil.File("f/evil", "x")}},
 		{name: "hardlink outside", entries: []testutil.Entry{testutil.Hardlink("h", "../../etc/passwd")}},
 		{name: "hardlink to symlink", entries: []testutil.Entry{testutil.Symlink("l", "/etc/passwd"), testutil.Hardlink("h", "l")}},
+		{name: "hardlink to fifo", entries: []testutil.Entry{testutil.Fifo("p"), testutil.Hardlink("h", "p")}},
 		{name: "zstd", entries: []testutil.Entry{testutil.File("f", "x")}, mediaType: "application/vnd.oci.image.layer.v1.tar+zstd", want: ducc.ErrUnsupportedLayer},
 		{name: "foreign", entries: []testutil.Entry{testutil.File("f", "x")}, mediaType: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", want: ducc.ErrUnsupportedLayer},
 		{name: "digest mismatch", entries: []testutil.Entry{testutil.File("f", "x")}, corrupt: true},
@@ -266,5 +267,36 @@ func TestIngestible(t *testing.T) {
 		if err := ducc.Ingestible(mt); (err == nil) != ok {
 			t.Errorf("Ingestible(%q) = %v", mt, err)
 		}
+	}
+}
+
+// An archive entry named .cvmfscatalog (a symlink out of the root, a
+// fifo) is replaced by the zero-byte marker, never written through.
+func TestWriteLayerReplacesCatalogMarkerEntry(t *testing.T) {
+	ctx := context.Background()
+	outside := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(outside, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, entry := range map[string]testutil.Entry{
+		"symlink": testutil.Symlink(ducc.CatalogMarker, outside),
+		"fifo":    testutil.Fifo(ducc.CatalogMarker),
+		"file":    testutil.File(ducc.CatalogMarker, "content"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			repo := ducc.New(t.TempDir())
+			blob, _ := blobOf(testutil.MustLayer(entry), "")
+			if _, err := repo.WriteLayer(ctx, blob); err != nil {
+				t.Fatal(err)
+			}
+			root, _ := repo.Lookup(ctx, blob.Digest)
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(root, ducc.CatalogMarker), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+				t.Errorf("marker: mode %o size %d err %v", st.Mode, st.Size, err)
+			}
+			if b, _ := os.ReadFile(outside); string(b) != "keep" {
+				t.Errorf("wrote through the archive's entry to %s: %q", outside, b)
+			}
+		})
 	}
 }
