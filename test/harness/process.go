@@ -31,8 +31,10 @@ func startProcess(name, logPath string, env []string, argv ...string) (*process,
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = env
 	// Its own process group: a Ctrl-C to the test does not reach it, so
-	// the teardown order stays ours.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// the teardown order stays ours. If the test process dies without a
+	// teardown (killed, SIGPIPE), the daemon gets SIGTERM instead of
+	// living on as an orphan holding mounts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
@@ -20,6 +21,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/pkg/snapshotters"
+	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
@@ -221,6 +223,8 @@ func (e *Env) newContainer(ctx context.Context, img containerd.Image, o RunOptio
 	}
 	id := Unique("e2e")
 	c, err := e.Client.NewContainer(ctx, id,
+		// runc's state goes under Dir, not /run/containerd/runc.
+		containerd.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: filepath.Join(e.Dir, "runc")}),
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(sn),
 		containerd.WithNewSnapshot(id, img),
