@@ -41,7 +41,7 @@ func FuzzWriteLayer(f *testing.F) {
 		zw.Close()
 		blob := gz.Bytes()
 
-		dir := t.TempDir()
+		dir := testutil.RemovableTempDir(t)
 		root := filepath.Join(dir, "repo")
 		repo := ducc.New(root)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

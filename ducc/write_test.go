@@ -71,7 +71,7 @@ func TestWriteLayerPreservesMetadata(t *testing.T) {
 	}
 	origin := digest.FromString("config")
 	blob, _ := blobOf(gz, origin)
-	repo := ducc.New(t.TempDir())
+	repo := ducc.New(testutil.RemovableTempDir(t))
 
 	res, err := repo.WriteLayer(ctx, blob)
 	if err != nil {
@@ -162,7 +162,7 @@ func TestWriteLayerPreservesMetadata(t *testing.T) {
 
 func TestWriteLayerSkipsPresent(t *testing.T) {
 	ctx := context.Background()
-	repo := ducc.New(t.TempDir())
+	repo := ducc.New(testutil.RemovableTempDir(t))
 	gz := testutil.MustLayer(testutil.File("f", "x"))
 	first, opened := blobOf(gz, digest.FromString("one"))
 	if _, err := repo.WriteLayer(ctx, first); err != nil {
@@ -210,7 +210,7 @@ func TestWriteLayerRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testutil.RemovableTempDir(t)
 			repo := ducc.New(dir)
 			blob, opened := blobOf(testutil.MustLayer(tc.entries...), "")
 			if tc.mediaType != "" {
@@ -284,7 +284,7 @@ func TestWriteLayerReplacesCatalogMarkerEntry(t *testing.T) {
 		"file":    testutil.File(ducc.CatalogMarker, "content"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			repo := ducc.New(t.TempDir())
+			repo := ducc.New(testutil.RemovableTempDir(t))
 			blob, _ := blobOf(testutil.MustLayer(entry), "")
 			if _, err := repo.WriteLayer(ctx, blob); err != nil {
 				t.Fatal(err)

@@ -3,6 +3,9 @@
 package testutil
 
 import (
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
@@ -35,5 +38,23 @@ func TempDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	t.Cleanup(func() { SweepMounts(t, dir) })
+	return dir
+}
+
+// RemovableTempDir returns a temporary directory whose tree is made
+// writable again before it is removed: tests that unpack read-only
+// directories (mode 0555, 0000) would otherwise fail their cleanup when
+// not running as root.
+func RemovableTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
 	return dir
 }
