@@ -6,7 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 // StopKind is how StopSnapshotter ends the daemon.
@@ -36,9 +42,24 @@ const snapshotterStopGrace = 20 * time.Second
 // before the daemon listens.
 const snapshotterStartTimeout = 30 * time.Second
 
+// killedExitTimeout bounds the wait for a killed daemon to be gone. Past
+// it the daemon is stuck in the kernel (see ErrStuck).
+const killedExitTimeout = 10 * time.Second
+
+// ErrStuck is wrapped by StopSnapshotter's error when the daemon did not
+// exit within 10 s of SIGKILL: a thread of it waits, uninterruptibly, for
+// an answer from a FUSE mount that the same process served. That server
+// died with the signal, and the connection only ends when the process's
+// last thread exits: a deadlock the kernel does not break. StopSnapshotter
+// then aborts the stuck connections (/sys/fs/fuse/connections/N/abort) so
+// that the process can exit, and reports what was stuck.
+var ErrStuck = errors.New("the daemon did not exit after SIGKILL")
+
 // StopSnapshotter stops the daemon. Graceful returns an error if it does
 // not exit within 20 s of SIGTERM (it is then killed) or exits with an
-// error. Stopping a stopped daemon does nothing. Restarts are not safe for
+// error; Kill sends SIGKILL. Either returns an error wrapping ErrStuck if
+// the process outlives SIGKILL by 10 s (it is then freed, see ErrStuck).
+// Stopping a stopped daemon does nothing. Restarts are not safe for
 // concurrent use with each other or with Close.
 func (e *Env) StopSnapshotter(kind StopKind) error {
 	e.mu.Lock()
@@ -47,12 +68,109 @@ func (e *Env) StopSnapshotter(kind StopKind) error {
 	if p == nil || p.exited() {
 		return nil
 	}
+	var errs []error
 	if kind == Graceful {
-		return p.stop(snapshotterStopGrace)
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if p.err != nil {
+				return fmt.Errorf("%s exited after SIGTERM: %w (see %s)", p.name, p.err, p.log)
+			}
+			return nil
+		case <-time.After(snapshotterStopGrace):
+			errs = append(errs, fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, snapshotterStopGrace))
+		}
 	}
 	_ = p.cmd.Process.Kill()
-	<-p.done
-	return nil
+	select {
+	case <-p.done:
+		return errors.Join(errs...)
+	case <-time.After(killedExitTimeout):
+	}
+	stuck := stuckThreads(p.cmd.Process.Pid)
+	aborted, err := e.abortWaitingFUSE()
+	errs = append(errs, err)
+	select {
+	case <-p.done:
+	case <-time.After(killedExitTimeout):
+		errs = append(errs, errors.New("still not gone after aborting its FUSE connections"))
+	}
+	return fmt.Errorf("%w (pid %d; stuck threads: %s; aborted FUSE connections: %s): %w",
+		ErrStuck, p.cmd.Process.Pid, stuck, aborted, errors.Join(errs...))
+}
+
+// stuckThreads describes the threads of pid in uninterruptible sleep: the
+// top kernel frames of each.
+func stuckThreads(pid int) string {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	var out []string
+	for _, task := range tasks {
+		stat, err := os.ReadFile(filepath.Join(task, "stat"))
+		if err != nil {
+			continue
+		}
+		// The state follows the parenthesised command name.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 || i+2 >= len(stat) || stat[i+2] != 'D' {
+			continue
+		}
+		stack, _ := os.ReadFile(filepath.Join(task, "stack"))
+		var frames []string
+		for _, l := range strings.Split(strings.TrimSpace(string(stack)), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && len(frames) < 4 {
+				frames = append(frames, f[len(f)-1])
+			}
+		}
+		out = append(out, filepath.Base(task)+" in "+strings.Join(frames, "<"))
+	}
+	if len(out) == 0 {
+		return "none found"
+	}
+	return strings.Join(out, "; ")
+}
+
+// fusectl is where the FUSE control filesystem is normally mounted.
+const fusectl = "/sys/fs/fuse/connections"
+
+// abortWaitingFUSE aborts the connection of every FUSE mount under e.Dir
+// that has requests waiting for an answer, mounting the FUSE control
+// filesystem first if needed. It returns the mountpoints aborted.
+func (e *Env) abortWaitingFUSE() (string, error) {
+	if _, err := os.Stat(filepath.Join(fusectl, "..")); err == nil {
+		if ok, _ := mountinfo.Mounted(fusectl); !ok {
+			if err := unix.Mount("none", fusectl, "fusectl", 0, ""); err != nil {
+				return "", fmt.Errorf("mount fusectl: %w", err)
+			}
+		}
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(e.Dir))
+	if err != nil {
+		return "", err
+	}
+	var aborted []string
+	var errs []error
+	for _, m := range ms {
+		if !strings.HasPrefix(m.FSType, "fuse") {
+			continue
+		}
+		conn := filepath.Join(fusectl, strconv.Itoa(m.Minor))
+		if m.Major != 0 {
+			continue // not an anonymous device: not ours
+		}
+		waiting, err := os.ReadFile(filepath.Join(conn, "waiting"))
+		if err != nil || strings.TrimSpace(string(waiting)) == "0" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(conn, "abort"), []byte("1"), 0o200); err != nil {
+			errs = append(errs, fmt.Errorf("abort %s: %w", conn, err))
+			continue
+		}
+		aborted = append(aborted, fmt.Sprintf("%s (%s waiting)", m.Mountpoint, strings.TrimSpace(string(waiting))))
+	}
+	if len(aborted) == 0 {
+		return "none", errors.Join(errs...)
+	}
+	return strings.Join(aborted, ", "), errors.Join(errs...)
 }
 
 // StartSnapshotter starts the daemon again after StopSnapshotter, with
