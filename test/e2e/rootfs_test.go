@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/treediff"
 )
 
 // 4d: for each image of the corpus (deletions and opaque directories, deep
@@ -52,17 +53,17 @@ func testRootfsEqualsOverlayfs(t *testing.T, accounting string) {
 			}
 			checkRemote(t, cctx, env, viaCVMFS, remote...)
 
-			want, err := harness.ParseTree(run(t, nctx, env, native, harness.RunOptions{Snapshotter: "overlayfs"}, "walk", "/"))
+			want, err := treediff.Parse(run(t, nctx, env, native, harness.RunOptions{Snapshotter: "overlayfs"}, "walk", "/"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := harness.ParseTree(run(t, cctx, env, viaCVMFS, harness.RunOptions{}, "walk", "/"))
+			got, err := treediff.Parse(run(t, cctx, env, viaCVMFS, harness.RunOptions{}, "walk", "/"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("%d entries through overlayfs, %d through CVMFS", len(want), len(got))
-			for _, d := range harness.DiffTrees(want, got) {
-				if harness.IsDUCCLoss(d) && wantLosses[d.Path] == d.Field {
+			for _, d := range treediff.Diff(want, got) {
+				if treediff.IsDUCCLoss(d) && wantLosses[d.Path] == d.Field {
 					t.Logf("DUCC loss (expected): %s", d)
 					continue
 				}

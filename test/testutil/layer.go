@@ -86,8 +86,16 @@ func Tar(entries []Entry) ([]byte, error) {
 // Layer returns the entries as a gzip-compressed tar, the form a registry
 // serves and DUCC ingests. The output is deterministic.
 func Layer(entries []Entry) ([]byte, error) {
+	return compressed(entries, func(w io.Writer) (io.WriteCloser, error) {
+		return gzip.NewWriterLevel(w, gzip.BestSpeed)
+	})
+}
+
+// compressed writes the entries as a tar through the compressor from
+// newWriter.
+func compressed(entries []Entry, newWriter func(io.Writer) (io.WriteCloser, error)) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, err := newWriter(&buf)
 	if err != nil {
 		return nil, err
 	}
@@ -169,16 +177,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 // ZstdLayer returns the entries as a zstd-compressed tar: a layer DUCC does
 // not ingest, so it must always be downloaded.
 func ZstdLayer(entries ...Entry) ([]byte, error) {
-	var buf bytes.Buffer
-	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, err
-	}
-	if err := writeTar(zw, entries); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return compressed(entries, func(w io.Writer) (io.WriteCloser, error) {
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	})
 }
