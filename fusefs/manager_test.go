@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/moby/sys/mountinfo"
@@ -146,6 +147,11 @@ const (
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(serveDirEnv); dir != "" {
 		serveUntilKilled(dir, os.Getenv(serveMntEnv))
+	}
+	// Lifecycle lines ("layer mounted") would interleave with benchmark
+	// output; warnings and errors still show.
+	if err := log.SetLevel("warn"); err != nil {
+		panic(err)
 	}
 	os.Exit(m.Run())
 }
