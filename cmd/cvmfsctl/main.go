@@ -23,6 +23,7 @@ type command struct {
 var commands = []command{
 	{"ingest", "write an image's layers into a directory in DUCC's layout", runIngest},
 	{"pull", "pull an image through containerd with remote-snapshot labels", runPull},
+	{"stats", "show the daemon's per-layer accounting (its metrics-address)", runStats},
 }
 
 func main() {
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: cvmfsctl COMMAND [flags] IMAGE")
+	fmt.Fprintln(w, "usage: cvmfsctl COMMAND [flags] [IMAGE]")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}

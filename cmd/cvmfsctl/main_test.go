@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
@@ -92,5 +96,44 @@ func TestUsageErrors(t *testing.T) {
 		if err := run(ctx, args, &bytes.Buffer{}); err == nil {
 			t.Errorf("cvmfsctl %q succeeded", args)
 		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	layer := digest.FromString("layer")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/stats":
+			json.NewEncoder(w).Encode([]fusefs.LayerStats{{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: fusefs.AccountBytes}})
+		case "/stats/profile":
+			if r.URL.Query().Get("layer") != layer.String() {
+				http.Error(w, "bad layer", http.StatusBadRequest)
+				return
+			}
+			json.NewEncoder(w).Encode([]fusefs.FileAccess{{Path: "bin/sh", Opens: 4, Bytes: 1024}})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ctx := context.Background()
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"stats", "--address", addr}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), layer.String()) || !strings.Contains(out.String(), "bytes") || !strings.Contains(out.String(), "2KiB") {
+		t.Errorf("stats output:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"stats", "--address", addr, "--layer", layer.String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "bin/sh") {
+		t.Errorf("profile output:\n%s", out.String())
+	}
+	if err := run(ctx, []string{"stats", "--address", addr, "--layer", "sha256:bad"}, &out); err == nil {
+		t.Errorf("a bad layer did not fail")
 	}
 }

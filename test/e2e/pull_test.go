@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -56,6 +57,22 @@ func testAllLayersFromCVMFS(t *testing.T, mode string) {
 		if read[layers[i]] != 64<<10 {
 			t.Errorf("daemon accounts %d bytes read from layer %d, want %d", read[layers[i]], i, 64<<10)
 		}
+	}
+	bin, err := harness.Binary("cvmfsctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := exec.CommandContext(ctx, bin, "stats", "--address", env.MetricsAddr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cvmfsctl stats: %v\n%s", err, table)
+	}
+	profile, err := exec.CommandContext(ctx, bin, "stats", "--address", env.MetricsAddr, "--layer", layers[2].String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cvmfsctl stats --layer: %v\n%s", err, profile)
+	}
+	t.Logf("cvmfsctl stats:\n%s\ncvmfsctl stats --layer %s:\n%s", table, layers[2], profile)
+	if !strings.Contains(string(table), layers[2].String()) || !strings.Contains(string(profile), "app/file-019") {
+		t.Errorf("cvmfsctl stats does not show the layer and the file the container read")
 	}
 }
 

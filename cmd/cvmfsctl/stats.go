@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+)
+
+func runStats(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
+	address := fs.String("address", "127.0.0.1:9880", "the daemon's metrics-address (host:port)")
+	layer := fs.String("layer", "", "print this layer's per-file access profile instead of the per-layer table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("stats: unexpected arguments %v", fs.Args())
+	}
+	base := "http://" + strings.TrimPrefix(*address, "http://")
+	if *layer != "" {
+		var profile []fusefs.FileAccess
+		if err := getJSON(ctx, base+"/stats/profile?layer="+url.QueryEscape(*layer), &profile); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "OPENS\tBYTES\tPATH")
+		for _, f := range profile {
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", f.Opens, humanBytes(f.Bytes), f.Path)
+		}
+		return tw.Flush()
+	}
+	var stats []fusefs.LayerStats
+	if err := getJSON(ctx, base+"/stats", &stats); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAYER\tMOUNTS\tACCOUNTING\tPASSTHROUGH\tOPENS\tFILES\tBYTES READ\tERRORS\tLAST ACCESS")
+	for _, s := range stats {
+		read := humanBytes(s.BytesRead)
+		if s.BytesAreFileSizes {
+			read += " (sizes opened)"
+		}
+		errs := int64(0)
+		for _, n := range s.Errors {
+			errs += n
+		}
+		last := "-"
+		if !s.LastAccess.IsZero() {
+			last = s.LastAccess.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%d\t%d\t%s\t%d\t%s\n", s.Layer, s.Mounts, s.Accounting, s.Passthrough,
+			s.Opens, s.UniqueFiles, read, errs, last)
+	}
+	return tw.Flush()
+}
+
+// getJSON GETs url and decodes its JSON body into v.
+func getJSON(ctx context.Context, url string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("query the daemon (is metrics-address set in its config?): %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", url, err)
+	}
+	return nil
+}
