@@ -11,6 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
@@ -135,5 +140,43 @@ func TestStats(t *testing.T) {
 	}
 	if err := run(ctx, []string{"stats", "--address", addr, "--layer", "sha256:bad"}, &out); err == nil {
 		t.Errorf("a bad layer did not fail")
+	}
+}
+
+func TestIngestPicksPlatform(t *testing.T) {
+	ctx := context.Background()
+	reg := harness.StartRegistry()
+	defer reg.Close()
+	idx := v1.ImageIndex(empty.Index)
+	var wantLayer digest.Digest
+	for _, arch := range []string{"amd64", "arm64"} {
+		gz := testutil.MustLayer(testutil.File("arch", arch))
+		img, err := harness.Image(gz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if arch == "arm64" {
+			wantLayer = digest.FromBytes(gz)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	r, err := name.ParseReference(reg.Ref("multi", "v1"), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"ingest", "--platform", "linux/arm64", "--repo", dir, "--insecure", r.String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	root, err := ducc.New(dir).Lookup(ctx, wantLayer)
+	if err != nil {
+		t.Fatalf("the arm64 layer is missing: %v\n%s", err, out.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "arch")); err != nil || string(b) != "arm64" {
+		t.Errorf("arch file: %q %v", b, err)
 	}
 }
