@@ -136,7 +136,7 @@ func (x *extractor) entry(ctx context.Context, hdr *tar.Header, r io.Reader) err
 		x.kinds[rel] = tar.TypeDir
 		x.dirs[rel] = hdr
 		return nil
-	case tar.TypeReg, tar.TypeGNUSparse, '\x00':
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont, '\x00':
 		if err := x.writeFile(ctx, full, r, hdr.Size); err != nil {
 			return err
 		}
