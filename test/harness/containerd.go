@@ -21,6 +21,7 @@ const (
 	Containerd16
 )
 
+// String returns "containerd 2" or "containerd 1.6".
 func (c Containerd) String() string {
 	if c == Containerd16 {
 		return "containerd 1.6"

@@ -46,6 +46,7 @@ type Difference struct {
 	Want, Got   string
 }
 
+// String says what differs, e.g. `"/a" mode: want 755, got 700`.
 func (d Difference) String() string {
 	return fmt.Sprintf("%q %s: want %s, got %s", d.Path, d.Field, d.Want, d.Got)
 }
