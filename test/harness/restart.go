@@ -225,14 +225,3 @@ func (e *Env) RestartSnapshotter(ctx context.Context, kind StopKind) (time.Durat
 	}
 	return time.Since(t0), stopErr
 }
-
-// SnapshotterPID returns the daemon's process id, or 0 when it is not
-// running.
-func (e *Env) SnapshotterPID() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.snap == nil || e.snap.exited() {
-		return 0
-	}
-	return e.snap.cmd.Process.Pid
-}
