@@ -14,16 +14,26 @@ import (
 // same image unpacked by containerd into its overlayfs snapshotter. Only
 // the losses DUCC itself causes may differ; the test lists them.
 //
-// It runs with both accounting modes: "open" reads through kernel
-// passthrough, "bytes" through the daemon.
+// It runs on containerd 2 with both accounting modes ("open" reads through
+// kernel passthrough, "bytes" through the daemon) and on containerd 1.6.
 func TestRootfsEqualsOverlayfs(t *testing.T) {
-	for _, accounting := range []string{"open", "bytes"} {
-		t.Run(accounting, func(t *testing.T) { testRootfsEqualsOverlayfs(t, accounting) })
+	for _, tc := range []struct {
+		name       string
+		containerd harness.Containerd
+		accounting string
+	}{
+		{"open", harness.Containerd2, "open"},
+		{"bytes", harness.Containerd2, "bytes"},
+		{"containerd-1.6", harness.Containerd16, "open"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testRootfsEqualsOverlayfs(t, harness.Options{Containerd: tc.containerd, Accounting: tc.accounting})
+		})
 	}
 }
 
-func testRootfsEqualsOverlayfs(t *testing.T, accounting string) {
-	env := start(t, harness.Options{Accounting: accounting})
+func testRootfsEqualsOverlayfs(t *testing.T, o harness.Options) {
+	env := start(t, o)
 	// The losses the corpus is built to show, and nothing else.
 	wantLosses := map[string]string{
 		"/s/xattr":       "xattrs",
