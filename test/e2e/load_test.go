@@ -54,9 +54,18 @@ const (
 // are retried, bounded. Afterwards every committed snapshot is intact
 // (walked over the daemon's socket), every image has its remote layers and
 // runs, and teardown leaves no mount. The figures are logged as
-// "load: restarts=... kills=... pulls=... retries=...".
+// "load: mode=... restarts=... kills=... pulls=... retries=...".
+//
+// In both mount modes: a killed daemon leaves dead FUSE mounts behind, but
+// live bind mounts.
 func TestLoad(t *testing.T) {
-	env := start(t, harness.Options{})
+	for _, mode := range []string{"fuse", "bind"} {
+		t.Run(mode, func(t *testing.T) { testLoad(t, mode) })
+	}
+}
+
+func testLoad(t *testing.T, mode string) {
+	env := start(t, harness.Options{MountMode: mode})
 	ctx := testContext(t)
 
 	// The files each layer holds, to check snapshots and containers by.
@@ -177,8 +186,8 @@ func TestLoad(t *testing.T) {
 	}
 	errMu.Unlock()
 	slices.Sort(classes)
-	t.Logf("load: restarts=%d kills=%d sigterms=%d stuck=%d pulls=%d retries=%d removes=%d hung=%d downtime=%s longest_down=%s",
-		loadRestarts, kills, sigterms, stuck, pulls.Load(), retries.Load(), removes.Load(), hung.Load(),
+	t.Logf("load: mode=%s restarts=%d kills=%d sigterms=%d stuck=%d pulls=%d retries=%d removes=%d hung=%d downtime=%s longest_down=%s",
+		mode, loadRestarts, kills, sigterms, stuck, pulls.Load(), retries.Load(), removes.Load(), hung.Load(),
 		downtime.Round(time.Millisecond), longest.Round(time.Millisecond))
 	t.Logf("load: failed attempts by error:\n%s", strings.Join(classes, "\n"))
 	if hung.Load() > 0 {
@@ -216,6 +225,7 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	restored := strings.Count(env.SnapshotterLog(), "restored remote layer")
+	kept := strings.Count(env.SnapshotterLog(), "remote layer still mounted, kept")
 
 	left, err := env.Close(context.Background())
 	if err != nil {
@@ -224,8 +234,8 @@ func TestLoad(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("mounts left under %s after teardown: %v", env.Dir, left)
 	}
-	t.Logf("load: committed=%d remote=%d images_ran=%d/%d restored_mounts=%d leaked_mounts=%d",
-		committed, remote, ran, loadImages*loadNamespaces, restored, len(left))
+	t.Logf("load: mode=%s committed=%d remote=%d images_ran=%d/%d restored_mounts=%d kept_mounts=%d leaked_mounts=%d",
+		mode, committed, remote, ran, loadImages*loadNamespaces, restored, kept, len(left))
 	if t.Failed() {
 		keepLogs(t, env.Dir)
 	}
@@ -234,7 +244,7 @@ func TestLoad(t *testing.T) {
 // keepLogs copies the daemons' logs out of dir, which the test removes, and
 // says where to.
 func keepLogs(t *testing.T, dir string) {
-	keep, err := os.MkdirTemp("", t.Name()+"-logs-")
+	keep, err := os.MkdirTemp("", strings.ReplaceAll(t.Name(), "/", "-")+"-logs-")
 	if err != nil {
 		t.Log(err)
 		return
@@ -369,7 +379,7 @@ func checkSnapshots(t *testing.T, ctx context.Context, env *harness.Env, layerFi
 			t.Errorf("remove view %s: %v", key, err)
 		}
 	}
-	t.Logf("load: snapshots walked=%d committed=%d remote=%d active=%d", len(infos), committed, remote, active)
+	t.Logf("load: mode=%s snapshots walked=%d committed=%d remote=%d active=%d", env.Options.MountMode, len(infos), committed, remote, active)
 	return committed, remote
 }
 
