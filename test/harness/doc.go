@@ -9,6 +9,11 @@
 // directory.
 //
 // Binaries come from $CVMFS_TEST_BIN (cvmfs-snapshotter, cvmfsctl; built
-// into the temporary directory when unset) and $CVMFS_TEST_TOOLS
-// (containerd2/bin); containerd 1.6 is /usr/bin/containerd.
+// into a temporary directory when unset) and $CVMFS_TEST_TOOLS
+// (containerd2/bin; default <module>/_build/tools); containerd 1.6 is
+// /usr/bin/containerd. Every image carries the static test/probe binary
+// (BaseLayer), which reports what the container sees in the format of
+// package treediff. Corpus and AppLayers are the fixture images.
+//
+// It must not be imported by production code.
 package harness
