@@ -66,6 +66,12 @@ func TestLoad(t *testing.T) {
 
 func testLoad(t *testing.T, mode string) {
 	env := start(t, harness.Options{MountMode: mode})
+	// Runs before start's teardown: the logs are still there.
+	t.Cleanup(func() {
+		if t.Failed() {
+			keepLogs(t, env.Dir)
+		}
+	})
 	ctx := testContext(t)
 
 	// The files each layer holds, to check snapshots and containers by.
@@ -119,9 +125,9 @@ func testLoad(t *testing.T, mode string) {
 				defer wg.Done()
 				for {
 					last := stormOver.Load()
-					img, err := pullRetry(nctx, env, ref, func(err error) {
+					img, err := pullRetry(nctx, env, ref, func(err error, timedOut bool) {
 						retries.Add(1)
-						if errors.Is(err, context.DeadlineExceeded) {
+						if timedOut {
 							hung.Add(1)
 						}
 						noteErr(err)
@@ -175,9 +181,6 @@ func testLoad(t *testing.T, mode string) {
 	}
 	stormOver.Store(true)
 	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
 
 	errMu.Lock()
 	classes := make([]string, 0, len(errSeen))
@@ -190,6 +193,9 @@ func testLoad(t *testing.T, mode string) {
 		mode, loadRestarts, kills, sigterms, stuck, pulls.Load(), retries.Load(), removes.Load(), hung.Load(),
 		downtime.Round(time.Millisecond), longest.Round(time.Millisecond))
 	t.Logf("load: failed attempts by error:\n%s", strings.Join(classes, "\n"))
+	if t.Failed() {
+		t.FailNow()
+	}
 	if hung.Load() > 0 {
 		t.Errorf("%d pull attempts ran past %s", hung.Load(), pullTimeout)
 	}
@@ -236,9 +242,6 @@ func testLoad(t *testing.T, mode string) {
 	}
 	t.Logf("load: mode=%s committed=%d remote=%d images_ran=%d/%d restored_mounts=%d kept_mounts=%d leaked_mounts=%d",
 		mode, committed, remote, ran, loadImages*loadNamespaces, restored, kept, len(left))
-	if t.Failed() {
-		keepLogs(t, env.Dir)
-	}
 }
 
 // keepLogs copies the daemons' logs out of dir, which the test removes, and
@@ -269,13 +272,14 @@ func dials(sock string) bool {
 
 // pullRetry pulls ref, retrying a failed attempt (after 250 ms) up to
 // pullAttempts times; retry is told about each failed attempt but the
-// last.
-func pullRetry(ctx context.Context, env *harness.Env, ref string, retry func(error)) (containerd.Image, error) {
+// last, and whether it ran out of pullTimeout.
+func pullRetry(ctx context.Context, env *harness.Env, ref string, retry func(err error, timedOut bool)) (containerd.Image, error) {
 	var err error
 	for a := range pullAttempts {
 		actx, cancel := context.WithTimeout(ctx, pullTimeout)
 		var img containerd.Image
 		img, err = env.Pull(actx, ref, harness.PullOptions{})
+		timedOut := actx.Err() != nil
 		cancel()
 		if err == nil {
 			return img, nil
@@ -284,7 +288,7 @@ func pullRetry(ctx context.Context, env *harness.Env, ref string, retry func(err
 			break
 		}
 		if a < pullAttempts-1 {
-			retry(err)
+			retry(err, timedOut)
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
