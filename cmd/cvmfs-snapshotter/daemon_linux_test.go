@@ -71,6 +71,13 @@ func startDaemon(t *testing.T, bin, dir, configTOML string) *daemon {
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// However the test ends, the daemon does not outlive it.
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for !canDial(d.sock) {
 		if time.Now().After(deadline) {
@@ -120,6 +127,7 @@ func (d *daemon) stop(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		d.cmd.Process.Kill()
+		<-done
 		t.Fatal("daemon did not stop within 30s of SIGTERM")
 	}
 	d.log.Close()
