@@ -34,6 +34,9 @@ test: deps build ## run every test: unit, root, FUSE, containerd conformance, en
 	GOMAXPROCS=1 $(GO) test $(GOFLAGS) -count=1 -timeout 20m ./fusefs/... ./snapshot/...
 	$(MAKE) --no-print-directory fuzz
 
+e2e: deps build ## run only the end-to-end scenarios (real containerd, runc, registry)
+	$(GO) test $(GOFLAGS) -count=1 -v -timeout 30m ./test/... 2>&1 | grep -E -- '^(\s*--- |ok|FAIL|PASS)'
+
 unit: ## run the tests that need neither root nor containerd
 	CVMFS_UNIT_ONLY=1 $(GO) test $(GOFLAGS) -count=1 $(PKGS)
 
