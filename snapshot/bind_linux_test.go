@@ -5,6 +5,7 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -132,5 +133,69 @@ func TestBindRemoteLayerEndToEnd(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(src, "hello")); string(b) != "from cvmfs" {
 		t.Fatalf("Remove went into the repository: %q", b)
+	}
+}
+
+// TestLeftoverMountOfAnUncommittedSnapshot: a crash between mounting a
+// layer and committing it leaves the layer mounted on an active extraction
+// snapshot. The next start unmounts it; Remove and Cleanup unmount such a
+// mount too instead of refusing to delete the directory forever.
+func TestLeftoverMountOfAnUncommittedSnapshot(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	t.Cleanup(func() { testutil.SweepMounts(t, tmp) })
+	repoDir := filepath.Join(tmp, "repo")
+	writeDUCCLayer(t, repoDir, layerA, map[string]string{"f": "x"}, 1)
+	repo := ducc.New(repoDir)
+	lfs := sizedBind{bindmount.New(repo), repo}
+	root := filepath.Join(tmp, "root")
+
+	sn := newTestSnapshotter(t, root, lfs)
+	for _, key := range []string{"extract-1", "extract-2"} {
+		if _, err := sn.Prepare(ctx, key, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Mount the layer behind the snapshotter's back, as a crashed run would
+	// have, on both active snapshots.
+	var leftovers []string
+	entries, _ := os.ReadDir(filepath.Join(root, "snapshots"))
+	for _, e := range entries {
+		mp := filepath.Join(root, "snapshots", e.Name(), "fs")
+		if err := lfs.Mount(ctx, mp, layerA); err != nil {
+			t.Fatal(err)
+		}
+		leftovers = append(leftovers, mp)
+	}
+	if len(leftovers) != 2 {
+		t.Fatalf("%d snapshot dirs", len(leftovers))
+	}
+	// Remove unmounts the leftover and deletes the directory.
+	if err := sn.Remove(ctx, "extract-1"); err != nil {
+		t.Fatal(err)
+	}
+	gone := 0
+	for _, mp := range leftovers {
+		if _, err := os.Stat(filepath.Dir(mp)); errors.Is(err, os.ErrNotExist) {
+			gone++
+		}
+	}
+	if gone != 1 {
+		t.Fatalf("Remove left the directory of a snapshot with a leftover mount")
+	}
+	if err := sn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The next start unmounts the other leftover.
+	sn2 := newTestSnapshotter(t, root, lfs)
+	if ms, _ := mountutil.Under(root); len(ms) != 0 {
+		t.Fatalf("leftover mounts after restart: %+v", ms)
+	}
+	if _, err := sn2.Mounts(ctx, "extract-2"); err != nil {
+		t.Fatalf("the active snapshot itself was lost: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(repoDir, ".layers", layerA.Encoded()[:2], layerA.Encoded(), "layerfs", "f")); string(b) != "x" {
+		t.Fatal("the layer store was touched")
 	}
 }

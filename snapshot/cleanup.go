@@ -29,11 +29,9 @@ func (s *snapshotter) Cleanup(ctx context.Context) error {
 				continue
 			}
 			dir := filepath.Join(s.root, "snapshots", e.Name())
-			if rl := s.forget(e.Name()); rl != nil {
-				if err := s.config.layers.Unmount(ctx, filepath.Join(dir, "fs")); err != nil {
-					log.G(ctx).WithError(err).WithField("path", dir).Warn("cleanup: failed to unmount orphaned layer")
-					continue
-				}
+			if err := s.unmountOwn(ctx, e.Name()); err != nil {
+				log.G(ctx).WithError(err).WithField("path", dir).Warn("cleanup: failed to unmount orphaned layer")
+				continue
 			}
 			if err := removeUnmounted(dir); err != nil {
 				log.G(ctx).WithError(err).WithField("path", dir).Warn("cleanup: left orphaned snapshot directory")

@@ -51,16 +51,36 @@ func (s *snapshotter) Remove(ctx context.Context, key string) error {
 	return nil
 }
 
-// removeDir unmounts snapshot id's remote layer, if any, and deletes its
-// directory unless something is still mounted under it.
+// removeDir unmounts snapshot id's layer, if any, and deletes its
+// directory unless something is still mounted under it. A mount exactly at
+// the snapshot's fs dir is always one of ours (a layer mounted for it, even
+// one a crash left behind before it was committed), so it is unmounted too.
 func (s *snapshotter) removeDir(ctx context.Context, id string) error {
-	dir := s.snapshotDir(id)
-	if rl := s.forget(id); rl != nil {
-		if err := s.config.layers.Unmount(ctx, s.upperPath(id)); err != nil {
-			return fmt.Errorf("unmount layer %s: %w", rl.layer, err)
+	if err := s.unmountOwn(ctx, id); err != nil {
+		return err
+	}
+	return removeUnmounted(s.snapshotDir(id))
+}
+
+// unmountOwn unmounts whatever layer is mounted at snapshot id's fs dir,
+// known to this process or left by an earlier one. Mounts deeper below are
+// not ours and are left alone.
+func (s *snapshotter) unmountOwn(ctx context.Context, id string) error {
+	fsDir := s.upperPath(id)
+	rl := s.forget(id)
+	if rl == nil {
+		mounted, err := isMounted(fsDir)
+		if err != nil || !mounted {
+			return err
 		}
 	}
-	return removeUnmounted(dir)
+	if s.config.layers != nil {
+		if err := s.config.layers.Unmount(ctx, fsDir); err != nil {
+			return fmt.Errorf("unmount layer of snapshot %s: %w", id, err)
+		}
+		return nil
+	}
+	return unmountPath(fsDir)
 }
 
 func removeUnmounted(dir string) error {

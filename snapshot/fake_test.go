@@ -108,3 +108,22 @@ func (f *fakeLayerFS) mountCalls() int {
 	}
 	return n
 }
+
+// StatLayerRoot answers from a directory standing in for the layer's root
+// in the store, with mode 0750.
+func (f *fakeLayerFS) StatLayerRoot(ctx context.Context, layer digest.Digest) (os.FileInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.present[layer]; !ok {
+		return nil, errdefs.ErrNotFound
+	}
+	dir, err := os.MkdirTemp("", "fake-layer-root-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o750); err != nil {
+		return nil, err
+	}
+	return os.Stat(dir)
+}

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"os"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -32,4 +33,14 @@ type LayerFS interface {
 // snapshotter uses it for Usage of remote snapshots; without it they report 0.
 type LayerSizer interface {
 	LayerSize(ctx context.Context, layer digest.Digest) (int64, error)
+}
+
+// LayerRootStater is implemented by a LayerFS that can stat a layer's root
+// directory in the store itself. The snapshotter gives a container's upper
+// dir the owner and mode of the layer below; for a remote layer it asks
+// here instead of stat'ing through the mount, because a daemon that makes
+// syscalls through a FUSE mount it serves itself can hang forever if it is
+// killed while one is in flight. Without it the upper dir keeps its default.
+type LayerRootStater interface {
+	StatLayerRoot(ctx context.Context, layer digest.Digest) (os.FileInfo, error)
 }

@@ -64,15 +64,27 @@ func (s *snapshotter) mounts(ctx context.Context, sn storage.Snapshot, kind snap
 }
 
 // inheritRootAttrs gives an active snapshot's upper dir the owner and mode
-// of its nearest parent's root. A parent that does not answer in time is
-// logged and skipped: the snapshot is still usable.
+// of its nearest parent's root. A remote parent is stat'ed in the layer
+// store (see LayerRootStater), never through its mount. A parent that does
+// not answer in time is logged and skipped: the snapshot is still usable.
 func (s *snapshotter) inheritRootAttrs(ctx context.Context, sn storage.Snapshot) {
 	ctx, cancel := context.WithTimeout(ctx, s.config.lookupTimeout)
 	defer cancel()
-	parent := s.upperPath(sn.ParentIDs[0])
+	pid := sn.ParentIDs[0]
+	stat := func() (os.FileInfo, error) { return os.Stat(s.upperPath(pid)) }
+	s.mu.Lock()
+	rl := s.remote[pid]
+	s.mu.Unlock()
+	if rl != nil {
+		stater, ok := s.config.layers.(LayerRootStater)
+		if !ok {
+			return
+		}
+		stat = func() (os.FileInfo, error) { return stater.StatLayerRoot(ctx, rl.layer) }
+	}
 	ch := make(chan error, 1)
 	go func() {
-		st, err := os.Stat(parent)
+		st, err := stat()
 		if err == nil {
 			err = copyOwnerAndMode(s.upperPath(sn.ID), st)
 		}
@@ -85,7 +97,7 @@ func (s *snapshotter) inheritRootAttrs(ctx context.Context, sn storage.Snapshot)
 		err = ctx.Err()
 	}
 	if err != nil {
-		log.G(ctx).WithError(err).WithField("parent", parent).Warn("failed to copy the parent's root owner and mode")
+		log.G(ctx).WithError(err).WithField("parent", pid).Warn("failed to copy the parent's root owner and mode")
 	}
 }
 

@@ -2,9 +2,12 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -126,7 +129,21 @@ func (s *snapshotter) createSnapshot(ctx context.Context, kind snapshots.Kind, k
 		}
 		path := s.snapshotDir(sn.ID)
 		if err := os.Rename(td, path); err != nil {
-			return fmt.Errorf("failed to rename: %w", err)
+			// A crash between a rename and its transaction's commit leaves
+			// a directory under an id the metadata never recorded, and the
+			// rolled-back id sequence hands that id out again. Inside this
+			// write transaction the id is provably unused: clear the stale
+			// directory (never through a mount) and retry once.
+			if !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+				return fmt.Errorf("failed to rename: %w", err)
+			}
+			if rerr := s.removeDir(ctx, sn.ID); rerr != nil {
+				return fmt.Errorf("failed to rename: %w (stale directory: %v)", err, rerr)
+			}
+			log.G(ctx).WithField("path", path).Warn("removed a stale snapshot directory left by a crash")
+			if err := os.Rename(td, path); err != nil {
+				return fmt.Errorf("failed to rename: %w", err)
+			}
 		}
 		td = ""
 		return nil

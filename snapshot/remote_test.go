@@ -415,3 +415,48 @@ func TestMalformedRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleDirectoryFromACrash: a crash after a snapshot dir was renamed
+// into place but before its transaction committed leaves a directory under
+// an id the metadata hands out again. The next Prepare must succeed.
+func TestStaleDirectoryFromACrash(t *testing.T) {
+	ctx := context.Background()
+	sn := newTestSnapshotter(t, t.TempDir(), newFakeLayerFS())
+	if _, err := sn.Prepare(ctx, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	stale := sn.snapshotDir("2")
+	if err := os.MkdirAll(filepath.Join(stale, "fs", "junk"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Prepare(ctx, "b", ""); err != nil {
+		t.Fatalf("Prepare over a stale directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(stale, "fs", "junk")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale content kept: %v", err)
+	}
+}
+
+// TestUpperDirTakesTheRemoteRootMode: a container's upper dir gets the mode
+// of the remote layer's root, taken from the store, not through the mount.
+func TestUpperDirTakesTheRemoteRootMode(t *testing.T) {
+	ctx := context.Background()
+	sn := newTestSnapshotter(t, t.TempDir(), newFakeLayerFS(layerA))
+	if _, err := prepareLayer(t, sn, "chain-a", "", layerA); !errdefs.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	ms, err := sn.Prepare(ctx, "container", "chain-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upper string
+	for _, o := range ms[0].Options {
+		if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+			upper = v
+		}
+	}
+	st, err := os.Stat(upper)
+	if err != nil || st.Mode().Perm() != 0o750 {
+		t.Fatalf("upper dir mode = %v, %v; want 0750 from the layer root", st.Mode(), err)
+	}
+}

@@ -2,6 +2,8 @@ package snapshot
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -13,6 +15,12 @@ import (
 // the lookup timeout on a slow layer store.
 const restoreParallel = 8
 
+// restoreEntry is a committed remote snapshot to mount again.
+type restoreEntry struct {
+	id   string
+	info snapshots.Info
+}
+
 // restore re-mounts every committed remote snapshot recorded in the
 // metadata. A mount that still answers is kept; a dead one left by a
 // previous run (a FUSE mount after a crash answers ENOTCONN) is detached
@@ -20,11 +28,7 @@ const restoreParallel = 8
 // layer that cannot be mounted is logged and marked unavailable; its
 // snapshot is kept.
 func (s *snapshotter) restore(ctx context.Context) error {
-	type entry struct {
-		id   string
-		info snapshots.Info
-	}
-	var todo []entry
+	var todo []restoreEntry
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
 		ids, err := storage.IDMap(ctx)
 		if err != nil && !isNotFound(err) { // NotFound: a new, empty store
@@ -36,7 +40,7 @@ func (s *snapshotter) restore(ctx context.Context) error {
 				return err
 			}
 			if info.Kind == snapshots.KindCommitted && info.Labels[LabelRemote] != "" {
-				todo = append(todo, entry{id: id, info: info})
+				todo = append(todo, restoreEntry{id: id, info: info})
 			}
 		}
 		return nil
@@ -44,6 +48,8 @@ func (s *snapshotter) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+
+	s.unmountLeftovers(ctx, todo)
 
 	var (
 		wg  sync.WaitGroup
@@ -83,4 +89,38 @@ func (s *snapshotter) restore(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// unmountLeftovers unmounts layers that a previous run left mounted at
+// snapshot fs dirs other than those of committed remote snapshots: a crash
+// between mounting a layer and committing its snapshot leaves one on an
+// active extraction snapshot (or on a directory the metadata never
+// recorded). Only mounts exactly at <root>/snapshots/<id>/fs are touched;
+// those are always ours.
+func (s *snapshotter) unmountLeftovers(ctx context.Context, keep []restoreEntry) {
+	kept := make(map[string]bool, len(keep))
+	for _, e := range keep {
+		kept[e.id] = true
+	}
+	snapshotsDir := filepath.Join(s.root, "snapshots")
+	mps, err := mountpointsUnder(snapshotsDir)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("failed to list mounts left by a previous run")
+		return
+	}
+	for _, mp := range mps {
+		rel, err := filepath.Rel(snapshotsDir, mp)
+		if err != nil {
+			continue
+		}
+		id, rest, ok := strings.Cut(rel, string(filepath.Separator))
+		if !ok || rest != "fs" || kept[id] {
+			continue
+		}
+		if err := s.config.layers.Unmount(ctx, mp); err != nil {
+			log.G(ctx).WithError(err).WithField("mountpoint", mp).Error("failed to unmount a layer left by a previous run")
+			continue
+		}
+		log.G(ctx).WithField("mountpoint", mp).Warn("unmounted a layer left mounted by a previous run on an uncommitted snapshot")
+	}
 }

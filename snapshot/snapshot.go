@@ -126,6 +126,13 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 			return nil, err
 		}
 	}
+	if cfg.restore {
+		// Directories a crash left behind (removed from the metadata, or
+		// never recorded in it) go now rather than at containerd's next GC.
+		if err := s.Cleanup(ctx); err != nil {
+			log.G(ctx).WithError(err).Warn("cleanup at start failed")
+		}
+	}
 	return s, nil
 }
 

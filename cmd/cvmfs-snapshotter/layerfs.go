@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/opencontainers/go-digest"
 
@@ -12,12 +13,14 @@ import (
 )
 
 var (
-	_ snapshot.LayerFS    = (*bindmount.Mounter)(nil)
-	_ snapshot.LayerSizer = sizedLayerFS{}
+	_ snapshot.LayerFS         = (*bindmount.Mounter)(nil)
+	_ snapshot.LayerSizer      = sizedLayerFS{}
+	_ snapshot.LayerRootStater = sizedLayerFS{}
 )
 
-// sizedLayerFS adds the repository's recorded layer sizes to a LayerFS, so
-// that Usage of remote snapshots never walks a mount.
+// sizedLayerFS adds what the repository knows without a mount to a
+// LayerFS: recorded layer sizes (Usage never walks a mount) and the layer
+// root's attributes (the daemon never stats through its own FUSE mounts).
 type sizedLayerFS struct {
 	snapshot.LayerFS
 	repo *ducc.Repo
@@ -25,6 +28,14 @@ type sizedLayerFS struct {
 
 func (s sizedLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
 	return s.repo.DiffSize(ctx, layer), nil
+}
+
+func (s sizedLayerFS) StatLayerRoot(ctx context.Context, layer digest.Digest) (os.FileInfo, error) {
+	dir, err := s.repo.Lookup(ctx, layer)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(dir)
 }
 
 // backend is the configured layer filesystem, its accounting (nil in bind
