@@ -43,19 +43,23 @@ func (d *dirHandle) load() syscall.Errno {
 		return 0
 	}
 	lfs := d.n.lfs
-	lfs.acct.readdirs.Add(1)
 	fd, err := openBeneath(lfs.rootfd, d.n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return lfs.acct.fail(fs.ToErrno(err))
 	}
+	if l := d.n.listing.Load(); l != nil {
+		d.fd, d.ents, d.loaded = fd, *l, true
+		return 0
+	}
+	lfs.acct.readdirs.Add(1)
 	ents, err := readDirents(fd)
 	if err != nil {
 		unix.Close(fd)
 		return lfs.acct.fail(fs.ToErrno(err))
 	}
-	d.fd = fd
-	d.ents, _ = translate(ents, d.n.dropWhiteouts)
-	d.loaded = true
+	list, _ := translate(ents, d.n.dropWhiteouts)
+	d.n.listing.Store(&list)
+	d.fd, d.ents, d.loaded = fd, list, true
 	return 0
 }
 

@@ -143,7 +143,8 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 		// may be logged on the request path.
 		opts.MountOptions.Logger = stdlog.New(io.Discard, "", 0)
 	}
-	server, err := fuse.NewServer(fs.NewNodeFS(root, opts), mountpoint, &opts.MountOptions)
+	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts)}
+	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		unix.Close(lfs.rootfd)
 		return nil, "", err
@@ -158,6 +159,7 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 		m.stop(ctx, mt)
 		return nil, "", err
 	}
+	raw.enable(server.KernelSettings())
 	reason := "accounting is \"bytes\""
 	if m.cfg.accounting == AccountOpen {
 		reason = probePassthrough(server, lfs.rootfd)

@@ -63,6 +63,10 @@ type node struct {
 	// dropWhiteouts: whiteouts in this directory are dropped, because it or
 	// an ancestor is opaque.
 	dropWhiteouts bool
+	// listing is the translated listing of a directory, kept once read:
+	// handle-less READDIRs (see noOpendir) come in batches, each through a
+	// new handle.
+	listing atomic.Pointer[[]presented]
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))

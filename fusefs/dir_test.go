@@ -1,0 +1,97 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+)
+
+// TestLargeDirectory lists a directory that takes many READDIRPLUS batches
+// (each served through its own handle, see noOpendir), with whiteouts and
+// markers among the entries, twice: the second listing and walk come from
+// the kernel's caches and reach the daemon not at all.
+func TestLargeDirectory(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	var want []string
+	for i := range 1500 {
+		name := "file-" + strconv.Itoa(i) + "-with-a-longish-name"
+		switch i % 10 {
+		case 3:
+			writeFile(t, src, "big/.wh."+name, "")
+		case 7:
+			writeFile(t, src, "big/"+name+"/inner", "")
+		default:
+			writeFile(t, src, "big/"+name, "")
+		}
+		want = append(want, name)
+	}
+	writeFile(t, src, "big/.cvmfscatalog", "")
+	slices.Sort(want)
+	m, mp, _ := mountLayer(t, src)
+
+	list := func() []string {
+		ents, err := os.ReadDir(filepath.Join(mp, "big"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range ents {
+			got = append(got, e.Name())
+		}
+		return got
+	}
+	walk := func() int {
+		n := 0
+		err := filepath.WalkDir(mp, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			_, err = os.Lstat(p)
+			n++
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if got := list(); !slices.Equal(got, want) {
+		t.Fatalf("listing has %d entries, want %d; first differences: %v", len(got), len(want), firstDiff(got, want))
+	}
+	first := walk()
+	before := m.Stats()[0]
+	if got := list(); !slices.Equal(got, want) {
+		t.Fatalf("second listing differs")
+	}
+	if again := walk(); again != first {
+		t.Fatalf("second walk saw %d entries, first %d", again, first)
+	}
+	after := m.Stats()[0]
+	if after.Lookups != before.Lookups || after.Readdirs != before.Readdirs || after.Getattrs != before.Getattrs {
+		t.Errorf("warm walk reached the daemon: lookups %d->%d readdirs %d->%d getattrs %d->%d",
+			before.Lookups, after.Lookups, before.Readdirs, after.Readdirs, before.Getattrs, after.Getattrs)
+	}
+}
+
+func firstDiff(got, want []string) []string {
+	var out []string
+	for i := 0; i < max(len(got), len(want)) && len(out) < 4; i++ {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			out = append(out, g+" != "+w)
+		}
+	}
+	return out
+}

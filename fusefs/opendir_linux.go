@@ -1,0 +1,69 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// noOpendir wraps go-fuse's node bridge so that directories need no
+// OPENDIR/RELEASEDIR round trip. Answering OPENDIR with ENOSYS tells a
+// kernel that offers FUSE_NO_OPENDIR_SUPPORT (Linux >= 5.1) to stop sending
+// them for the whole mount; it then caches listings (FOPEN_CACHE_DIR) and
+// sends READDIR(PLUS) with file handle 0. Each such request is served here
+// through a handle opened and released around it, so go-fuse's READDIRPLUS
+// lookups work unchanged; the node keeps its translated listing, so that
+// handle costs one open of the backing directory, not a read of it.
+//
+// Without this, a warm walk pays two round trips per directory although
+// the kernel answers everything else from its caches.
+type noOpendir struct {
+	fuse.RawFileSystem
+	// enabled is set once the mount is up and the kernel has offered
+	// FUSE_NO_OPENDIR_SUPPORT.
+	enabled atomic.Bool
+}
+
+// OpenDir answers ENOSYS once enabled, so that the kernel stops asking.
+func (d *noOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if d.enabled.Load() {
+		return fuse.ENOSYS
+	}
+	return d.RawFileSystem.OpenDir(cancel, in, out)
+}
+
+// ReadDir serves a handle-less READDIR through a short-lived handle.
+func (d *noOpendir) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return d.withHandle(cancel, in, func(in *fuse.ReadIn) fuse.Status { return d.RawFileSystem.ReadDir(cancel, in, out) })
+}
+
+// ReadDirPlus serves a handle-less READDIRPLUS through a short-lived
+// handle.
+func (d *noOpendir) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return d.withHandle(cancel, in, func(in *fuse.ReadIn) fuse.Status { return d.RawFileSystem.ReadDirPlus(cancel, in, out) })
+}
+
+func (d *noOpendir) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, fn func(*fuse.ReadIn) fuse.Status) fuse.Status {
+	if in.Fh != 0 {
+		return fn(in) // opened before OPENDIR was turned off
+	}
+	var oo fuse.OpenOut
+	if st := d.RawFileSystem.OpenDir(cancel, &fuse.OpenIn{InHeader: in.InHeader, Flags: syscall.O_RDONLY | syscall.O_DIRECTORY}, &oo); !st.Ok() {
+		return st
+	}
+	withFh := *in
+	withFh.Fh = oo.Fh
+	st := fn(&withFh)
+	d.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: in.InHeader, Fh: oo.Fh})
+	return st
+}
+
+// enable turns OPENDIR off if the kernel supports that.
+func (d *noOpendir) enable(kernel *fuse.InitIn) {
+	if kernel.Flags64()&fuse.CAP_NO_OPENDIR_SUPPORT != 0 {
+		d.enabled.Store(true)
+	}
+}
