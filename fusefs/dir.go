@@ -16,8 +16,8 @@ var _ = (fs.NodeOpendirHandler)((*node)(nil))
 
 // OpendirHandle returns a handle that reads the backing directory on first
 // use. The kernel caches the listing for good (FOPEN_CACHE_DIR: the layer
-// never changes) and still opens the directory every time, so reading
-// lazily makes a warm opendir cost nothing here.
+// never changes). Once noOpendir has turned OPENDIR off the kernel no
+// longer calls this; noOpendir opens a handle here for each READDIR batch.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	a := n.lfs.acct.begin(nil)
 	if !n.isDir() {
@@ -37,7 +37,8 @@ type dirHandle struct {
 	loaded bool
 }
 
-// load reads and translates the backing directory once.
+// load opens the backing directory (for the lookups of READDIRPLUS) and
+// takes the node's translated listing, reading it if it is the first.
 func (d *dirHandle) load() syscall.Errno {
 	if d.loaded {
 		return 0
