@@ -181,13 +181,21 @@ const readaheadKiB = 1024
 
 // setReadahead sets the readahead of the FUSE mount at mountpoint through
 // its backing device info, /sys/class/bdi/<major>:<minor>/read_ahead_kb.
+// The device number comes from mountinfo, not from a stat through the
+// mount: the daemon never makes syscalls through a mount it serves itself
+// (killed in the middle of one, it could never exit).
 func setReadahead(mountpoint string, kib int) error {
-	var st unix.Stat_t
-	if err := unix.Stat(mountpoint, &st); err != nil {
+	ms, err := mountutil.Under(mountpoint)
+	if err != nil {
 		return err
 	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
-	return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
+	for _, mnt := range ms {
+		if mnt.Mountpoint == mountpoint {
+			p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", mnt.Major, mnt.Minor)
+			return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
+		}
+	}
+	return fmt.Errorf("%s is not in mountinfo", mountpoint)
 }
 
 // panicHandler answers a panicking request with EIO instead of letting it

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -18,8 +19,10 @@ import (
 // checkTimeout bounds Check when the caller's context has no deadline.
 const checkTimeout = 5 * time.Second
 
-// Check probes the mount at mountpoint with a statfs through it, which
-// reaches the server (the kernel caches no statfs). It returns nil for a
+// Check reports whether the mount at mountpoint is alive. A mount this
+// Manager serves is alive while its server runs; any other (one left by a
+// previous daemon) is probed with a statfs through it, which reaches its
+// server (the kernel caches no statfs). It returns nil for a
 // live FUSE mount, an error wrapping errdefs.ErrUnavailable for a dead one
 // (server gone: ENOTCONN) or one that does not answer in time, and
 // errdefs.ErrNotFound when no FUSE filesystem is mounted there. It works
@@ -28,6 +31,21 @@ func (m *Manager) Check(ctx context.Context, mountpoint string) error {
 	mountpoint, err := cleanMountpoint(mountpoint)
 	if err != nil {
 		return err
+	}
+	// A mount this Manager serves is checked in process: the daemon never
+	// makes syscalls through its own mounts, because a process killed while
+	// one is in flight waits for its own (dead) server forever and can never
+	// exit. Its server loop ends when the mount goes away.
+	m.mu.Lock()
+	mt := m.mounts[mountpoint]
+	m.mu.Unlock()
+	if mt != nil {
+		select {
+		case <-mt.done:
+			return fmt.Errorf("layer mount at %q: its server has stopped: %w", mountpoint, errdefs.ErrUnavailable)
+		default:
+			return nil
+		}
 	}
 	ctx, cancel := withDefaultTimeout(ctx, checkTimeout)
 	defer cancel()
@@ -84,12 +102,26 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 
-	var errs []error
+	// In parallel: a busy mount waits a while for its server, and a node
+	// with many layers in use must still stop within its service manager's
+	// stop timeout.
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+	)
 	for _, mp := range mps {
-		if err := m.Unmount(ctx, mp); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Unmount(ctx, mp); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 
 	m.mu.Lock()
 	stopped := m.stopped

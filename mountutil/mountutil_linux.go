@@ -24,6 +24,10 @@ type Mount struct {
 	Mountpoint string
 	FSType     string
 	Source     string
+	// Major and Minor are the device numbers of the mounted filesystem
+	// (st_dev of the files in it), read from mountinfo so that callers
+	// need not stat through the mount.
+	Major, Minor int
 }
 
 // Under returns the mounts at dir or below it, deepest first, so that they
@@ -38,7 +42,7 @@ func Under(dir string) ([]Mount, error) {
 	}
 	out := make([]Mount, 0, len(infos))
 	for _, in := range infos {
-		out = append(out, Mount{Mountpoint: in.Mountpoint, FSType: in.FSType, Source: in.Source})
+		out = append(out, Mount{Mountpoint: in.Mountpoint, FSType: in.FSType, Source: in.Source, Major: in.Major, Minor: in.Minor})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Mountpoint) > len(out[j].Mountpoint) })
 	return out, nil
