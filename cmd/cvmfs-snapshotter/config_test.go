@@ -115,3 +115,14 @@ func TestFlags(t *testing.T) {
 		t.Fatal("stray arguments must be an error")
 	}
 }
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9783": true, "[::1]:9783": true, "localhost:1": true,
+		"0.0.0.0:9783": false, ":9783": false, "10.0.0.1:80": false, "garbage": false,
+	} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

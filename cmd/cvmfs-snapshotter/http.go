@@ -42,6 +42,10 @@ func serveMetrics(ctx context.Context, cfg config, src metrics.Source) (func(), 
 		}
 	}()
 	log.G(ctx).WithField("address", cfg.MetricsAddress).Info("serving /metrics and /stats")
+	if !strings.HasPrefix(cfg.MetricsAddress, "unix://") && !isLoopback(cfg.MetricsAddress) {
+		// The per-file profile tells which files workloads read.
+		log.G(ctx).WithField("address", cfg.MetricsAddress).Warn("metrics endpoint is reachable beyond loopback; it exposes per-file access profiles")
+	}
 	return func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -67,4 +71,17 @@ func listenHTTP(address string) (net.Listener, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return l, nil
+}
+
+// isLoopback reports whether a host:port address listens on loopback only.
+func isLoopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
