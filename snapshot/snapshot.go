@@ -224,12 +224,25 @@ func (s *snapshotter) Close() error {
 				ids = append(ids, id)
 			}
 			s.mu.Unlock()
+			// In parallel: a busy mount may wait a while for its server,
+			// and a node with many layers in use must still stop in time.
+			var (
+				wg  sync.WaitGroup
+				emu sync.Mutex
+			)
 			for _, id := range ids {
-				if err := s.config.layers.Unmount(ctx, s.upperPath(id)); err != nil {
-					log.G(ctx).WithError(err).WithField("id", id).Error("failed to unmount remote layer at close")
-					errs = append(errs, err)
-				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := s.config.layers.Unmount(ctx, s.upperPath(id)); err != nil {
+						log.G(ctx).WithError(err).WithField("id", id).Error("failed to unmount remote layer at close")
+						emu.Lock()
+						errs = append(errs, err)
+						emu.Unlock()
+					}
+				}()
 			}
+			wg.Wait()
 		}
 		if err := s.ms.Close(); err != nil {
 			errs = append(errs, err)
