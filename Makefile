@@ -40,7 +40,7 @@ e2e: deps build ## run only the end-to-end scenarios (real containerd, runc, reg
 unit: ## run the tests that need neither root nor containerd
 	CVMFS_UNIT_ONLY=1 $(GO) test $(GOFLAGS) -count=1 $(PKGS)
 
-FUZZTIME ?= 10s
+FUZZTIME ?= 15s
 fuzz: ## run every fuzz target for FUZZTIME each
 	bash hack/fuzz.sh $(FUZZTIME)
 
