@@ -25,6 +25,7 @@ type config struct {
 	lookupTimeout time.Duration
 	userxattr     bool
 	restore       bool
+	keepMounts    bool
 }
 
 // Opt configures a snapshotter.
@@ -58,6 +59,17 @@ func WithLookupTimeout(d time.Duration) Opt {
 func WithUserXattr(on bool) Opt {
 	return func(c *config) error {
 		c.userxattr = on
+		return nil
+	}
+}
+
+// WithKeepMountsOnClose leaves remote layers mounted at Close. Use it when
+// the LayerFS serves its mounts from a process that outlives the
+// snapshotter: running containers keep their layers, and the next New keeps
+// every mount that still answers.
+func WithKeepMountsOnClose() Opt {
+	return func(c *config) error {
+		c.keepMounts = true
 		return nil
 	}
 }
@@ -210,14 +222,15 @@ func (s *snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters .
 	})
 }
 
-// Close unmounts every remote layer and closes the metadata store. Committed
+// Close unmounts every remote layer (unless WithKeepMountsOnClose) and
+// closes the metadata store. Committed
 // snapshots and their directories stay on disk for the next start. It is
 // idempotent.
 func (s *snapshotter) Close() error {
 	s.closeOnce.Do(func() {
 		ctx := context.Background()
 		var errs []error
-		if s.config.layers != nil {
+		if s.config.layers != nil && !s.config.keepMounts {
 			s.mu.Lock()
 			ids := make([]string, 0, len(s.remote))
 			for id := range s.remote {

@@ -13,10 +13,13 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 )
 
-// Mount modes.
+// Mount modes, and where FUSE mounts are served.
 const (
 	modeFUSE = "fuse"
 	modeBind = "bind"
+
+	fuseInProcess = "in-process"
+	fuseSeparate  = "separate"
 )
 
 // duration is a time.Duration written as a Go duration string in TOML.
@@ -59,6 +62,14 @@ type config struct {
 	AttrCacheSize int `toml:"attr-cache-size"`
 	// ProfileLimit bounds the per-file access profile of each layer.
 	ProfileLimit int `toml:"profile-limit"`
+	// FUSEServer is "in-process" (default: the daemon serves its FUSE
+	// mounts and unmounts them when it stops) or "separate" (a detached
+	// cvmfs-snapshotter fuse-server process serves them and outlives daemon
+	// restarts, so running containers keep their layers).
+	FUSEServer string `toml:"fuse-server"`
+	// FUSEServerSocket is the separate server's socket; default
+	// <root>/fuse-server.sock.
+	FUSEServerSocket string `toml:"fuse-server-socket"`
 	// MetricsAddress serves /metrics and /stats over HTTP; "" disables it.
 	// host:port (loopback recommended) or unix:///path.
 	MetricsAddress string `toml:"metrics-address"`
@@ -75,6 +86,7 @@ func defaultConfig() config {
 		NegativeTimeout: duration(time.Hour),
 		AttrCacheSize:   100000,
 		ProfileLimit:    10000,
+		FUSEServer:      fuseInProcess,
 	}
 }
 
@@ -120,6 +132,11 @@ func (c config) validate() error {
 	case "open", "bytes":
 	default:
 		return fmt.Errorf("accounting %q: want \"open\" or \"bytes\": %w", c.Accounting, errdefs.ErrInvalidArgument)
+	}
+	switch c.FUSEServer {
+	case fuseInProcess, fuseSeparate:
+	default:
+		return fmt.Errorf("fuse-server %q: want %q or %q: %w", c.FUSEServer, fuseInProcess, fuseSeparate, errdefs.ErrInvalidArgument)
 	}
 	if c.Repository == "" {
 		return fmt.Errorf("repository is empty: %w", errdefs.ErrInvalidArgument)

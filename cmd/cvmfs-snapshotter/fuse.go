@@ -12,22 +12,31 @@ import (
 
 var _ snapshot.LayerFS = (*fusefs.Manager)(nil)
 
-// newFUSEBackend builds the FUSE manager that serves every remote layer.
-func newFUSEBackend(ctx context.Context, cfg config, repo *ducc.Repo) (backend, error) {
+// newManager builds the FUSE manager that serves every remote layer.
+func newManager(cfg config, repo *ducc.Repo) (*fusefs.Manager, error) {
 	acct, err := fusefs.ParseAccounting(cfg.Accounting)
 	if err != nil {
-		return backend{}, err
+		return nil, err
 	}
 	attrs, err := cache.New(cfg.AttrCacheSize)
 	if err != nil {
-		return backend{}, err
+		return nil, err
 	}
-	m, err := fusefs.NewManager(repo,
+	return fusefs.NewManager(repo,
 		fusefs.WithAccounting(acct),
 		fusefs.WithTimeouts(time.Duration(cfg.EntryTimeout), time.Duration(cfg.AttrTimeout), time.Duration(cfg.NegativeTimeout)),
 		fusefs.WithCache(attrs),
 		fusefs.WithProfileLimit(cfg.ProfileLimit),
 	)
+}
+
+// newFUSEBackend serves layers through FUSE, in this process or through a
+// separate fuse-server process.
+func newFUSEBackend(ctx context.Context, cfg config, f flags, repo *ducc.Repo) (backend, error) {
+	if cfg.FUSEServer == fuseSeparate {
+		return newSeparateBackend(ctx, cfg, f, repo)
+	}
+	m, err := newManager(cfg, repo)
 	if err != nil {
 		return backend{}, err
 	}

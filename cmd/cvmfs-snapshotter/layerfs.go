@@ -44,13 +44,16 @@ type backend struct {
 	layers sizedLayerFS
 	stats  metrics.Source
 	close  func(context.Context) error
+	// keepMounts is set when the mounts outlive the daemon (a separate
+	// FUSE server): stopping the daemon leaves them mounted.
+	keepMounts bool
 }
 
 // newBackend builds the configured mounter.
-func newBackend(ctx context.Context, cfg config) (backend, error) {
+func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 	repo := ducc.New(cfg.AbsoluteMountpoint)
 	if cfg.MountMode == modeFUSE {
-		return newFUSEBackend(ctx, cfg, repo)
+		return newFUSEBackend(ctx, cfg, f, repo)
 	}
 	return backend{
 		layers: sizedLayerFS{LayerFS: bindmount.New(repo), repo: repo},

@@ -41,7 +41,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.StringVar(&f.root, "root", defaultRoot, "directory for the snapshotter's metadata and snapshots")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: cvmfs-snapshotter [flags]\n\nA containerd remote snapshotter serving image layers from CVMFS.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: cvmfs-snapshotter [flags]\n       cvmfs-snapshotter fuse-server --socket PATH [--config FILE] (started by the daemon when fuse-server = \"separate\")\n\nA containerd remote snapshotter serving image layers from CVMFS.\n\nFlags:\n")
 		fs.VisitAll(func(fl *flag.Flag) {
 			def := ""
 			if fl.DefValue != "" && fl.DefValue != "false" {
@@ -60,6 +60,15 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "fuse-server" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := runFUSEServer(ctx, os.Args[2:], os.Stderr); err != nil {
+			log.G(ctx).WithError(err).Error("cvmfs-snapshotter fuse-server failed")
+			os.Exit(1)
+		}
+		return
+	}
 	f, err := parseFlags(os.Args[1:], os.Stderr)
 	if err == flag.ErrHelp {
 		os.Exit(0)

@@ -33,7 +33,10 @@ func run(ctx context.Context, f flags) error {
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("snapshotter", "cvmfs"))
 
-	be, err := newBackend(ctx, cfg)
+	if err := os.MkdirAll(f.root, 0o700); err != nil {
+		return fmt.Errorf("create root: %w", err)
+	}
+	be, err := newBackend(ctx, cfg, f)
 	if err != nil {
 		return err
 	}
@@ -43,13 +46,14 @@ func run(ctx context.Context, f flags) error {
 		}
 	}()
 
-	if err := os.MkdirAll(f.root, 0o700); err != nil {
-		return fmt.Errorf("create root: %w", err)
-	}
-	sn, err := snapshot.New(ctx, f.root,
+	opts := []snapshot.Opt{
 		snapshot.WithLayerFS(be.layers),
 		snapshot.WithLookupTimeout(time.Duration(cfg.LookupTimeout)),
-	)
+	}
+	if be.keepMounts {
+		opts = append(opts, snapshot.WithKeepMountsOnClose())
+	}
+	sn, err := snapshot.New(ctx, f.root, opts...)
 	if err != nil {
 		return fmt.Errorf("open snapshotter: %w", err)
 	}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
+)
+
+// fuseServerStart bounds how long the daemon waits for a server it spawned.
+const fuseServerStart = 15 * time.Second
+
+// newSeparateBackend connects to the FUSE server on its socket, starting it
+// (detached, in its own session, so that it outlives this daemon) if none
+// answers.
+func newSeparateBackend(ctx context.Context, cfg config, f flags, repo *ducc.Repo) (backend, error) {
+	sock := fuseServerSocket(cfg, f)
+	c := fuseremote.NewClient(sock)
+	if err := c.Ping(ctx); err != nil {
+		if err := spawnFUSEServer(ctx, sock, f); err != nil {
+			return backend{}, err
+		}
+		deadline := time.Now().Add(fuseServerStart)
+		for c.Ping(ctx) != nil {
+			if time.Now().After(deadline) {
+				return backend{}, fmt.Errorf("fuse server did not answer on %s within %v (see %s)", sock, fuseServerStart, fuseServerLog(f))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	} else {
+		log.G(ctx).WithField("socket", sock).Info("re-attached to the running FUSE server")
+	}
+	return backend{
+		layers:     sizedLayerFS{LayerFS: c, repo: repo},
+		stats:      c,
+		close:      func(context.Context) error { return nil },
+		keepMounts: true,
+	}, nil
+}
+
+func fuseServerSocket(cfg config, f flags) string {
+	if cfg.FUSEServerSocket != "" {
+		return cfg.FUSEServerSocket
+	}
+	return filepath.Join(f.root, "fuse-server.sock")
+}
+
+func fuseServerLog(f flags) string { return filepath.Join(f.root, "fuse-server.log") }
+
+func spawnFUSEServer(ctx context.Context, sock string, f flags) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(fuseServerLog(f), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := []string{"fuse-server", "--socket", sock, "--log-level", f.logLevel}
+	if f.config != "" {
+		args = append(args, "--config", f.config)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: signals to the daemon's process group (a terminal's
+	// ^C, a service manager stopping the daemon) do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start fuse server: %w", err)
+	}
+	log.G(ctx).WithField("pid", cmd.Process.Pid).WithField("socket", sock).Info("started the FUSE server")
+	// Reap it if it exits while we run; after we exit, init does.
+	go cmd.Wait() //nolint:errcheck
+	return nil
+}
+
+// runFUSEServer is "cvmfs-snapshotter fuse-server": it serves FUSE layer
+// mounts for daemons that connect on its socket, until SIGTERM/SIGINT or a
+// shutdown call, then unmounts them all.
+func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
+	var sock, cfgPath, level string
+	fs := flag.NewFlagSet("cvmfs-snapshotter fuse-server", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&sock, "socket", "", "unix socket to serve the FUSE API on (created 0600)")
+	fs.StringVar(&cfgPath, "config", "", "path to the daemon's TOML configuration file")
+	fs.StringVar(&level, "log-level", "info", "log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if sock == "" {
+		return errors.New("fuse-server: --socket is required")
+	}
+	if err := log.SetLevel(level); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("snapshotter", "cvmfs-fuse-server"))
+	m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint))
+	if err != nil {
+		return err
+	}
+	l, err := listen(sock)
+	if err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	srv := &http.Server{Handler: fuseremote.NewHandler(m, stop), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.G(ctx).WithError(err).Error("fuse server stopped serving")
+			stop()
+		}
+	}()
+	log.G(ctx).WithField("socket", sock).Info("FUSE server serving")
+	<-ctx.Done()
+	log.G(ctx).Info("FUSE server stopping: unmounting every layer")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return m.Close(sctx)
+}

@@ -1,0 +1,127 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+)
+
+// TestSeparateFUSEServer: with fuse-server = "separate" the layer mounts
+// live in a detached process. A "container" (an overlay on a remote layer)
+// keeps reading, with fresh opens, while the daemon is stopped, killed and
+// restarted; the restarted daemon re-attaches and keeps the mounts.
+func TestSeparateFUSEServer(t *testing.T) {
+	testutil.RequiresRoot(t)
+	testutil.RequiresFUSE(t)
+	bin := buildDaemon(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { testutil.SweepMounts(t, dir) })
+	ctx := context.Background()
+
+	repo := filepath.Join(dir, "repo")
+	present := layerDigest("separate")
+	lfs := filepath.Join(repo, ".layers", present.Encoded()[:2], present.Encoded(), "layerfs")
+	if err := os.MkdirAll(lfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := os.WriteFile(filepath.Join(lfs, fmt.Sprintf("f%02d", i)), []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(dir, "fuse.sock")
+	cfg := fmt.Sprintf("absolute-mountpoint = %q\nfuse-server = \"separate\"\nfuse-server-socket = %q\n", repo, sock)
+	server := fuseremote.NewClient(sock)
+	t.Cleanup(func() { _ = server.Shutdown(context.Background()) })
+
+	d := startDaemon(t, bin, dir, cfg)
+	sn := d.client(t)
+	_, err := sn.Prepare(ctx, "extract-1 chain-1", "", snapshots.WithLabels(map[string]string{
+		"containerd.io/snapshot.ref":              "chain-1",
+		"containerd.io/snapshot/cri.layer-digest": present.String(),
+	}))
+	if !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare = %v", err)
+	}
+	ms, err := sn.Prepare(ctx, "container", "chain-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount.All(ms, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mount.UnmountAll(rootfs, syscall.MNT_DETACH) })
+
+	next := 0
+	readFresh := func(when string) {
+		t.Helper()
+		// A file never opened before: the open reaches the FUSE server.
+		name := filepath.Join(rootfs, fmt.Sprintf("f%02d", next))
+		next++
+		if b, err := os.ReadFile(name); err != nil || string(b) != "data" {
+			t.Fatalf("%s: the running container cannot read %s: %q, %v", when, name, b, err)
+		}
+	}
+	readFresh("before")
+	d.stop(t)
+	readFresh("daemon stopped with SIGTERM")
+	d = startDaemon(t, bin, dir, cfg)
+	readFresh("daemon restarted")
+	if log := readFile(filepath.Join(dir, "daemon.log")); !strings.Contains(log, "re-attached to the running FUSE server") || !strings.Contains(log, "remote layer still mounted, kept") {
+		t.Fatalf("the restarted daemon did not re-attach and keep the mount; log:\n%s", log)
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Wait()
+	d.log.Close()
+	readFresh("daemon killed")
+	d = startDaemon(t, bin, dir, cfg)
+	sn = d.client(t)
+	readFresh("daemon restarted after the kill")
+	if _, err := sn.Prepare(ctx, "container-2", "chain-1"); err != nil {
+		t.Fatalf("new container after restarts: %v", err)
+	}
+	if st := server.Stats(); len(st) != 1 || st[0].Opens < int64(next) {
+		t.Fatalf("server stats = %+v, want one layer with at least %d opens", st, next)
+	}
+	d.stop(t)
+
+	// Stopping the server unmounts every layer.
+	if err := mount.UnmountAll(rootfs, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ms, _ := mountutil.Under(filepath.Join(dir, "root"))
+		if len(ms) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mounts left after the server's shutdown: %+v", ms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
