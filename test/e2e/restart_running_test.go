@@ -28,12 +28,18 @@ import (
 // descriptor opened before the restart reads from the backing file, with
 // no daemon involved) and with accounting = "bytes" (no passthrough).
 func TestRestartRunning(t *testing.T) {
-	for _, tc := range []struct{ name, mode, accounting string }{
-		{"fuse", "fuse", ""},
-		{"fuse-bytes", "fuse", "bytes"},
-		{"bind", "bind", ""},
+	for _, tc := range []struct {
+		name, mode, accounting string
+		separate               bool
+	}{
+		{"fuse", "fuse", "", false},
+		{"fuse-bytes", "fuse", "bytes", false},
+		{"fuse-separate", "fuse", "", true},
+		{"bind", "bind", "", false},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testRestartRunning(t, tc.name, tc.mode, tc.accounting) })
+		t.Run(tc.name, func(t *testing.T) {
+			testRestartRunning(t, tc.name, harness.Options{MountMode: tc.mode, Accounting: tc.accounting, SeparateFUSEServer: tc.separate})
+		})
 	}
 }
 
@@ -41,8 +47,11 @@ func TestRestartRunning(t *testing.T) {
 // its own, above the base layer with the probe.
 const readFile = "/data/file"
 
-func testRestartRunning(t *testing.T, name, mode, accounting string) {
-	env := start(t, harness.Options{MountMode: mode, Accounting: accounting})
+func testRestartRunning(t *testing.T, name string, o harness.Options) {
+	env := start(t, o)
+	// Mounts that need no daemon: bind mounts, and FUSE mounts served by a
+	// separate process.
+	survives := o.MountMode == "bind" || o.SeparateFUSEServer
 	ctx := testContext(t)
 	data := testutil.File(readFile[1:], "")
 	data.Body = []byte(strings.Repeat("cvmfs restart ", 64<<10/14))
@@ -113,12 +122,12 @@ func testRestartRunning(t *testing.T, name, mode, accounting string) {
 		if b.openOK == 0 || b.openOK != b.n {
 			t.Errorf("%s: before the restart %d of %d reads succeeded; want all (%s)", kind, b.openOK, b.n, b.errors())
 		}
-		if mode == "bind" {
-			// No process serves a bind mount: nothing a restart does may
-			// reach the reader.
+		if survives {
+			// No process that restarts serves these mounts: nothing a
+			// restart does may reach the reader.
 			if s.openOK != s.n || d.openOK != d.n || a.openOK != a.n || a.heldOK != a.n || a.n == 0 || state != "running" {
-				t.Errorf("%s: bind mode, a running container's reads across the restart: down %d/%d ok, after %d/%d ok (held %d), task %s, errors %s; want every read to succeed",
-					kind, d.openOK, d.n, a.openOK, a.n, a.heldOK, state, a.errors())
+				t.Errorf("%s: %s, a running container's reads across the restart: down %d/%d ok, after %d/%d ok (held %d), task %s, errors %s; want every read to succeed",
+					kind, name, d.openOK, d.n, a.openOK, a.n, a.heldOK, state, a.errors())
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
@@ -32,6 +33,9 @@ type Options struct {
 	Accounting string
 	// Metrics serves the daemon's /metrics and /stats on a loopback port.
 	Metrics bool
+	// SeparateFUSEServer sets fuse-server = "separate": the FUSE mounts live
+	// in a detached process that outlives daemon restarts. Close stops it.
+	SeparateFUSEServer bool
 }
 
 // Env is one running stack in its own directory. Its methods are safe for
@@ -146,6 +150,9 @@ func (e *Env) Close(ctx context.Context) (leftovers []string, err error) {
 		e.Client.Close()
 	}
 	errs = append(errs, e.ctrd.stop(15*time.Second), e.snap.stop(20*time.Second))
+	if e.Options.SeparateFUSEServer {
+		errs = append(errs, e.stopFUSEServer(ctx))
+	}
 	if e.Registry != nil {
 		e.Registry.Close()
 	}
@@ -181,4 +188,31 @@ func (e *Env) LayerStats(ctx context.Context) ([]fusefs.LayerStats, error) {
 		return nil, fmt.Errorf("decode /stats: %w", err)
 	}
 	return stats, nil
+}
+
+// FUSEServerSocket is where the separate FUSE server listens (the daemon's
+// default, under its root).
+func (e *Env) FUSEServerSocket() string {
+	return filepath.Join(e.Dir, "snapshotter", "fuse-server.sock")
+}
+
+// stopFUSEServer asks the separate FUSE server to unmount everything and
+// exit, and waits (bounded) for its mounts to go.
+func (e *Env) stopFUSEServer(ctx context.Context) error {
+	c := fuseremote.NewClient(e.FUSEServerSocket())
+	if err := c.Ping(ctx); err != nil {
+		return nil // not running
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		return err
+	}
+	root := filepath.Join(e.Dir, "snapshotter")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if ms, err := mountutil.Under(root); err == nil && len(ms) == 0 && c.Ping(ctx) != nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the FUSE server did not stop within 30s")
 }

@@ -26,6 +26,9 @@ func startSnapshotter(ctx context.Context, dir, repoDir string, o Options) (*pro
 	if o.Accounting != "" {
 		fmt.Fprintf(&cfg, "accounting = %q\n", o.Accounting)
 	}
+	if o.SeparateFUSEServer {
+		fmt.Fprintf(&cfg, "fuse-server = \"separate\"\n")
+	}
 	metrics := ""
 	if o.Metrics {
 		if metrics, err = freeAddr(); err != nil {
