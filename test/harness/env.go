@@ -15,8 +15,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
