@@ -19,7 +19,8 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{"defaults", "", func(c config) bool {
 			return c.Repository == "unpacked.cern.ch" && c.AbsoluteMountpoint == "/cvmfs/unpacked.cern.ch" &&
-				c.MountMode == modeFUSE && time.Duration(c.LookupTimeout) == 10*time.Second && c.MetricsAddress == ""
+				c.MountMode == modeFUSE && time.Duration(c.LookupTimeout) == 10*time.Second && c.MetricsAddress == "" &&
+				c.FUSEServer == fuseInProcess
 		}, false},
 		{"repository sets the mountpoint", `repository = "sft.cern.ch"`, func(c config) bool {
 			return c.AbsoluteMountpoint == "/cvmfs/sft.cern.ch"
@@ -36,10 +37,14 @@ negative-timeout = "5s"
 attr-cache-size = 10
 profile-limit = 0
 metrics-address = "127.0.0.1:9783"
+fuse-server = "separate"
+fuse-server-socket = "/run/cvmfs-fuse.sock"
 `, func(c config) bool {
 			return c.AbsoluteMountpoint == "/srv/layers" && c.MountMode == modeBind && time.Duration(c.LookupTimeout) == 3*time.Second &&
-				c.Accounting == "bytes" && time.Duration(c.AttrTimeout) == 2*time.Minute && c.AttrCacheSize == 10 && c.MetricsAddress == "127.0.0.1:9783"
+				c.Accounting == "bytes" && time.Duration(c.AttrTimeout) == 2*time.Minute && c.AttrCacheSize == 10 && c.MetricsAddress == "127.0.0.1:9783" &&
+				c.FUSEServer == fuseSeparate && c.FUSEServerSocket == "/run/cvmfs-fuse.sock"
 		}, false},
+		{"bad fuse-server", `fuse-server = "remote"`, nil, true},
 		{"unknown key", `repositry = "x"`, nil, true},
 		{"bad mode", `mount-mode = "nfs"`, nil, true},
 		{"bad accounting", `accounting = "all"`, nil, true},
