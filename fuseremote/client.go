@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,11 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 )
+
+// ErrServerDown is wrapped (with errdefs.ErrUnavailable) by the errors of
+// calls that could not reach the server at all, as opposed to errors the
+// server answered.
+var ErrServerDown = errors.New("fuse server not reachable")
 
 // statsTimeout bounds Stats and Profile, which take no context.
 const statsTimeout = 5 * time.Second
@@ -121,6 +127,9 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 func (c *Client) do(req *http.Request, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if req.Context().Err() == nil {
+			return fmt.Errorf("fuse server at %s: %v: %w: %w", c.socket, err, ErrServerDown, errdefs.ErrUnavailable)
+		}
 		return fmt.Errorf("fuse server at %s: %v: %w", c.socket, err, errdefs.ErrUnavailable)
 	}
 	defer resp.Body.Close()

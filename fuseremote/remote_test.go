@@ -2,6 +2,7 @@ package fuseremote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -135,8 +136,8 @@ func TestMountTimeoutReachesServer(t *testing.T) {
 
 func TestServerDown(t *testing.T) {
 	c := NewClient(filepath.Join(t.TempDir(), "nobody.sock"))
-	if err := c.Check(context.Background(), "/mp"); !errdefs.IsUnavailable(err) {
-		t.Fatalf("Check with no server = %v, want ErrUnavailable", err)
+	if err := c.Check(context.Background(), "/mp"); !errdefs.IsUnavailable(err) || !errors.Is(err, ErrServerDown) {
+		t.Fatalf("Check with no server = %v, want ErrUnavailable and ErrServerDown", err)
 	}
 	if st := c.Stats(); st != nil {
 		t.Fatalf("Stats with no server = %+v", st)

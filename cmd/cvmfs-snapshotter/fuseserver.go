@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
@@ -29,25 +31,72 @@ func newSeparateBackend(ctx context.Context, cfg config, f flags, repo *ducc.Rep
 	sock := fuseServerSocket(cfg, f)
 	c := fuseremote.NewClient(sock)
 	if err := c.Ping(ctx); err != nil {
-		if err := spawnFUSEServer(ctx, sock, f); err != nil {
+		if err := startFUSEServer(ctx, c, sock, f); err != nil {
 			return backend{}, err
-		}
-		deadline := time.Now().Add(fuseServerStart)
-		for c.Ping(ctx) != nil {
-			if time.Now().After(deadline) {
-				return backend{}, fmt.Errorf("fuse server did not answer on %s within %v (see %s)", sock, fuseServerStart, fuseServerLog(f))
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
 	} else {
 		log.G(ctx).WithField("socket", sock).Info("re-attached to the running FUSE server")
 	}
+	rc := &respawningClient{Client: c, respawn: func(ctx context.Context) error {
+		return startFUSEServer(ctx, c, sock, f)
+	}}
 	return backend{
-		layers:     sizedLayerFS{LayerFS: c, repo: repo},
+		layers:     sizedLayerFS{LayerFS: rc, repo: repo},
 		stats:      c,
 		close:      func(context.Context) error { return nil },
 		keepMounts: true,
 	}, nil
+}
+
+// startFUSEServer spawns the server and waits until it answers.
+func startFUSEServer(ctx context.Context, c *fuseremote.Client, sock string, f flags) error {
+	if err := spawnFUSEServer(ctx, sock, f); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(fuseServerStart)
+	for c.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fuse server did not answer on %s within %v (see %s)", sock, fuseServerStart, fuseServerLog(f))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// respawningClient starts the FUSE server again when a Mount or Unmount
+// finds it gone (killed, crashed), then retries once. Check does not: a
+// dead server means dead mounts, which the snapshotter revives through
+// Unmount and Mount.
+type respawningClient struct {
+	*fuseremote.Client
+	respawn func(context.Context) error
+
+	mu sync.Mutex // serialises respawns
+}
+
+func (r *respawningClient) retry(ctx context.Context, call func() error) error {
+	err := call()
+	if !errors.Is(err, fuseremote.ErrServerDown) {
+		return err
+	}
+	r.mu.Lock()
+	if r.Client.Ping(ctx) != nil {
+		log.G(ctx).WithError(err).Warn("the FUSE server is gone; starting it again")
+		if serr := r.respawn(ctx); serr != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("%w (restart: %v)", err, serr)
+		}
+	}
+	r.mu.Unlock()
+	return call()
+}
+
+func (r *respawningClient) Mount(ctx context.Context, mountpoint string, layer digest.Digest) error {
+	return r.retry(ctx, func() error { return r.Client.Mount(ctx, mountpoint, layer) })
+}
+
+func (r *respawningClient) Unmount(ctx context.Context, mountpoint string) error {
+	return r.retry(ctx, func() error { return r.Client.Unmount(ctx, mountpoint) })
 }
 
 func fuseServerSocket(cfg config, f flags) string {

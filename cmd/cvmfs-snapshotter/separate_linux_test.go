@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,6 +105,35 @@ func TestSeparateFUSEServer(t *testing.T) {
 	if st := server.Stats(); len(st) != 1 || st[0].Opens < int64(next) {
 		t.Fatalf("server stats = %+v, want one layer with at least %d opens", st, next)
 	}
+
+	// The FUSE server itself dies: the daemon starts it again and revives
+	// the layer on next use, so new containers work.
+	pid := processWith(t, "fuse-server", sock)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for server.Ping(ctx) == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ms, err = sn.Prepare(ctx, "container-3", "chain-1")
+	if err != nil {
+		t.Fatalf("new container after the FUSE server died: %v", err)
+	}
+	rootfs3 := filepath.Join(dir, "rootfs3")
+	if err := os.Mkdir(rootfs3, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount.All(ms, rootfs3); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(rootfs3, "f49"))
+	_ = mount.UnmountAll(rootfs3, 0)
+	if err != nil || string(b) != "data" {
+		t.Fatalf("read through a layer revived by a new FUSE server: %q, %v", b, err)
+	}
+	if newPid := processWith(t, "fuse-server", sock); newPid == pid {
+		t.Fatal("the FUSE server was not started again")
+	}
 	d.stop(t)
 
 	// Stopping the server unmounts every layer.
@@ -124,4 +154,39 @@ func TestSeparateFUSEServer(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// processWith returns the pid of the one process whose command line
+// contains all of words.
+func processWith(t *testing.T, words ...string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmdline, all := string(b), true
+		for _, w := range words {
+			all = all && strings.Contains(cmdline, w)
+		}
+		if all {
+			if found != 0 {
+				t.Fatalf("more than one process matches %q", words)
+			}
+			found = pid
+		}
+	}
+	if found == 0 {
+		t.Fatalf("no process matches %q", words)
+	}
+	return found
 }
