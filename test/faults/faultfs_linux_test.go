@@ -4,6 +4,8 @@ package faults
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -94,7 +96,7 @@ func mountFaultFS(t *testing.T, dir, mountpoint string) *faults {
 	node := &faultNode{LoopbackNode: root.(*fs.LoopbackNode), f: f}
 	root.(*fs.LoopbackNode).RootData.RootNode = node
 	var zero time.Duration // no kernel caching: a fault applies at once
-	srv, err := fs.Mount(mountpoint, node, &fs.Options{
+	opts := &fs.Options{
 		EntryTimeout:    &zero,
 		AttrTimeout:     &zero,
 		NegativeTimeout: &zero,
@@ -104,10 +106,25 @@ func mountFaultFS(t *testing.T, dir, mountpoint string) *faults {
 			Name:                 "faultfs",
 			DisabledCapabilities: fuse.CAP_PASSTHROUGH,
 		},
-	})
+	}
+	srv, err := fuse.NewServer(noFlush{fs.NewNodeFS(node, opts)}, mountpoint, &opts.MountOptions)
 	if err != nil {
 		t.Fatalf("mount faultfs: %v", err)
 	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		t.Fatalf("mount faultfs: %v", err)
+	}
+	// One close through the mount while it is served teaches the kernel
+	// that this filesystem has no FLUSH (see noFlush).
+	probe := filepath.Join(dir, ".flush-probe")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fh, err := os.Open(filepath.Join(mountpoint, ".flush-probe")); err == nil {
+		fh.Close()
+	}
+	os.Remove(probe)
 	t.Cleanup(func() {
 		select {
 		case <-f.release:
@@ -120,3 +137,13 @@ func mountFaultFS(t *testing.T, dir, mountpoint string) *faults {
 	})
 	return f
 }
+
+// noFlush answers FLUSH with ENOSYS, after which the kernel never sends it
+// again. The faultfs is served by the test process itself, and the layer
+// filesystem under test keeps backing descriptors open on it (a lazily
+// detached mount may leave some until exit); closing them at process exit
+// would otherwise send a FLUSH that no server thread is left to answer,
+// and the process could never exit.
+type noFlush struct{ fuse.RawFileSystem }
+
+func (noFlush) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.ENOSYS }
