@@ -144,9 +144,21 @@ func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer diges
 		opts.MountOptions.Logger = stdlog.New(io.Discard, "", 0)
 	}
 	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts)}
-	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
+	serveAt := mountpoint
+	if m.cfg.noSelfAccess {
+		if fd, kerr := mountKernel(mountpoint, &opts.MountOptions, opts.DirectMountFlags); kerr == nil {
+			serveAt = fmt.Sprintf("/dev/fd/%d", fd)
+			opts.MountOptions.DirectMount = false
+		} else {
+			logger.WithError(kerr).Debug("mounting through go-fuse")
+		}
+	}
+	server, err := fuse.NewServer(raw, serveAt, &opts.MountOptions)
 	if err != nil {
 		unix.Close(lfs.rootfd)
+		if serveAt != mountpoint {
+			_ = mountutil.Unmount(mountpoint)
+		}
 		return nil, "", err
 	}
 	mt := &mount{mountpoint: mountpoint, layer: layer, lfs: lfs, server: server, done: make(chan struct{})}

@@ -81,6 +81,7 @@ type config struct {
 	cache                            *cache.Attrs
 	profileLimit                     int
 	debug                            bool
+	noSelfAccess                     bool
 }
 
 // Opt configures a Manager.
@@ -140,6 +141,20 @@ func WithProfileLimit(n int) Opt {
 func WithDebug(debug bool) Opt {
 	return func(c *config) error {
 		c.debug = debug
+		return nil
+	}
+}
+
+// WithoutSelfAccess declares that this process never opens files on the
+// mounts it serves (true of the daemon). The Manager then mounts with
+// mount(2) itself and skips go-fuse's post-mount "poll hack", a lookup and
+// open through the new mount from the serving process: a process killed
+// while such a request is in flight can never exit. A process that does
+// read its own mounts (tests) must not use it, or Go's poller may deadlock
+// on them. Needs CAP_SYS_ADMIN; otherwise go-fuse mounts as usual.
+func WithoutSelfAccess() Opt {
+	return func(c *config) error {
+		c.noSelfAccess = true
 		return nil
 	}
 }

@@ -27,6 +27,8 @@ func newManager(cfg config, repo *ducc.Repo) (*fusefs.Manager, error) {
 		fusefs.WithTimeouts(time.Duration(cfg.EntryTimeout), time.Duration(cfg.AttrTimeout), time.Duration(cfg.NegativeTimeout)),
 		fusefs.WithCache(attrs),
 		fusefs.WithProfileLimit(cfg.ProfileLimit),
+		// The daemon never opens files on its own mounts.
+		fusefs.WithoutSelfAccess(),
 	)
 }
 
