@@ -3,9 +3,6 @@
 package fusefs
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/treediff"
 )
 
 // everyKindLayer writes a layer with every kind of entry test 7a asks for.
@@ -94,59 +93,23 @@ func everyKindLayer(t testing.TB) string {
 	return dir
 }
 
-// entryInfo is what test 7a compares between a native walk and one through
-// a mount.
-type entryInfo struct {
-	Mode       uint32
-	UID, GID   uint32
-	Size       int64
-	Mtime      unix.Timespec
-	Rdev       uint64
-	LinkTarget string
-	SHA256     string
-}
-
-// walkInfo walks root and describes every entry by its relative path.
-func walkInfo(t testing.TB, root string) map[string]entryInfo {
+// walkInfo walks root with the end-to-end tests' tree walker and describes
+// every entry by its path relative to root: what test 7a compares between a
+// native walk and one through a mount.
+func walkInfo(t testing.TB, root string) map[string]treediff.Entry {
 	t.Helper()
-	out := map[string]entryInfo{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err != nil {
-			return err
-		}
-		info := entryInfo{Mode: st.Mode, UID: st.Uid, GID: st.Gid, Size: st.Size, Mtime: st.Mtim, Rdev: st.Rdev}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFLNK:
-			info.LinkTarget, err = os.Readlink(path)
-		case unix.S_IFREG:
-			info.SHA256, err = hashFile(path)
-		}
-		if rel == "." {
-			info.Mtime = unix.Timespec{} // the mountpoint's own times are not compared
-		}
-		out[rel] = info
-		return err
-	})
+	entries, err := treediff.Walk(root)
 	if err != nil {
 		t.Fatalf("walk %s: %v", root, err)
 	}
+	out := make(map[string]treediff.Entry, len(entries))
+	for _, e := range entries {
+		rel, _ := filepath.Rel(root, e.Path)
+		e.Path = rel
+		if rel == "." {
+			e.Mtime = 0 // the mountpoint's own times are not compared
+		}
+		out[rel] = e
+	}
 	return out
-}
-
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

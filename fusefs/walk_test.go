@@ -3,6 +3,7 @@
 package fusefs
 
 import (
+	"reflect"
 	"testing"
 )
 
@@ -23,7 +24,7 @@ func TestMountMatchesNativeWalk(t *testing.T) {
 					t.Errorf("%q missing through the mount", rel)
 					continue
 				}
-				if g != w {
+				if !reflect.DeepEqual(g, w) {
 					t.Errorf("%q differs:\n native %+v\n fuse   %+v", rel, w, g)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 )
 
@@ -17,7 +18,7 @@ import (
 func (s *snapshotter) Cleanup(ctx context.Context) error {
 	return s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
 		ids, err := storage.IDMap(ctx)
-		if err != nil && !isNotFound(err) { // NotFound: a new, empty store
+		if err != nil && !errdefs.IsNotFound(err) { // NotFound: a new, empty store
 			return err
 		}
 		entries, err := os.ReadDir(filepath.Join(s.root, "snapshots"))

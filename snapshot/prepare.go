@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 )
 
@@ -41,7 +42,7 @@ func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 			if exists, err := s.targetExists(ctx, req.target); err != nil {
 				return nil, err
 			} else if exists {
-				return nil, fmt.Errorf("target snapshot %q: %w", req.target, errAlreadyExists)
+				return nil, fmt.Errorf("target snapshot %q: %w", req.target, errdefs.ErrAlreadyExists)
 			}
 		}
 	}
@@ -91,7 +92,7 @@ func (s *snapshotter) targetExists(ctx context.Context, target string) (bool, er
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
 		_, _, _, err := storage.GetInfo(ctx, target)
 		exists = err == nil
-		if err != nil && !isNotFound(err) {
+		if err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}
 		return nil

@@ -47,7 +47,7 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req rem
 	})
 	if err == nil {
 		logger.WithField("remote-snapshot-prepared", true).WithField("target", req.target).Info("layer served from the layer store")
-		return fmt.Errorf("target snapshot %q: %w", req.target, errAlreadyExists)
+		return fmt.Errorf("target snapshot %q: %w", req.target, errdefs.ErrAlreadyExists)
 	}
 
 	// The commit failed: undo the mount. If the target appeared meanwhile
@@ -62,7 +62,7 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req rem
 		if rerr := s.Remove(ctx, key); rerr != nil {
 			logger.WithError(rerr).Warn("failed to remove the extraction snapshot of a layer that already exists")
 		}
-		return fmt.Errorf("target snapshot %q: %w", req.target, errAlreadyExists)
+		return fmt.Errorf("target snapshot %q: %w", req.target, errdefs.ErrAlreadyExists)
 	}
 	logger.WithError(err).Warn("failed to commit remote snapshot, pulling the layer")
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 )
 
@@ -31,7 +32,7 @@ func (s *snapshotter) restore(ctx context.Context) error {
 	var todo []restoreEntry
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
 		ids, err := storage.IDMap(ctx)
-		if err != nil && !isNotFound(err) { // NotFound: a new, empty store
+		if err != nil && !errdefs.IsNotFound(err) { // NotFound: a new, empty store
 			return err
 		}
 		for id, name := range ids {
