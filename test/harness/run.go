@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -132,6 +133,9 @@ type RunOptions struct {
 	// Keep leaves the container (and its snapshot) in place; Close
 	// removes it.
 	Keep bool
+	// Stdout, if set, receives the container's standard output as it
+	// comes, besides Result.Stdout.
+	Stdout io.Writer
 }
 
 // Result is the outcome of one container run.
@@ -160,7 +164,11 @@ func (e *Env) Run(ctx context.Context, img containerd.Image, o RunOptions, args 
 		return res, err
 	}
 	var stdout, stderr bytes.Buffer
-	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &stdout, &stderr), cio.WithFIFODir(fifos)))
+	var out io.Writer = &stdout
+	if o.Stdout != nil {
+		out = io.MultiWriter(&stdout, o.Stdout)
+	}
+	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, out, &stderr), cio.WithFIFODir(fifos)))
 	if err != nil {
 		return res, fmt.Errorf("create task: %w", err)
 	}
@@ -180,11 +188,14 @@ func (e *Env) Run(ctx context.Context, img containerd.Image, o RunOptions, args 
 		task.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
 		status = <-exit
 	}
-	// Delete waits for the output to be copied.
+	drainErr := drainOutput(context.WithoutCancel(ctx), task.IO(), outputDrainTimeout)
 	if _, err := task.Delete(context.WithoutCancel(ctx)); err != nil {
 		return res, fmt.Errorf("delete task: %w", err)
 	}
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	if drainErr != nil {
+		return res, drainErr
+	}
 	code, _, err := status.Result()
 	res.ExitCode = code
 	if err != nil {
@@ -194,6 +205,38 @@ func (e *Env) Run(ctx context.Context, img containerd.Image, o RunOptions, args 
 		return res, fmt.Errorf("container %v exited with %d: %s", args, code, res.Stderr)
 	}
 	return res, ctx.Err()
+}
+
+// outputDrainTimeout bounds the wait for a container's output after its
+// process has exited: only a process that leaves a child holding its
+// stdout open makes the wait that long.
+const outputDrainTimeout = 2 * time.Minute
+
+// drainOutput waits until the client has copied all of a task's output:
+// the copy ends when the shim closes its end of the FIFOs, once the
+// process and everything it started have closed stdout and stderr. It
+// must come before Task.Delete, which closes the client's end of the FIFOs
+// at once (containerd 1.7 and later): whatever a slow reader has not yet
+// taken from them is lost, and output is cut at a pipe buffer's size.
+func drainOutput(ctx context.Context, io cio.IO, timeout time.Duration) error {
+	if io == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		// Returns when the copy ends, or when Delete closes the FIFOs
+		// after a timeout below.
+		io.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("container output still open %s after its process exited", timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Start starts args in a new container from img and returns its id

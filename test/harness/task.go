@@ -102,6 +102,9 @@ func (t *Task) Stop(ctx context.Context, timeout time.Duration) (uint32, error) 
 		}
 		select {
 		case <-t.done:
+			if err := drainOutput(ctx, t.task.IO(), timeout); err != nil {
+				errs = append(errs, fmt.Errorf("task %s: %w", t.ID, err))
+			}
 		case <-time.After(timeout):
 			errs = append(errs, fmt.Errorf("task %s did not exit within %s of SIGKILL", t.ID, timeout))
 		}

@@ -5,6 +5,7 @@
 //	probe cat FILE...     read the files; print bytes read
 //	probe write FILE TEXT...  create each FILE with its TEXT
 //	probe echo WORDS...   print WORDS
+//	probe emit N M        write N bytes to stdout and M to stderr (test/pattern)
 //	probe sleep SECONDS   sleep (a long-running container)
 //	probe readloop MS FILE  read FILE every MS milliseconds until killed (readloop.go)
 package main
@@ -65,6 +66,8 @@ func run(args []string) error {
 		return nil
 	case "readloop":
 		return readLoop(args[1:])
+	case "emit":
+		return emit(args[1:])
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
