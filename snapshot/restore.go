@@ -96,8 +96,8 @@ func (s *snapshotter) restore(ctx context.Context) error {
 // snapshot fs dirs other than those of committed remote snapshots: a crash
 // between mounting a layer and committing its snapshot leaves one on an
 // active extraction snapshot (or on a directory the metadata never
-// recorded). Only mounts exactly at <root>/snapshots/<id>/fs are touched;
-// those are always ours.
+// recorded). Only mounts exactly at <root>/snapshots/<id>/fs of directories
+// this metadata database created are touched; those are always ours.
 func (s *snapshotter) unmountLeftovers(ctx context.Context, keep []restoreEntry) {
 	kept := make(map[string]bool, len(keep))
 	for _, e := range keep {
@@ -116,6 +116,12 @@ func (s *snapshotter) unmountLeftovers(ctx context.Context, keep []restoreEntry)
 		}
 		id, rest, ok := strings.Cut(rel, string(filepath.Separator))
 		if !ok || rest != "fs" || kept[id] {
+			continue
+		}
+		if !s.owns(id) {
+			// Left by another metadata database: a running container may
+			// still stack on it.
+			log.G(ctx).WithField("mountpoint", mp).Warn("kept a layer mount on a snapshot directory this metadata database did not create")
 			continue
 		}
 		if err := s.config.layers.Unmount(ctx, mp); err != nil {

@@ -88,6 +88,8 @@ type snapshotter struct {
 	root   string
 	ms     *storage.MetaStore
 	config config
+	// ownerID identifies the metadata database; see owner.go.
+	ownerID string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,7 +109,10 @@ type Snapshotter interface {
 // New opens (or creates) a snapshotter rooted at root and, when a LayerFS is
 // configured, re-mounts every remote snapshot recorded in its metadata. A
 // layer that cannot be re-mounted is logged and reported unavailable; it is
-// neither fatal nor deleted.
+// neither fatal nor deleted. It then runs Cleanup, except when the metadata
+// holds no snapshot at all (a new or emptied metadata.db): then directories
+// under <root>/snapshots are only logged at Warn and kept, since they may
+// be the upper dirs of running containers.
 func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	cfg := config{
 		lookupTimeout: DefaultLookupTimeout,
@@ -122,15 +127,25 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	if err := os.MkdirAll(filepath.Join(root, "snapshots"), 0o700); err != nil {
 		return nil, fmt.Errorf("create snapshotter root: %w", err)
 	}
-	ms, err := storage.NewMetaStore(filepath.Join(root, "metadata.db"))
+	dbPath := filepath.Join(root, "metadata.db")
+	ownerID, err := loadOwnerID(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := storage.NewMetaStore(dbPath)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
 	s := &snapshotter{
-		root:   root,
-		ms:     ms,
-		config: cfg,
-		remote: make(map[string]*remoteLayer),
+		root:    root,
+		ms:      ms,
+		config:  cfg,
+		ownerID: ownerID,
+		remote:  make(map[string]*remoteLayer),
+	}
+	if err := s.adoptKnownDirs(ctx); err != nil {
+		ms.Close()
+		return nil, err
 	}
 	if cfg.layers != nil && cfg.restore {
 		if err := s.restore(ctx); err != nil {
@@ -141,7 +156,7 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	if cfg.restore {
 		// Directories a crash left behind (removed from the metadata, or
 		// never recorded in it) go now rather than at containerd's next GC.
-		if err := s.Cleanup(ctx); err != nil {
+		if err := s.cleanupAtStart(ctx); err != nil {
 			log.G(ctx).WithError(err).Warn("cleanup at start failed")
 		}
 	}
