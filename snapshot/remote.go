@@ -100,6 +100,9 @@ func (s *snapshotter) ensureMounted(ctx context.Context, id string) error {
 	if rl == nil {
 		return nil
 	}
+	if rl.broken != nil {
+		return fmt.Errorf("remote snapshot %s: %v: %w", id, rl.broken, errdefs.ErrUnavailable)
+	}
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	path := s.upperPath(id)

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,8 +27,8 @@ type restoreEntry struct {
 // metadata. A mount that still answers is kept; a dead one left by a
 // previous run (a FUSE mount after a crash answers ENOTCONN) is detached
 // lazily first. A
-// layer that cannot be mounted is logged and marked unavailable; its
-// snapshot is kept.
+// layer that cannot be mounted, or whose label does not parse, is logged
+// and marked unavailable; its snapshot is kept.
 func (s *snapshotter) restore(ctx context.Context) error {
 	var todo []restoreEntry
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
@@ -40,7 +41,7 @@ func (s *snapshotter) restore(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if info.Kind == snapshots.KindCommitted && info.Labels[LabelRemote] != "" {
+			if _, ok := info.Labels[LabelRemote]; ok && info.Kind == snapshots.KindCommitted {
 				todo = append(todo, restoreEntry{id: id, info: info})
 			}
 		}
@@ -60,7 +61,12 @@ func (s *snapshotter) restore(ctx context.Context) error {
 		logger := log.G(ctx).WithField("key", e.info.Name).WithField("layer", e.info.Labels[LabelRemote])
 		layer, err := ParseLayerDigest(e.info.Labels[LabelRemote])
 		if err != nil {
-			logger.WithError(err).Error("remote snapshot has a malformed layer label; left unavailable")
+			// Nothing can be mounted, yet the snapshot is a layer: its
+			// children must not stack on an empty directory.
+			s.mu.Lock()
+			s.remote[e.id] = &remoteLayer{broken: fmt.Errorf("malformed label %s=%q: %v", LabelRemote, e.info.Labels[LabelRemote], err)}
+			s.mu.Unlock()
+			logger.WithError(err).Error("remote snapshot has a malformed layer label; it and its children are unavailable")
 			continue
 		}
 		rl := &remoteLayer{layer: layer}

@@ -178,6 +178,10 @@ func (s *snapshotter) workPath(id string) string {
 // remoteLayer is one remote snapshot's mount state.
 type remoteLayer struct {
 	layer digest.Digest
+	// broken is set, for good, when the snapshot's remote label does not
+	// name a layer: nothing can be mounted, and Mounts stacking on it
+	// answer ErrUnavailable. Set before the layer is shared, then only read.
+	broken error
 
 	// mu serialises revivals of this mount and guards unavailable.
 	mu sync.Mutex
@@ -196,9 +200,20 @@ func (s *snapshotter) Stat(ctx context.Context, key string) (info snapshots.Info
 	return info, err
 }
 
-// Update changes the labels (or other fieldpaths) of the snapshot.
+// Update changes the labels of the snapshot, all of them (no fieldpaths,
+// or "labels") or those named as "labels.<key>". An update that would add,
+// change or remove LabelRemote returns an error wrapping
+// errdefs.ErrInvalidArgument and changes nothing: that label is what
+// restore mounts the layer from.
 func (s *snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (newInfo snapshots.Info, err error) {
 	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		_, old, _, err := storage.GetInfo(ctx, info.Name)
+		if err != nil {
+			return err
+		}
+		if err := checkRemoteLabelKept(old.Labels, info, fieldpaths); err != nil {
+			return err
+		}
 		newInfo, err = storage.UpdateInfo(ctx, info, fieldpaths...)
 		return err
 	})
