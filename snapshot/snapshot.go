@@ -221,8 +221,12 @@ func (s *snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 }
 
 // Usage returns the disk usage of a snapshot. Committed snapshots report
-// what was recorded at commit (for remote ones, the layer store's metadata;
-// the mount is never walked). Active snapshots are measured now.
+// what was recorded at commit; for remote ones that is the layer's size
+// from the layer store (see LayerSizer), and the mount is never walked.
+// Active snapshots are measured now. A remote snapshot whose size the
+// store could not give at commit is looked up again; while that fails,
+// Usage returns an error wrapping errdefs.ErrUnavailable rather than a
+// made-up size (containerd logs it; `ctr snapshot usage` shows it).
 func (s *snapshotter) Usage(ctx context.Context, key string) (usage snapshots.Usage, err error) {
 	var (
 		id   string
@@ -234,6 +238,9 @@ func (s *snapshotter) Usage(ctx context.Context, key string) (usage snapshots.Us
 	})
 	if err != nil {
 		return snapshots.Usage{}, err
+	}
+	if info.Kind == snapshots.KindCommitted && usage.Size < 0 {
+		return s.remoteUsage(ctx, key, info)
 	}
 	if info.Kind == snapshots.KindActive {
 		du, err := fs.DiskUsage(ctx, s.upperPath(id))
