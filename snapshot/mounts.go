@@ -48,7 +48,7 @@ func (s *snapshotter) mounts(ctx context.Context, sn storage.Snapshot, kind snap
 			"upperdir="+s.upperPath(sn.ID),
 		)
 	}
-	if s.config.userxattr {
+	if s.userxattr {
 		options = append(options, "userxattr")
 	}
 	lower := make([]string, len(sn.ParentIDs))

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/continuity/fs"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/moby/sys/userns"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -23,9 +24,11 @@ const DefaultLookupTimeout = 10 * time.Second
 type config struct {
 	layers        LayerFS
 	lookupTimeout time.Duration
-	userxattr     bool
-	restore       bool
-	keepMounts    bool
+	userxattr     UserxattrMode
+	// inUserNS detects a user namespace for UserxattrAuto.
+	inUserNS   func() bool
+	restore    bool
+	keepMounts bool
 }
 
 // Opt configures a snapshotter.
@@ -50,15 +53,6 @@ func WithLookupTimeout(d time.Duration) Opt {
 		if d > 0 {
 			c.lookupTimeout = d
 		}
-		return nil
-	}
-}
-
-// WithUserXattr makes overlay mounts use the userxattr option, as rootless
-// overlay requires. The default is on when not running as root.
-func WithUserXattr(on bool) Opt {
-	return func(c *config) error {
-		c.userxattr = on
 		return nil
 	}
 }
@@ -90,6 +84,8 @@ type snapshotter struct {
 	config config
 	// ownerID identifies the metadata database; see owner.go.
 	ownerID string
+	// userxattr: overlay mounts carry the userxattr option.
+	userxattr bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -116,7 +112,8 @@ type Snapshotter interface {
 func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	cfg := config{
 		lookupTimeout: DefaultLookupTimeout,
-		userxattr:     os.Geteuid() != 0,
+		userxattr:     UserxattrAuto,
+		inUserNS:      userns.RunningInUserNS,
 		restore:       true,
 	}
 	for _, o := range opts {
@@ -137,12 +134,14 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
 	s := &snapshotter{
-		root:    root,
-		ms:      ms,
-		config:  cfg,
-		ownerID: ownerID,
-		remote:  make(map[string]*remoteLayer),
+		root:      root,
+		ms:        ms,
+		config:    cfg,
+		ownerID:   ownerID,
+		userxattr: resolveUserxattr(cfg.userxattr, cfg.inUserNS),
+		remote:    make(map[string]*remoteLayer),
 	}
+	log.G(ctx).WithField("mode", cfg.userxattr).WithField("userxattr", s.userxattr).Info("overlay userxattr option")
 	if err := s.adoptKnownDirs(ctx); err != nil {
 		ms.Close()
 		return nil, err
