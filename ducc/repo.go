@@ -145,17 +145,19 @@ func (r *Repo) Metadata(ctx context.Context, layer digest.Digest) ([]LayerInfo, 
 	return infos, nil
 }
 
-// DiffSize returns the uncompressed size recorded in layers.json, or 0 when
-// the metadata is absent or unreadable.
-func (r *Repo) DiffSize(ctx context.Context, layer digest.Digest) int64 {
+// DiffSize returns the uncompressed size recorded in layers.json. It
+// returns an error wrapping errdefs.ErrNotFound when the metadata is absent
+// or records no positive diff-size, and an error when it cannot be read or
+// parsed; never a made-up size.
+func (r *Repo) DiffSize(ctx context.Context, layer digest.Digest) (int64, error) {
 	infos, err := r.Metadata(ctx, layer)
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("size of layer %s: %w", layer, err)
 	}
 	for _, in := range infos {
 		if in.DiffSize > 0 {
-			return in.DiffSize
+			return in.DiffSize, nil
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("size of layer %s: no positive diff-size in %s: %w", layer, layersJSON, errdefs.ErrNotFound)
 }

@@ -52,7 +52,7 @@ type sizedBind struct {
 }
 
 func (s sizedBind) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
-	return s.repo.DiffSize(ctx, layer), nil
+	return s.repo.DiffSize(ctx, layer)
 }
 
 // TestBindRemoteLayerEndToEnd mounts a DUCC-shaped layer for real: the
@@ -197,5 +197,28 @@ func TestLeftoverMountOfAnUncommittedSnapshot(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(repoDir, ".layers", layerA.Encoded()[:2], layerA.Encoded(), "layerfs", "f")); string(b) != "x" {
 		t.Fatal("the layer store was touched")
+	}
+}
+
+// TestBindBrokenLayerMetadata: a layer whose layers.json is broken is
+// served, and its Usage says the size is unknown instead of 0.
+func TestBindBrokenLayerMetadata(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	t.Cleanup(func() { testutil.SweepMounts(t, tmp) })
+	repoDir := filepath.Join(tmp, "repo")
+	writeDUCCLayer(t, repoDir, layerA, map[string]string{"f": "x"}, 1)
+	meta := filepath.Join(repoDir, ".layers", layerA.Encoded()[:2], layerA.Encoded(), ".metadata", "layers.json")
+	if err := os.WriteFile(meta, []byte(`[{"id":"x","diff-size":"oops"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo := ducc.New(repoDir)
+	sn := newTestSnapshotter(t, filepath.Join(tmp, "root"), sizedBind{bindmount.New(repo), repo})
+	if _, err := prepareLayer(t, sn, "chain-a", "", layerA); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare = %v, want ErrAlreadyExists", err)
+	}
+	if u, err := sn.Usage(ctx, "chain-a"); !errdefs.IsUnavailable(err) {
+		t.Fatalf("Usage = %+v, %v; want ErrUnavailable", u, err)
 	}
 }

@@ -52,14 +52,43 @@ func (s *snapshotter) Remove(ctx context.Context, key string) error {
 }
 
 // removeDir unmounts snapshot id's layer, if any, and deletes its
-// directory unless something is still mounted under it. A mount exactly at
-// the snapshot's fs dir is always one of ours (a layer mounted for it, even
-// one a crash left behind before it was committed), so it is unmounted too.
+// directory. A mount exactly at the snapshot's fs dir is always one of
+// ours (a layer mounted for it, even one a crash left behind before it was
+// committed), so it is unmounted. Nothing is unmounted or deleted when the
+// directory is still in use: another mount beneath it, or an overlay mount
+// (a container's rootfs) using a directory in it as a lower, upper or work
+// dir.
 func (s *snapshotter) removeDir(ctx context.Context, id string) error {
+	dir := s.snapshotDir(id)
+	if err := checkUnused(dir, s.upperPath(id)); err != nil {
+		return err
+	}
 	if err := s.unmountOwn(ctx, id); err != nil {
 		return err
 	}
-	return removeUnmounted(s.snapshotDir(id))
+	return removeUnmounted(dir)
+}
+
+// checkUnused returns an error if anything other than a mount at own is
+// mounted at or below dir, or if an overlay mount uses dir.
+func checkUnused(dir, own string) error {
+	mps, err := mountpointsUnder(dir)
+	if err != nil {
+		return err
+	}
+	for _, mp := range mps {
+		if mp != own {
+			return fmt.Errorf("refusing to remove %s: %s is mounted beneath it", dir, mp)
+		}
+	}
+	users, err := overlaysUsing(dir)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("refusing to remove %s: the overlay mounted at %q uses it", dir, users)
+	}
+	return nil
 }
 
 // unmountOwn unmounts whatever layer is mounted at snapshot id's fs dir,

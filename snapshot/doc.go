@@ -2,7 +2,9 @@
 // image layers from a read-only layer store instead of downloading them.
 //
 // It is built on containerd's storage.MetaStore, as containerd's overlay
-// snapshotter is, with the on-disk layout <root>/snapshots/<id>/{fs,work}.
+// snapshotter is, with the on-disk layout <root>/snapshots/<id>/{fs,work}
+// plus a db-id file that ties each directory to the metadata database that
+// created it (Cleanup deletes no other).
 // When containerd prepares a layer's extraction snapshot with the labels
 // containerd.io/snapshot.ref and containerd.io/snapshot/cri.layer-digest,
 // the snapshotter asks its LayerFS to mount that layer on the snapshot's fs

@@ -18,8 +18,9 @@ type fakeLayerFS struct {
 	present map[digest.Digest]int64 // layers the store holds, and their sizes
 	mounted map[string]digest.Digest
 	dead    map[string]bool
-	hang    bool // Mount blocks until ctx ends
-	failAll bool // Mount fails with ErrUnavailable
+	hang    bool  // Mount blocks until ctx ends
+	failAll bool  // Mount fails with ErrUnavailable
+	sizeErr error // LayerSize fails with it
 	calls   []string
 }
 
@@ -88,6 +89,9 @@ func (f *fakeLayerFS) Unmount(ctx context.Context, mountpoint string) error {
 func (f *fakeLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.sizeErr != nil {
+		return 0, f.sizeErr
+	}
 	return f.present[layer], nil
 }
 

@@ -2,6 +2,8 @@ package snapshot
 
 import (
 	"fmt"
+	"maps"
+	"strings"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
@@ -64,4 +66,34 @@ func ParseLayerDigest(s string) (digest.Digest, error) {
 		return "", fmt.Errorf("layer digest %q: want 64 hex digits: %w", s, errdefs.ErrInvalidArgument)
 	}
 	return d, nil
+}
+
+// checkRemoteLabelKept returns an error wrapping errdefs.ErrInvalidArgument
+// if updating a snapshot whose labels are old with info and fieldpaths
+// (with storage.UpdateInfo's semantics) would add, change or remove
+// LabelRemote.
+func checkRemoteLabelKept(old map[string]string, info snapshots.Info, fieldpaths []string) error {
+	labels := maps.Clone(old)
+	if len(fieldpaths) == 0 {
+		labels = info.Labels
+	}
+	for _, p := range fieldpaths {
+		if p == "labels" {
+			labels = maps.Clone(info.Labels)
+			continue
+		}
+		if key, ok := strings.CutPrefix(p, "labels."); ok {
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[key] = info.Labels[key]
+		}
+	}
+	was, had := old[LabelRemote]
+	now, has := labels[LabelRemote]
+	if had != has || was != now {
+		return fmt.Errorf("label %s of snapshot %q is set by the snapshotter and cannot be updated (%q to %q): %w",
+			LabelRemote, info.Name, was, now, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }

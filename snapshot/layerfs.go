@@ -30,8 +30,15 @@ type LayerFS interface {
 
 // LayerSizer is implemented by a LayerFS that knows a layer's unpacked size
 // without walking it (for example from repository metadata). The
-// snapshotter uses it for Usage of remote snapshots; without it they report 0.
+// snapshotter uses it for Usage of remote snapshots; without it they report
+// 0. When LayerSize fails (or gives a negative size) at commit, the error is
+// logged at Warn, the layer is served all the same and committed with its
+// size unknown; Usage then asks again and returns an error wrapping
+// errdefs.ErrUnavailable while it still fails.
 type LayerSizer interface {
+	// LayerSize returns the layer's unpacked size in bytes, or an error
+	// when the store has no usable record of it. ctx carries the lookup
+	// timeout.
 	LayerSize(ctx context.Context, layer digest.Digest) (int64, error)
 }
 

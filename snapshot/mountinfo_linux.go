@@ -2,7 +2,15 @@
 
 package snapshot
 
-import "github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+)
 
 // hasMountsUnder reports whether anything is mounted at dir or below it.
 // The snapshotter checks it before every RemoveAll.
@@ -31,4 +39,48 @@ func mountpointsUnder(dir string) ([]string, error) {
 		out[i] = m.Mountpoint
 	}
 	return out, nil
+}
+
+// overlaysUsing returns the mountpoints of overlay mounts whose options name
+// a path inside dir (as lowerdir, upperdir or workdir). A container's rootfs
+// is such a mount, elsewhere in the tree, over a snapshot's fs and work
+// dirs: its upper dir is in use although nothing is mounted beneath it.
+// The match is textual and errs on the side of "in use".
+func overlaysUsing(dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	// The kernel shows overlay's path options with octal escapes for
+	// separators and blanks; newer kernels escape ':' in lowerdir too.
+	prefixes := []string{
+		escapeOption(dir, ",= \t\n\\") + "/",
+		escapeOption(dir, ",= \t\n\\:") + "/",
+	}
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("overlay"))
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	var out []string
+	for _, in := range infos {
+		opts := in.VFSOptions + "," + in.Options
+		for _, p := range prefixes {
+			if strings.Contains(opts, p) {
+				out = append(out, in.Mountpoint)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// escapeOption escapes the bytes of s found in special the way the
+// kernel's seq_escape does (backslash and three octal digits).
+func escapeOption(s, special string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(special, s[i]) >= 0 {
+			fmt.Fprintf(&b, "\\%03o", s[i])
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

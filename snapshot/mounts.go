@@ -48,7 +48,7 @@ func (s *snapshotter) mounts(ctx context.Context, sn storage.Snapshot, kind snap
 			"upperdir="+s.upperPath(sn.ID),
 		)
 	}
-	if s.config.userxattr {
+	if s.userxattr {
 		options = append(options, "userxattr")
 	}
 	lower := make([]string, len(sn.ParentIDs))
@@ -77,7 +77,7 @@ func (s *snapshotter) inheritRootAttrs(ctx context.Context, sn storage.Snapshot)
 	s.mu.Unlock()
 	if rl != nil {
 		stater, ok := s.config.layers.(LayerRootStater)
-		if !ok {
+		if !ok || rl.broken != nil {
 			return
 		}
 		stat = func() (os.FileInfo, error) { return stater.StatLayerRoot(ctx, rl.layer) }

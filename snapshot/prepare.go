@@ -105,7 +105,7 @@ func (s *snapshotter) targetExists(ctx context.Context, target string) (bool, er
 // a failure leaves neither metadata nor directory behind.
 func (s *snapshotter) createSnapshot(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) (sn storage.Snapshot, err error) {
 	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) (err error) {
-		td, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), "new-")
+		td, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), tempPrefix)
 		if err != nil {
 			return fmt.Errorf("failed to create temp dir: %w", err)
 		}
@@ -116,6 +116,9 @@ func (s *snapshotter) createSnapshot(ctx context.Context, kind snapshots.Kind, k
 				}
 			}
 		}()
+		if err := s.stamp(td); err != nil {
+			return fmt.Errorf("failed to stamp temp dir: %w", err)
+		}
 		if err := os.Mkdir(filepath.Join(td, "fs"), 0o755); err != nil {
 			return err
 		}
@@ -133,15 +136,23 @@ func (s *snapshotter) createSnapshot(ctx context.Context, kind snapshots.Kind, k
 			// A crash between a rename and its transaction's commit leaves
 			// a directory under an id the metadata never recorded, and the
 			// rolled-back id sequence hands that id out again. Inside this
-			// write transaction the id is provably unused: clear the stale
-			// directory (never through a mount) and retry once.
+			// write transaction the id is provably unused by this
+			// database: clear the stale directory (never through a mount)
+			// and retry once. A directory another database made (this
+			// one is new and ids start again at 1) may be a running
+			// container's: it is moved aside instead.
 			if !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.ENOTEMPTY) {
 				return fmt.Errorf("failed to rename: %w", err)
 			}
-			if rerr := s.removeDir(ctx, sn.ID); rerr != nil {
+			if !s.owns(sn.ID) {
+				if merr := s.moveAside(ctx, sn.ID); merr != nil {
+					return fmt.Errorf("failed to rename: %w (directory of another database in the way: %v)", err, merr)
+				}
+			} else if rerr := s.removeDir(ctx, sn.ID); rerr != nil {
 				return fmt.Errorf("failed to rename: %w (stale directory: %v)", err, rerr)
+			} else {
+				log.G(ctx).WithField("path", path).Warn("removed a stale snapshot directory left by a crash")
 			}
-			log.G(ctx).WithField("path", path).Warn("removed a stale snapshot directory left by a crash")
 			if err := os.Rename(td, path); err != nil {
 				return fmt.Errorf("failed to rename: %w", err)
 			}

@@ -24,11 +24,13 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req rem
 	}
 	usage := snapshots.Usage{}
 	if sizer, ok := s.config.layers.(LayerSizer); ok {
-		sctx, cancel := context.WithTimeout(ctx, s.config.lookupTimeout)
-		if size, err := sizer.LayerSize(sctx, req.layer); err == nil {
-			usage.Size = size
+		size, err := s.layerSize(ctx, sizer, req.layer)
+		if err != nil {
+			// The layer is served all the same; Usage asks again.
+			logger.WithError(err).Warn("size of layer unknown, committed without it")
+			size = sizeUnknown
 		}
-		cancel()
+		usage.Size = size
 	}
 	err := s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
 		_, info, _, err := storage.GetInfo(ctx, key)
@@ -100,6 +102,9 @@ func (s *snapshotter) ensureMounted(ctx context.Context, id string) error {
 	if rl == nil {
 		return nil
 	}
+	if rl.broken != nil {
+		return fmt.Errorf("remote snapshot %s: %v: %w", id, rl.broken, errdefs.ErrUnavailable)
+	}
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	path := s.upperPath(id)
@@ -127,4 +132,38 @@ func (s *snapshotter) remount(ctx context.Context, path string, layer digest.Dig
 	mctx, cancel := context.WithTimeout(ctx, s.config.lookupTimeout)
 	defer cancel()
 	return s.config.layers.Mount(mctx, path, layer)
+}
+
+// sizeUnknown is the size recorded for a remote snapshot whose layer size
+// could not be looked up at commit. Usage asks the layer store again.
+const sizeUnknown = -1
+
+// layerSize looks up layer's size within the lookup timeout. A negative
+// size is an error.
+func (s *snapshotter) layerSize(ctx context.Context, sizer LayerSizer, layer digest.Digest) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.config.lookupTimeout)
+	defer cancel()
+	size, err := sizer.LayerSize(ctx, layer)
+	if err == nil && size < 0 {
+		err = fmt.Errorf("negative size %d", size)
+	}
+	return size, err
+}
+
+// remoteUsage answers Usage for a remote snapshot committed with its size
+// unknown, by asking the layer store again.
+func (s *snapshotter) remoteUsage(ctx context.Context, key string, info snapshots.Info) (snapshots.Usage, error) {
+	sizer, ok := s.config.layers.(LayerSizer)
+	if !ok {
+		return snapshots.Usage{}, fmt.Errorf("usage of remote snapshot %q: size unknown and no layer store to ask: %w", key, errdefs.ErrUnavailable)
+	}
+	layer, err := ParseLayerDigest(info.Labels[LabelRemote])
+	if err != nil {
+		return snapshots.Usage{}, fmt.Errorf("usage of remote snapshot %q: malformed label %s=%q: %w", key, LabelRemote, info.Labels[LabelRemote], errdefs.ErrUnavailable)
+	}
+	size, err := s.layerSize(ctx, sizer, layer)
+	if err != nil {
+		return snapshots.Usage{}, fmt.Errorf("usage of remote snapshot %q: size of layer %s unknown: %v: %w", key, layer, err, errdefs.ErrUnavailable)
+	}
+	return snapshots.Usage{Size: size}, nil
 }

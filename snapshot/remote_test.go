@@ -356,10 +356,7 @@ func TestCleanupRemovesOrphans(t *testing.T) {
 	ctx := context.Background()
 	lfs := newFakeLayerFS(layerA)
 	sn := newTestSnapshotter(t, t.TempDir(), lfs)
-	orphan := filepath.Join(sn.root, "snapshots", "999")
-	if err := os.MkdirAll(filepath.Join(orphan, "fs"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	orphan := removeFromMetadataOnly(t, sn, "orphan")
 	if _, err := sn.Prepare(ctx, "kept", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -425,8 +422,12 @@ func TestStaleDirectoryFromACrash(t *testing.T) {
 	if _, err := sn.Prepare(ctx, "a", ""); err != nil {
 		t.Fatal(err)
 	}
+	// The crashed creation had stamped its directory as this database's.
 	stale := sn.snapshotDir("2")
 	if err := os.MkdirAll(filepath.Join(stale, "fs", "junk"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.stamp(stale); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sn.Prepare(ctx, "b", ""); err != nil {

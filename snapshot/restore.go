@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,8 +27,8 @@ type restoreEntry struct {
 // metadata. A mount that still answers is kept; a dead one left by a
 // previous run (a FUSE mount after a crash answers ENOTCONN) is detached
 // lazily first. A
-// layer that cannot be mounted is logged and marked unavailable; its
-// snapshot is kept.
+// layer that cannot be mounted, or whose label does not parse, is logged
+// and marked unavailable; its snapshot is kept.
 func (s *snapshotter) restore(ctx context.Context) error {
 	var todo []restoreEntry
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
@@ -40,7 +41,7 @@ func (s *snapshotter) restore(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if info.Kind == snapshots.KindCommitted && info.Labels[LabelRemote] != "" {
+			if _, ok := info.Labels[LabelRemote]; ok && info.Kind == snapshots.KindCommitted {
 				todo = append(todo, restoreEntry{id: id, info: info})
 			}
 		}
@@ -60,7 +61,12 @@ func (s *snapshotter) restore(ctx context.Context) error {
 		logger := log.G(ctx).WithField("key", e.info.Name).WithField("layer", e.info.Labels[LabelRemote])
 		layer, err := ParseLayerDigest(e.info.Labels[LabelRemote])
 		if err != nil {
-			logger.WithError(err).Error("remote snapshot has a malformed layer label; left unavailable")
+			// Nothing can be mounted, yet the snapshot is a layer: its
+			// children must not stack on an empty directory.
+			s.mu.Lock()
+			s.remote[e.id] = &remoteLayer{broken: fmt.Errorf("malformed label %s=%q: %v", LabelRemote, e.info.Labels[LabelRemote], err)}
+			s.mu.Unlock()
+			logger.WithError(err).Error("remote snapshot has a malformed layer label; it and its children are unavailable")
 			continue
 		}
 		rl := &remoteLayer{layer: layer}
@@ -96,8 +102,8 @@ func (s *snapshotter) restore(ctx context.Context) error {
 // snapshot fs dirs other than those of committed remote snapshots: a crash
 // between mounting a layer and committing its snapshot leaves one on an
 // active extraction snapshot (or on a directory the metadata never
-// recorded). Only mounts exactly at <root>/snapshots/<id>/fs are touched;
-// those are always ours.
+// recorded). Only mounts exactly at <root>/snapshots/<id>/fs of directories
+// this metadata database created are touched; those are always ours.
 func (s *snapshotter) unmountLeftovers(ctx context.Context, keep []restoreEntry) {
 	kept := make(map[string]bool, len(keep))
 	for _, e := range keep {
@@ -116,6 +122,12 @@ func (s *snapshotter) unmountLeftovers(ctx context.Context, keep []restoreEntry)
 		}
 		id, rest, ok := strings.Cut(rel, string(filepath.Separator))
 		if !ok || rest != "fs" || kept[id] {
+			continue
+		}
+		if !s.owns(id) {
+			// Left by another metadata database: a running container may
+			// still stack on it.
+			log.G(ctx).WithField("mountpoint", mp).Warn("kept a layer mount on a snapshot directory this metadata database did not create")
 			continue
 		}
 		if err := s.config.layers.Unmount(ctx, mp); err != nil {

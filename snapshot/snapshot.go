@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/continuity/fs"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/moby/sys/userns"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -23,9 +24,11 @@ const DefaultLookupTimeout = 10 * time.Second
 type config struct {
 	layers        LayerFS
 	lookupTimeout time.Duration
-	userxattr     bool
-	restore       bool
-	keepMounts    bool
+	userxattr     UserxattrMode
+	// inUserNS detects a user namespace for UserxattrAuto.
+	inUserNS   func() bool
+	restore    bool
+	keepMounts bool
 }
 
 // Opt configures a snapshotter.
@@ -50,15 +53,6 @@ func WithLookupTimeout(d time.Duration) Opt {
 		if d > 0 {
 			c.lookupTimeout = d
 		}
-		return nil
-	}
-}
-
-// WithUserXattr makes overlay mounts use the userxattr option, as rootless
-// overlay requires. The default is on when not running as root.
-func WithUserXattr(on bool) Opt {
-	return func(c *config) error {
-		c.userxattr = on
 		return nil
 	}
 }
@@ -88,6 +82,10 @@ type snapshotter struct {
 	root   string
 	ms     *storage.MetaStore
 	config config
+	// ownerID identifies the metadata database; see owner.go.
+	ownerID string
+	// userxattr: overlay mounts carry the userxattr option.
+	userxattr bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,11 +105,15 @@ type Snapshotter interface {
 // New opens (or creates) a snapshotter rooted at root and, when a LayerFS is
 // configured, re-mounts every remote snapshot recorded in its metadata. A
 // layer that cannot be re-mounted is logged and reported unavailable; it is
-// neither fatal nor deleted.
+// neither fatal nor deleted. It then runs Cleanup, except when the metadata
+// holds no snapshot at all (a new or emptied metadata.db): then directories
+// under <root>/snapshots are only logged at Warn and kept, since they may
+// be the upper dirs of running containers.
 func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	cfg := config{
 		lookupTimeout: DefaultLookupTimeout,
-		userxattr:     os.Geteuid() != 0,
+		userxattr:     UserxattrAuto,
+		inUserNS:      userns.RunningInUserNS,
 		restore:       true,
 	}
 	for _, o := range opts {
@@ -122,15 +124,27 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	if err := os.MkdirAll(filepath.Join(root, "snapshots"), 0o700); err != nil {
 		return nil, fmt.Errorf("create snapshotter root: %w", err)
 	}
-	ms, err := storage.NewMetaStore(filepath.Join(root, "metadata.db"))
+	dbPath := filepath.Join(root, "metadata.db")
+	ownerID, err := loadOwnerID(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := storage.NewMetaStore(dbPath)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
 	s := &snapshotter{
-		root:   root,
-		ms:     ms,
-		config: cfg,
-		remote: make(map[string]*remoteLayer),
+		root:      root,
+		ms:        ms,
+		config:    cfg,
+		ownerID:   ownerID,
+		userxattr: resolveUserxattr(cfg.userxattr, cfg.inUserNS),
+		remote:    make(map[string]*remoteLayer),
+	}
+	log.G(ctx).WithField("mode", cfg.userxattr).WithField("userxattr", s.userxattr).Info("overlay userxattr option")
+	if err := s.adoptKnownDirs(ctx); err != nil {
+		ms.Close()
+		return nil, err
 	}
 	if cfg.layers != nil && cfg.restore {
 		if err := s.restore(ctx); err != nil {
@@ -141,7 +155,7 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	if cfg.restore {
 		// Directories a crash left behind (removed from the metadata, or
 		// never recorded in it) go now rather than at containerd's next GC.
-		if err := s.Cleanup(ctx); err != nil {
+		if err := s.cleanupAtStart(ctx); err != nil {
 			log.G(ctx).WithError(err).Warn("cleanup at start failed")
 		}
 	}
@@ -163,6 +177,10 @@ func (s *snapshotter) workPath(id string) string {
 // remoteLayer is one remote snapshot's mount state.
 type remoteLayer struct {
 	layer digest.Digest
+	// broken is set, for good, when the snapshot's remote label does not
+	// name a layer: nothing can be mounted, and Mounts stacking on it
+	// answer ErrUnavailable. Set before the layer is shared, then only read.
+	broken error
 
 	// mu serialises revivals of this mount and guards unavailable.
 	mu sync.Mutex
@@ -181,9 +199,20 @@ func (s *snapshotter) Stat(ctx context.Context, key string) (info snapshots.Info
 	return info, err
 }
 
-// Update changes the labels (or other fieldpaths) of the snapshot.
+// Update changes the labels of the snapshot, all of them (no fieldpaths,
+// or "labels") or those named as "labels.<key>". An update that would add,
+// change or remove LabelRemote returns an error wrapping
+// errdefs.ErrInvalidArgument and changes nothing: that label is what
+// restore mounts the layer from.
 func (s *snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (newInfo snapshots.Info, err error) {
 	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		_, old, _, err := storage.GetInfo(ctx, info.Name)
+		if err != nil {
+			return err
+		}
+		if err := checkRemoteLabelKept(old.Labels, info, fieldpaths); err != nil {
+			return err
+		}
 		newInfo, err = storage.UpdateInfo(ctx, info, fieldpaths...)
 		return err
 	})
@@ -191,8 +220,12 @@ func (s *snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 }
 
 // Usage returns the disk usage of a snapshot. Committed snapshots report
-// what was recorded at commit (for remote ones, the layer store's metadata;
-// the mount is never walked). Active snapshots are measured now.
+// what was recorded at commit; for remote ones that is the layer's size
+// from the layer store (see LayerSizer), and the mount is never walked.
+// Active snapshots are measured now. A remote snapshot whose size the
+// store could not give at commit is looked up again; while that fails,
+// Usage returns an error wrapping errdefs.ErrUnavailable rather than a
+// made-up size (containerd logs it; `ctr snapshot usage` shows it).
 func (s *snapshotter) Usage(ctx context.Context, key string) (usage snapshots.Usage, err error) {
 	var (
 		id   string
@@ -204,6 +237,9 @@ func (s *snapshotter) Usage(ctx context.Context, key string) (usage snapshots.Us
 	})
 	if err != nil {
 		return snapshots.Usage{}, err
+	}
+	if info.Kind == snapshots.KindCommitted && usage.Size < 0 {
+		return s.remoteUsage(ctx, key, info)
 	}
 	if info.Kind == snapshots.KindActive {
 		du, err := fs.DiskUsage(ctx, s.upperPath(id))

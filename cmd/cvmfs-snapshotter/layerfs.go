@@ -27,7 +27,7 @@ type sizedLayerFS struct {
 }
 
 func (s sizedLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
-	return s.repo.DiffSize(ctx, layer), nil
+	return s.repo.DiffSize(ctx, layer)
 }
 
 func (s sizedLayerFS) StatLayerRoot(ctx context.Context, layer digest.Digest) (os.FileInfo, error) {
