@@ -36,6 +36,12 @@ func run(ctx context.Context, f flags) error {
 	if err := os.MkdirAll(f.root, 0o700); err != nil {
 		return fmt.Errorf("create root: %w", err)
 	}
+	// First: before anything opens the database or starts a FUSE server.
+	lock, err := lockRoot(f.root)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	be, err := newBackend(ctx, cfg, f)
 	if err != nil {
 		return err
