@@ -44,14 +44,30 @@ func WithLayerFS(lfs LayerFS) Opt {
 }
 
 // WithLookupTimeout bounds each layer lookup and mount at Prepare; past it
-// the layer is pulled instead. Zero or negative means DefaultLookupTimeout.
+// the layer is pulled instead (default DefaultLookupTimeout). There is no
+// "unbounded": a stuck layer store must not hang Prepare, so zero or a
+// negative d returns an error wrapping errdefs.ErrInvalidArgument.
 func WithLookupTimeout(d time.Duration) Opt {
 	return func(c *config) error {
-		if d > 0 {
-			c.lookupTimeout = d
+		if d <= 0 {
+			return fmt.Errorf("lookup timeout %v is not positive: %w", d, errdefs.ErrInvalidArgument)
 		}
+		c.lookupTimeout = d
 		return nil
 	}
+}
+
+// ValidateOpts applies opts as New does and returns the first error,
+// without opening or mounting anything: a daemon checks its configuration
+// with it before it starts.
+func ValidateOpts(opts ...Opt) error {
+	cfg := config{lookupTimeout: DefaultLookupTimeout}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WithUserXattr makes overlay mounts use the userxattr option, as rootless
