@@ -1,16 +1,17 @@
 package cache
 
 import (
-	"errors"
 	"fmt"
 	"sync/atomic"
 
+	"github.com/containerd/errdefs"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 )
 
-// ErrInvalidSize is returned by New for a size below 1.
-var ErrInvalidSize = errors.New("cache size must be at least 1")
+// ErrInvalidSize is returned by New for a size below 1; it wraps
+// errdefs.ErrInvalidArgument.
+var ErrInvalidSize = fmt.Errorf("cache size must be at least 1: %w", errdefs.ErrInvalidArgument)
 
 // DefaultSize is a reasonable number of entries for a daemon serving a few
 // hundred layers: about 100 bytes each plus the path.

@@ -12,8 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LayerStats is the accounting of one layer digest, summed over every mount
-// of it since the Manager started.
+// LayerStats is the accounting of one layer digest, summed over its mounts
+// since the layer was last unmounted everywhere (the Manager forgets a
+// layer with its last mount).
 type LayerStats struct {
 	Layer digest.Digest
 	// Mounts is the number of mounts of the layer served now.

@@ -32,9 +32,15 @@ type Manager struct {
 	src Source
 	cfg config
 
-	mu      sync.Mutex
-	closed  bool
-	mounts  map[string]*mount // by clean mountpoint; nil while being mounted
+	mu     sync.Mutex
+	closed bool
+	mounts map[string]*mount // by clean mountpoint; nil while being mounted
+	// reserving is the layer of each mountpoint reserved in mounts (nil
+	// there) while its Mount runs.
+	reserving map[string]digest.Digest
+	// layers holds the state of every layer mounted or being mounted; a
+	// layer's entry (and so its accounting and metrics) is dropped when its
+	// last mount goes, which bounds it by the layers in use.
 	layers  map[digest.Digest]*layerState
 	stopped []*mount // unmounted, server not yet exited (lazily detached, busy)
 }
@@ -42,9 +48,11 @@ type Manager struct {
 // layerState is what the Manager keeps per digest; guarded by Manager.mu
 // except for acct, which is safe on its own.
 type layerState struct {
-	acct        *account
-	mounts      int
-	passthrough bool
+	acct *account
+	// mounts counts the mounts served now; pending the Mounts in progress,
+	// which hold the state (and its account) until they commit.
+	mounts, pending int
+	passthrough     bool
 }
 
 // FsNamePrefix starts the source field of every mount in
@@ -95,10 +103,11 @@ func NewManager(src Source, opts ...Opt) (*Manager, error) {
 		cfg.cache = c
 	}
 	return &Manager{
-		src:    src,
-		cfg:    cfg,
-		mounts: map[string]*mount{},
-		layers: map[digest.Digest]*layerState{},
+		src:       src,
+		cfg:       cfg,
+		mounts:    map[string]*mount{},
+		reserving: map[string]digest.Digest{},
+		layers:    map[digest.Digest]*layerState{},
 	}, nil
 }
 
@@ -114,6 +123,8 @@ func (m *Manager) reserve(mountpoint string, layer digest.Digest) (done bool, er
 	switch {
 	case !busy:
 		m.mounts[mountpoint] = nil
+		m.reserving[mountpoint] = layer
+		m.layerLocked(layer).pending++
 		return false, nil
 	case mt != nil && mt.layer == layer:
 		return true, nil
@@ -122,17 +133,34 @@ func (m *Manager) reserve(mountpoint string, layer digest.Digest) (done bool, er
 	}
 }
 
-// commit records a served mount in the slot reserved for it, or releases
-// the slot when mt is nil.
+// commit ends a Mount: it records the served mount in the slot reserved
+// for it, or releases the slot when mt is nil. Called with a slot not
+// reserved (Unmount failed after forget), it puts mt back in the table.
 func (m *Manager) commit(mountpoint string, mt *mount) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if layer, ok := m.reserving[mountpoint]; ok {
+		delete(m.reserving, mountpoint)
+		if ls := m.layers[layer]; ls != nil {
+			ls.pending--
+		}
+		defer m.dropIdleLocked(layer) // runs before the unlock
+		if mt == nil {
+			delete(m.mounts, mountpoint)
+			return
+		}
+	}
 	if mt == nil {
-		delete(m.mounts, mountpoint)
 		return
 	}
 	m.mounts[mountpoint] = mt
-	ls := m.layerLocked(mt.layer)
+	ls := m.layers[mt.layer]
+	if ls == nil {
+		// Put back after its layer was dropped: keep counting into the
+		// mount's own account.
+		ls = &layerState{acct: mt.lfs.acct}
+		m.layers[mt.layer] = ls
+	}
 	ls.mounts++
 	ls.passthrough = mt.lfs.passthrough.Load()
 }
@@ -147,14 +175,25 @@ func (m *Manager) layerLocked(layer digest.Digest) *layerState {
 	return ls
 }
 
-// account returns the accounting of layer, shared by all its mounts.
+// dropIdleLocked forgets the state of layer once no mount serves it and
+// none is in progress; m.mu must be held. A later mount starts afresh.
+func (m *Manager) dropIdleLocked(layer digest.Digest) {
+	if ls := m.layers[layer]; ls != nil && ls.mounts <= 0 && ls.pending <= 0 {
+		delete(m.layers, layer)
+	}
+}
+
+// account returns the accounting of layer, shared by all its mounts. The
+// caller must hold a reservation for the layer (see reserve), which keeps
+// the state alive until commit.
 func (m *Manager) account(layer digest.Digest) *account {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.layerLocked(layer).acct
 }
 
-// forget drops the mount at mountpoint from the table and returns it.
+// forget drops the mount at mountpoint from the table and returns it; the
+// layer's state goes with its last mount.
 func (m *Manager) forget(mountpoint string) *mount {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -166,11 +205,14 @@ func (m *Manager) forget(mountpoint string) *mount {
 	if ls := m.layers[mt.layer]; ls != nil {
 		ls.mounts--
 	}
+	m.dropIdleLocked(mt.layer)
 	return mt
 }
 
-// Stats returns the accounting of every layer mounted since the Manager
-// started, ordered by digest.
+// Stats returns the accounting of every layer mounted now (or being
+// mounted), ordered by digest. A layer's figures are summed over its
+// mounts since it was last unmounted everywhere: the last Unmount of a
+// layer drops them.
 func (m *Manager) Stats() []LayerStats {
 	m.mu.Lock()
 	out := make([]LayerStats, 0, len(m.layers))
@@ -194,7 +236,7 @@ func (m *Manager) Stats() []LayerStats {
 }
 
 // Profile returns the per-file access profile of layer, most bytes first;
-// nil for a layer never mounted.
+// nil for a layer not mounted now.
 func (m *Manager) Profile(layer digest.Digest) []FileAccess {
 	m.mu.Lock()
 	ls := m.layers[layer]

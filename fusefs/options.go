@@ -104,7 +104,7 @@ func WithAccounting(mode Accounting) Opt {
 func WithTimeouts(entry, attr, negative time.Duration) Opt {
 	return func(c *config) error {
 		if entry < 0 || attr < 0 || negative < 0 {
-			return fmt.Errorf("negative kernel cache timeout: %w", errdefs.ErrInvalidArgument)
+			return fmt.Errorf("negative kernel cache timeout (entry %v, attr %v, negative %v): %w", entry, attr, negative, errdefs.ErrInvalidArgument)
 		}
 		c.entryTimeout, c.attrTimeout, c.negTO = entry, attr, negative
 		return nil
@@ -125,11 +125,14 @@ func WithCache(c *cache.Attrs) Opt {
 
 // WithProfileLimit bounds the number of paths kept in each layer's access
 // profile (default DefaultProfileLimit). Opens of further paths are still
-// counted, but not profiled.
+// counted, but not profiled. 0 turns the profile off: opens are counted,
+// no path is kept (UniqueFiles stays 0 and ProfileTruncated is set at the
+// first open). A negative n returns an error wrapping
+// errdefs.ErrInvalidArgument.
 func WithProfileLimit(n int) Opt {
 	return func(c *config) error {
-		if n < 1 {
-			return fmt.Errorf("profile limit %d below 1: %w", n, errdefs.ErrInvalidArgument)
+		if n < 0 {
+			return fmt.Errorf("profile limit %d is negative: %w", n, errdefs.ErrInvalidArgument)
 		}
 		c.profileLimit = n
 		return nil

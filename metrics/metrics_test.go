@@ -78,6 +78,12 @@ func TestHandler(t *testing.T) {
 	}
 	resp.Body.Close()
 
+	// Without the profile: 403 whatever the query, the rest unchanged.
+	public := httptest.NewServer(Handler(reg, source(), WithoutProfile()))
+	defer public.Close()
+	getJSON(t, public.URL+"/stats/profile?layer="+layer.String(), http.StatusForbidden, nil)
+	getJSON(t, public.URL+"/stats", http.StatusOK, &stats)
+
 	// Bind mode: no source, empty answers.
 	empty := httptest.NewServer(Handler(prometheus.NewRegistry(), nil))
 	defer empty.Close()

@@ -47,14 +47,30 @@ func WithLayerFS(lfs LayerFS) Opt {
 }
 
 // WithLookupTimeout bounds each layer lookup and mount at Prepare; past it
-// the layer is pulled instead. Zero or negative means DefaultLookupTimeout.
+// the layer is pulled instead (default DefaultLookupTimeout). There is no
+// "unbounded": a stuck layer store must not hang Prepare, so zero or a
+// negative d returns an error wrapping errdefs.ErrInvalidArgument.
 func WithLookupTimeout(d time.Duration) Opt {
 	return func(c *config) error {
-		if d > 0 {
-			c.lookupTimeout = d
+		if d <= 0 {
+			return fmt.Errorf("lookup timeout %v is not positive: %w", d, errdefs.ErrInvalidArgument)
 		}
+		c.lookupTimeout = d
 		return nil
 	}
+}
+
+// ValidateOpts applies opts as New does and returns the first error,
+// without opening or mounting anything: a daemon checks its configuration
+// with it before it starts.
+func ValidateOpts(opts ...Opt) error {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WithKeepMountsOnClose leaves remote layers mounted at Close. Use it when
@@ -102,6 +118,16 @@ type Snapshotter interface {
 	snapshots.Cleaner
 }
 
+// defaultConfig is the configuration New starts from, before opts.
+func defaultConfig() config {
+	return config{
+		lookupTimeout: DefaultLookupTimeout,
+		userxattr:     UserxattrAuto,
+		inUserNS:      userns.RunningInUserNS,
+		restore:       true,
+	}
+}
+
 // New opens (or creates) a snapshotter rooted at root and, when a LayerFS is
 // configured, re-mounts every remote snapshot recorded in its metadata. A
 // layer that cannot be re-mounted is logged and reported unavailable; it is
@@ -110,12 +136,7 @@ type Snapshotter interface {
 // under <root>/snapshots are only logged at Warn and kept, since they may
 // be the upper dirs of running containers.
 func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
-	cfg := config{
-		lookupTimeout: DefaultLookupTimeout,
-		userxattr:     UserxattrAuto,
-		inUserNS:      userns.RunningInUserNS,
-		restore:       true,
-	}
+	cfg := defaultConfig()
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err

@@ -2,15 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 )
 
 // Mount modes, and where FUSE mounts are served.
@@ -40,7 +47,9 @@ func (d *duration) UnmarshalText(b []byte) error {
 func (d duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // config is the daemon's TOML configuration. The first two keys are those
-// of the cvmfs_snapshotter this daemon replaces.
+// of the cvmfs_snapshotter this daemon replaces. It only maps keys to the
+// packages' options: defaults are the packages' own constants, and the
+// packages' own option code validates the values (see validate).
 type config struct {
 	// Repository is the CVMFS repository holding the layers.
 	Repository string `toml:"repository"`
@@ -49,18 +58,21 @@ type config struct {
 	AbsoluteMountpoint string `toml:"absolute-mountpoint"`
 	// MountMode is "fuse" (default) or "bind".
 	MountMode string `toml:"mount-mode"`
-	// LookupTimeout bounds a layer lookup and mount at Prepare.
+	// LookupTimeout bounds a layer lookup and mount at Prepare; it must be
+	// positive (snapshot.WithLookupTimeout).
 	LookupTimeout duration `toml:"lookup-timeout"`
 	// Accounting is the FUSE accounting mode: "open" (default) or "bytes".
 	Accounting string `toml:"accounting"`
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's FUSE
-	// cache timeouts; layers are immutable, so they can be long.
+	// cache timeouts; layers are immutable, so they can be long. 0 turns
+	// that kernel cache off.
 	EntryTimeout    duration `toml:"entry-timeout"`
 	AttrTimeout     duration `toml:"attr-timeout"`
 	NegativeTimeout duration `toml:"negative-timeout"`
-	// AttrCacheSize bounds the shared attribute cache, in entries.
+	// AttrCacheSize bounds the shared attribute cache, in entries (≥ 1).
 	AttrCacheSize int `toml:"attr-cache-size"`
-	// ProfileLimit bounds the per-file access profile of each layer.
+	// ProfileLimit bounds the per-file access profile of each layer; 0
+	// turns the profile off.
 	ProfileLimit int `toml:"profile-limit"`
 	// FUSEServer is "in-process" (default: the daemon serves its FUSE
 	// mounts and unmounts them when it stops) or "separate" (a detached
@@ -70,24 +82,49 @@ type config struct {
 	// FUSEServerSocket is the separate server's socket; default
 	// <root>/fuse-server.sock.
 	FUSEServerSocket string `toml:"fuse-server-socket"`
-	// MetricsAddress serves /metrics and /stats over HTTP; "" disables it.
-	// host:port (loopback recommended) or unix:///path.
+	// AdminSocket is the unix socket (0600) serving /metrics, /stats and
+	// /stats/profile; default <root>/admin.sock. Always served.
+	AdminSocket string `toml:"admin-socket"`
+	// MetricsAddress also serves /metrics and /stats over HTTP; "" (the
+	// default) disables it. host:port, or unix:///path (a 0600 socket,
+	// which also serves /stats/profile).
 	MetricsAddress string `toml:"metrics-address"`
+	// ExposeProfile serves /stats/profile on a TCP metrics-address too.
+	ExposeProfile bool `toml:"expose-profile"`
+	// OverlayUserxattr is "auto" (default: userxattr when not root), "on"
+	// or "off": whether overlay mounts use the userxattr option. Validated
+	// here; the snapshotter is not told yet and keeps its "auto" choice.
+	OverlayUserxattr string `toml:"overlay-userxattr"`
 }
 
+// Values of overlay-userxattr.
+const (
+	userxattrAuto = "auto"
+	userxattrOn   = "on"
+	userxattrOff  = "off"
+)
+
+// defaultConfig returns the defaults: the packages' own where a package
+// owns the value.
 func defaultConfig() config {
 	return config{
-		Repository:      ducc.DefaultRepository,
-		MountMode:       modeFUSE,
-		LookupTimeout:   duration(10 * time.Second),
-		Accounting:      "open",
-		EntryTimeout:    duration(time.Hour),
-		AttrTimeout:     duration(time.Hour),
-		NegativeTimeout: duration(time.Hour),
-		AttrCacheSize:   100000,
-		ProfileLimit:    10000,
-		FUSEServer:      fuseInProcess,
+		Repository:       ducc.DefaultRepository,
+		MountMode:        modeFUSE,
+		LookupTimeout:    duration(snapshot.DefaultLookupTimeout),
+		Accounting:       fusefs.AccountOpen.String(),
+		EntryTimeout:     duration(fusefs.DefaultTimeout),
+		AttrTimeout:      duration(fusefs.DefaultTimeout),
+		NegativeTimeout:  duration(fusefs.DefaultTimeout),
+		AttrCacheSize:    cache.DefaultSize,
+		ProfileLimit:     fusefs.DefaultProfileLimit,
+		FUSEServer:       fuseInProcess,
+		OverlayUserxattr: userxattrAuto,
 	}
+}
+
+// snapshotOpts maps the keys the snapshotter owns to its options.
+func (c config) snapshotOpts() []snapshot.Opt {
+	return []snapshot.Opt{snapshot.WithLookupTimeout(time.Duration(c.LookupTimeout))}
 }
 
 // loadConfig reads path (if not empty) over the defaults. Unknown keys are
@@ -122,27 +159,64 @@ func parseConfig(b []byte, cfg *config) error {
 	return nil
 }
 
+// validate checks the keys cmd owns, then runs the packages' own checks
+// through the very mapping the daemon uses (snapshotOpts, newManager), so
+// that a configuration that loads is one the daemon starts with. Every
+// error wraps errdefs.ErrInvalidArgument.
 func (c config) validate() error {
 	switch c.MountMode {
 	case modeFUSE, modeBind:
 	default:
 		return fmt.Errorf("mount-mode %q: want %q or %q: %w", c.MountMode, modeFUSE, modeBind, errdefs.ErrInvalidArgument)
 	}
-	switch c.Accounting {
-	case "open", "bytes":
-	default:
-		return fmt.Errorf("accounting %q: want \"open\" or \"bytes\": %w", c.Accounting, errdefs.ErrInvalidArgument)
-	}
 	switch c.FUSEServer {
 	case fuseInProcess, fuseSeparate:
 	default:
 		return fmt.Errorf("fuse-server %q: want %q or %q: %w", c.FUSEServer, fuseInProcess, fuseSeparate, errdefs.ErrInvalidArgument)
 	}
+	switch c.OverlayUserxattr {
+	case userxattrAuto, userxattrOn, userxattrOff:
+	default:
+		return fmt.Errorf("overlay-userxattr %q: want %q, %q or %q: %w", c.OverlayUserxattr, userxattrAuto, userxattrOn, userxattrOff, errdefs.ErrInvalidArgument)
+	}
 	if c.Repository == "" {
 		return fmt.Errorf("repository is empty: %w", errdefs.ErrInvalidArgument)
 	}
-	if c.AttrCacheSize <= 0 || c.ProfileLimit < 0 {
-		return fmt.Errorf("attr-cache-size must be positive and profile-limit not negative: %w", errdefs.ErrInvalidArgument)
+	for key, p := range map[string]string{"admin-socket": c.AdminSocket, "fuse-server-socket": c.FUSEServerSocket} {
+		if p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q is not an absolute path: %w", key, p, errdefs.ErrInvalidArgument)
+		}
+	}
+	if err := validateMetricsAddress(c.MetricsAddress); err != nil {
+		return err
+	}
+	if err := snapshot.ValidateOpts(c.snapshotOpts()...); err != nil {
+		return fmt.Errorf("lookup-timeout: %w", err)
+	}
+	m, err := newManager(c, ducc.New(c.AbsoluteMountpoint))
+	if err != nil {
+		if !errdefs.IsInvalidArgument(err) {
+			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return fmt.Errorf("FUSE settings: %w", err)
+	}
+	// Nothing is mounted yet: Close only marks it closed.
+	return m.Close(context.Background())
+}
+
+// validateMetricsAddress accepts "", host:port and unix:///absolute/path.
+func validateMetricsAddress(a string) error {
+	if a == "" {
+		return nil
+	}
+	if p, ok := strings.CutPrefix(a, "unix://"); ok {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("metrics-address %q: want unix:///absolute/path: %w", a, errdefs.ErrInvalidArgument)
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return fmt.Errorf("metrics-address %q: want host:port or unix:///path: %v: %w", a, err, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

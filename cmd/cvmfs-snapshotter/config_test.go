@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -39,11 +42,19 @@ profile-limit = 0
 metrics-address = "127.0.0.1:9783"
 fuse-server = "separate"
 fuse-server-socket = "/run/cvmfs-fuse.sock"
+admin-socket = "/run/cvmfs-admin.sock"
+expose-profile = true
+overlay-userxattr = "off"
 `, func(c config) bool {
 			return c.AbsoluteMountpoint == "/srv/layers" && c.MountMode == modeBind && time.Duration(c.LookupTimeout) == 3*time.Second &&
 				c.Accounting == "bytes" && time.Duration(c.AttrTimeout) == 2*time.Minute && c.AttrCacheSize == 10 && c.MetricsAddress == "127.0.0.1:9783" &&
-				c.FUSEServer == fuseSeparate && c.FUSEServerSocket == "/run/cvmfs-fuse.sock"
+				c.FUSEServer == fuseSeparate && c.FUSEServerSocket == "/run/cvmfs-fuse.sock" && c.ProfileLimit == 0 &&
+				c.AdminSocket == "/run/cvmfs-admin.sock" && c.ExposeProfile && c.OverlayUserxattr == "off"
 		}, false},
+		{"zero kernel cache timeouts turn the caches off", `entry-timeout = "0s"` + "\n" + `attr-timeout = "0s"` + "\n" + `negative-timeout = "0s"`, func(c config) bool {
+			return c.EntryTimeout == 0 && c.AttrTimeout == 0 && c.NegativeTimeout == 0
+		}, false},
+		{"unix metrics address", `metrics-address = "unix:///run/m.sock"`, func(c config) bool { return c.MetricsAddress == "unix:///run/m.sock" }, false},
 		{"bad fuse-server", `fuse-server = "remote"`, nil, true},
 		{"unknown key", `repositry = "x"`, nil, true},
 		{"bad mode", `mount-mode = "nfs"`, nil, true},
@@ -72,6 +83,50 @@ fuse-server-socket = "/run/cvmfs-fuse.sock"
 			}
 			if err != nil || !tc.check(cfg) {
 				t.Fatalf("loadConfig = %+v, %v", cfg, err)
+			}
+			// A configuration that loads is one the daemon starts with.
+			m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint))
+			if err != nil {
+				t.Fatalf("loadConfig accepted %+v but the FUSE manager refuses it: %v", cfg, err)
+			}
+			m.Close(context.Background())
+		})
+	}
+}
+
+// TestConfigBadValues: every bad value is refused at load, with
+// ErrInvalidArgument and a message naming what is wrong, rather than
+// silently replaced or left for the daemon to trip over.
+func TestConfigBadValues(t *testing.T) {
+	for _, tc := range []struct{ toml, want string }{
+		{`lookup-timeout = "0s"`, "lookup timeout 0s is not positive"},
+		{`lookup-timeout = "-1s"`, "negative duration"},
+		{`entry-timeout = "-5m"`, "negative duration"},
+		{`attr-timeout = "-1ns"`, "negative duration"},
+		{`negative-timeout = "-1h"`, "negative duration"},
+		{`attr-cache-size = 0`, "cache size must be at least 1"},
+		{`attr-cache-size = -1`, "cache size must be at least 1"},
+		{`profile-limit = -1`, "profile limit -1 is negative"},
+		{`accounting = "all"`, "accounting mode \"all\""},
+		{`accounting = 1`, "accounting"},
+		{`mount-mode = "nfs"`, "mount-mode"},
+		{`fuse-server = "remote"`, "fuse-server"},
+		{`overlay-userxattr = "yes"`, "overlay-userxattr \"yes\""},
+		{`overlay-userxattr = ""`, "overlay-userxattr"},
+		{`metrics-address = "9783"`, "metrics-address"},
+		{`metrics-address = "unix://relative.sock"`, "metrics-address"},
+		{`admin-socket = "admin.sock"`, "admin-socket"},
+		{`expose-profile = "yes"`, "expose-profile"},
+		{`repository = ""`, "repository is empty"},
+	} {
+		t.Run(tc.toml, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.toml")
+			if err := os.WriteFile(path, []byte(tc.toml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(path)
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("loadConfig = %+v, %v; want ErrInvalidArgument mentioning %q", cfg, err, tc.want)
 			}
 		})
 	}

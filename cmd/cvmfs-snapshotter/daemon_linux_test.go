@@ -290,3 +290,51 @@ func checkMalformedRequests(t *testing.T, sn snapshots.Snapshotter) {
 		t.Fatalf("daemon unusable after bad requests: %v", err)
 	}
 }
+
+// TestDaemonSecondOnSameRoot: a second daemon on a root in use exits at
+// once, non-zero, naming the root and the first daemon's pid, instead of
+// waiting forever on the metadata database.
+func TestDaemonSecondOnSameRoot(t *testing.T) {
+	bin := buildDaemon(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { testutil.SweepMounts(t, dir) })
+	cfg := fmt.Sprintf("absolute-mountpoint = %q\nmount-mode = \"bind\"\n", filepath.Join(dir, "repo"))
+	first := startDaemon(t, bin, dir, cfg)
+
+	second := exec.Command(bin, "--address", filepath.Join(dir, "run", "second.sock"), "--root", first.root,
+		"--config", filepath.Join(dir, "config.toml"))
+	var out strings.Builder
+	second.Stdout, second.Stderr = &out, &out
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- second.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Fatalf("second daemon on the same root: exit %v, want non-zero; output:\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		second.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			second.Process.Kill()
+			<-done
+			t.Errorf("second daemon also ignored SIGTERM")
+		}
+		t.Fatalf("second daemon on the same root still running after 10s; output:\n%s", out.String())
+	}
+	for _, want := range []string{first.root, fmt.Sprintf("pid %d", first.cmd.Process.Pid)} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("second daemon's error does not mention %q:\n%s", want, out.String())
+		}
+	}
+	// The first one is unharmed.
+	if !canDial(first.sock) {
+		t.Fatal("first daemon stopped answering")
+	}
+	first.stop(t)
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,12 +17,29 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 )
 
-// serveMetrics starts the HTTP endpoint (/metrics, /stats) when configured
-// and returns the function that stops it.
-func serveMetrics(ctx context.Context, cfg config, src metrics.Source) (func(), error) {
-	if cfg.MetricsAddress == "" {
-		return func() {}, nil
+// adminSocket returns the admin socket's path: admin-socket, or
+// <root>/admin.sock.
+func adminSocket(cfg config, f flags) string {
+	if cfg.AdminSocket != "" {
+		return cfg.AdminSocket
 	}
+	return filepath.Join(f.root, "admin.sock")
+}
+
+// httpEndpoints are the daemon's HTTP servers over one registry: the admin
+// socket, always, with every endpoint; and metrics-address when set.
+type httpEndpoints struct {
+	servers []*http.Server
+	// metrics is the address metrics-address listens on; nil when off.
+	metrics net.Addr
+}
+
+// serveHTTP starts the admin socket at admin (0600: /metrics, /stats,
+// /stats/profile) and, when cfg.MetricsAddress is set, the metrics
+// endpoint there. A TCP metrics endpoint serves /metrics and /stats; its
+// /stats/profile (every file each workload opened) answers 403 unless
+// cfg.ExposeProfile. A unix:// one is a 0600 socket and serves everything.
+func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source) (*httpEndpoints, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {
@@ -31,46 +47,65 @@ func serveMetrics(ctx context.Context, cfg config, src metrics.Source) (func(), 
 			return nil, err
 		}
 	}
-	l, err := listenHTTP(cfg.MetricsAddress)
+	e := &httpEndpoints{}
+	l, err := listen(admin)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	srv := &http.Server{Handler: metrics.Handler(reg, src), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.G(ctx).WithError(err).Error("metrics server stopped")
+	e.start(ctx, l, metrics.Handler(reg, src))
+	log.G(ctx).WithField("address", admin).Info("serving /metrics, /stats and /stats/profile on the admin socket")
+
+	if cfg.MetricsAddress == "" {
+		return e, nil
+	}
+	var opts []metrics.HandlerOpt
+	path, isUnix := strings.CutPrefix(cfg.MetricsAddress, "unix://")
+	if isUnix {
+		l, err = listen(path)
+	} else {
+		l, err = net.Listen("tcp", cfg.MetricsAddress)
+		if !cfg.ExposeProfile {
+			opts = append(opts, metrics.WithoutProfile())
 		}
-	}()
-	log.G(ctx).WithField("address", cfg.MetricsAddress).Info("serving /metrics and /stats")
-	if !strings.HasPrefix(cfg.MetricsAddress, "unix://") && !isLoopback(cfg.MetricsAddress) {
-		// The per-file profile tells which files workloads read.
-		log.G(ctx).WithField("address", cfg.MetricsAddress).Warn("metrics endpoint is reachable beyond loopback; it exposes per-file access profiles")
 	}
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}, nil
+	if err != nil {
+		e.stop(ctx)
+		return nil, fmt.Errorf("metrics-address: %w", err)
+	}
+	e.metrics = l.Addr()
+	e.start(ctx, l, metrics.Handler(reg, src, opts...))
+	entry := log.G(ctx).WithField("address", cfg.MetricsAddress)
+	switch {
+	case isUnix || cfg.ExposeProfile:
+		entry.Info("serving /metrics, /stats and /stats/profile")
+	default:
+		entry.Info("serving /metrics and /stats (/stats/profile only on the admin socket)")
+	}
+	if !isUnix && cfg.ExposeProfile && !isLoopback(cfg.MetricsAddress) {
+		// The per-file profile tells which files workloads read.
+		entry.Warn("expose-profile: per-file access profiles are served beyond loopback")
+	}
+	return e, nil
 }
 
-// listenHTTP listens on host:port or unix:///path (a socket made 0600).
-func listenHTTP(address string) (net.Listener, error) {
-	if path, ok := strings.CutPrefix(address, "unix://"); ok {
-		if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
-			return nil, err
+// start serves h on l until stop.
+func (e *httpEndpoints) start(ctx context.Context, l net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	e.servers = append(e.servers, srv)
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.G(ctx).WithError(err).Error("HTTP endpoint stopped")
 		}
-		_ = os.Remove(path)
-		l, err := net.Listen("unix", path)
-		if err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
-		}
-		return l, os.Chmod(path, 0o600)
+	}()
+}
+
+// stop shuts every server down, waiting a few seconds for open requests.
+func (e *httpEndpoints) stop(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, srv := range e.servers {
+		_ = srv.Shutdown(sctx)
 	}
-	l, err := net.Listen("tcp", address)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	return l, nil
 }
 
 // isLoopback reports whether a host:port address listens on loopback only.

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
@@ -36,6 +33,12 @@ func run(ctx context.Context, f flags) error {
 	if err := os.MkdirAll(f.root, 0o700); err != nil {
 		return fmt.Errorf("create root: %w", err)
 	}
+	// First: before anything opens the database or starts a FUSE server.
+	lock, err := lockRoot(f.root)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	be, err := newBackend(ctx, cfg, f)
 	if err != nil {
 		return err
@@ -46,10 +49,7 @@ func run(ctx context.Context, f flags) error {
 		}
 	}()
 
-	opts := []snapshot.Opt{
-		snapshot.WithLayerFS(be.layers),
-		snapshot.WithLookupTimeout(time.Duration(cfg.LookupTimeout)),
-	}
+	opts := append([]snapshot.Opt{snapshot.WithLayerFS(be.layers)}, cfg.snapshotOpts()...)
 	if be.keepMounts {
 		opts = append(opts, snapshot.WithKeepMountsOnClose())
 	}
@@ -70,12 +70,12 @@ func run(ctx context.Context, f flags) error {
 	srv := grpc.NewServer()
 	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(sn))
 
-	stopHTTP, err := serveMetrics(ctx, cfg, be.stats)
+	endpoints, err := serveHTTP(ctx, cfg, adminSocket(cfg, f), be.stats)
 	if err != nil {
 		l.Close()
 		return err
 	}
-	defer stopHTTP()
+	defer endpoints.stop(ctx)
 
 	errCh := make(chan error, 1)
 	go func() { errCh <- srv.Serve(l) }()
@@ -97,36 +97,4 @@ func run(ctx context.Context, f flags) error {
 		srv.Stop()
 	}
 	return nil
-}
-
-// listen creates the unix socket (mode 0600, parent dir created). A stale
-// socket file from a previous run is replaced; anything else at the path is
-// left alone and reported.
-func listen(address string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(address), 0o711); err != nil {
-		return nil, fmt.Errorf("create socket dir: %w", err)
-	}
-	if fi, err := os.Lstat(address); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", address)
-		}
-		if c, err := net.Dial("unix", address); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%s is in use by another process", address)
-		}
-		if err := os.Remove(address); err != nil {
-			return nil, fmt.Errorf("remove stale socket: %w", err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	l, err := net.Listen("unix", address)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", address, err)
-	}
-	if err := os.Chmod(address, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("chmod socket: %w", err)
-	}
-	return l, nil
 }

@@ -34,7 +34,8 @@ func startSnapshotter(ctx context.Context, dir, repoDir string, o Options) (*pro
 		if metrics, err = freeAddr(); err != nil {
 			return nil, "", "", err
 		}
-		fmt.Fprintf(&cfg, "metrics-address = %q\n", metrics)
+		// The scenarios read per-file profiles over TCP (cvmfsctl stats --layer).
+		fmt.Fprintf(&cfg, "metrics-address = %q\nexpose-profile = true\n", metrics)
 	}
 	cfgPath := filepath.Join(dir, "snapshotter.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {

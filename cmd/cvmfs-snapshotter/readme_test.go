@@ -1,0 +1,140 @@
+package main
+
+import (
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+)
+
+// readmeConfigTable returns the rows of the README's configuration table:
+// each key (a row may document several) with its default cell.
+func readmeConfigTable(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README has no \"## Configuration\" section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	key := regexp.MustCompile("`([a-z-]+)`")
+	rows := map[string]string{}
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") || strings.TrimSpace(cells[1]) == "key" {
+			continue
+		}
+		for _, m := range key.FindAllStringSubmatch(cells[1], -1) {
+			rows[m[1]] = strings.TrimSpace(cells[2])
+		}
+	}
+	if len(rows) == 0 {
+		t.Fatal("no rows in the README's configuration table")
+	}
+	return rows
+}
+
+// documentedDefault extracts the value from a default cell: the first
+// `code span`, or "" for a cell starting with "empty".
+func documentedDefault(t *testing.T, key, cell string) string {
+	t.Helper()
+	if strings.HasPrefix(cell, "empty") {
+		return ""
+	}
+	m := regexp.MustCompile("`([^`]*)`").FindStringSubmatch(cell)
+	if m == nil {
+		t.Fatalf("README default of %s is %q: want a `value` or \"empty\"", key, cell)
+	}
+	return m[1]
+}
+
+// packageDefaults are the defaults the packages use when not given the
+// option, as the config types hold them.
+var packageDefaults = map[string]any{
+	"repository":       ducc.DefaultRepository,
+	"lookup-timeout":   duration(snapshot.DefaultLookupTimeout),
+	"accounting":       fusefs.AccountOpen.String(),
+	"entry-timeout":    duration(fusefs.DefaultTimeout),
+	"attr-timeout":     duration(fusefs.DefaultTimeout),
+	"negative-timeout": duration(fusefs.DefaultTimeout),
+	"attr-cache-size":  cache.DefaultSize,
+	"profile-limit":    fusefs.DefaultProfileLimit,
+}
+
+// TestREADMEConfigTable: the README documents exactly the keys the daemon
+// reads, each with the default the code uses.
+func TestREADMEConfigTable(t *testing.T) {
+	rows := readmeConfigTable(t)
+	def, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Defaults that depend on other settings, as the daemon derives them;
+	// the README writes them with <placeholders>.
+	const root = "<root>"
+	derived := map[string]string{
+		"absolute-mountpoint": strings.Replace(def.AbsoluteMountpoint, def.Repository, "<repository>", 1),
+		"fuse-server-socket":  fuseServerSocket(def, flags{root: root}),
+		"admin-socket":        adminSocket(def, flags{root: root}),
+	}
+
+	v := reflect.ValueOf(def)
+	seen := map[string]bool{}
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		key := f.Tag.Get("toml")
+		if key == "" {
+			continue
+		}
+		seen[key] = true
+		cell, ok := rows[key]
+		if !ok {
+			t.Errorf("README's configuration table lacks the key %s", key)
+			continue
+		}
+		doc := documentedDefault(t, key, cell)
+		if want, ok := derived[key]; ok {
+			if doc != want {
+				t.Errorf("README: %s defaults to %q; the code: %q", key, doc, want)
+			}
+			continue
+		}
+		// Read the documented value as the daemon would read it.
+		literal := doc
+		switch f.Type.Kind() {
+		case reflect.String:
+			literal = `"` + doc + `"`
+		case reflect.Int64: // duration
+			literal = `"` + doc + `"`
+		}
+		parsed := reflect.New(v.Type())
+		if err := toml.Unmarshal([]byte(key+" = "+literal), parsed.Interface()); err != nil {
+			t.Errorf("README: default of %s, %q, does not parse: %v", key, doc, err)
+			continue
+		}
+		got := parsed.Elem().Field(i).Interface()
+		if want := v.Field(i).Interface(); !reflect.DeepEqual(got, want) {
+			t.Errorf("README: %s defaults to %v; the code: %v", key, got, want)
+		}
+		// Where a package owns the value, its own default is the truth.
+		if want, ok := packageDefaults[key]; ok && !reflect.DeepEqual(got, want) {
+			t.Errorf("README: %s defaults to %v; the package: %v", key, got, want)
+		}
+	}
+	for key := range rows {
+		if !seen[key] {
+			t.Errorf("README documents %s, which the daemon does not read", key)
+		}
+	}
+}
