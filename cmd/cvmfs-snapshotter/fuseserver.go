@@ -19,6 +19,7 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
 // fuseServerStart bounds how long the daemon waits for a server it spawned.
@@ -92,18 +93,50 @@ func (r *respawningClient) retry(ctx context.Context, call func() error) error {
 }
 
 func (r *respawningClient) Mount(ctx context.Context, mountpoint string, layer digest.Digest) error {
-	return r.retry(ctx, func() error { return r.Client.Mount(ctx, mountpoint, layer) })
-}
-
-func (r *respawningClient) Unmount(ctx context.Context, mountpoint string) error {
-	return r.retry(ctx, func() error { return r.Client.Unmount(ctx, mountpoint) })
-}
-
-func fuseServerSocket(cfg config, f flags) string {
-	if cfg.FUSEServerSocket != "" {
-		return cfg.FUSEServerSocket
+	mp, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return err
 	}
-	return filepath.Join(f.root, "fuse-server.sock")
+	return r.retry(ctx, func() error { return r.Client.Mount(ctx, mp, layer) })
+}
+
+func (r *respawningClient) Check(ctx context.Context, mountpoint string) error {
+	mp, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return err
+	}
+	return r.Client.Check(ctx, mp)
+}
+
+// Unmount asks the server to unmount mountpoint. The server refuses mounts
+// it does not hold (ErrNotOwned): those are left by a previous server, dead
+// since, and the daemon clears them itself (plainly, then lazily; never
+// MNT_FORCE) so that the layer can be mounted again.
+func (r *respawningClient) Unmount(ctx context.Context, mountpoint string) error {
+	mp, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return err
+	}
+	err = r.retry(ctx, func() error { return r.Client.Unmount(ctx, mp) })
+	if !errors.Is(err, fuseremote.ErrNotOwned) {
+		return err
+	}
+	if err := mountutil.Unmount(mp); err != nil {
+		return fmt.Errorf("failed to unmount %q, left by an earlier FUSE server: %w", mp, err)
+	}
+	return nil
+}
+
+// fuseServerSocket returns the configured socket, made absolute.
+func fuseServerSocket(cfg config, f flags) string {
+	sock := cfg.FUSEServerSocket
+	if sock == "" {
+		sock = filepath.Join(f.root, "fuse-server.sock")
+	}
+	if abs, err := filepath.Abs(sock); err == nil {
+		sock = abs
+	}
+	return sock
 }
 
 func fuseServerLog(f flags) string { return filepath.Join(f.root, "fuse-server.log") }
@@ -118,7 +151,11 @@ func spawnFUSEServer(ctx context.Context, sock string, f flags) error {
 		return err
 	}
 	defer logf.Close()
-	args := []string{"fuse-server", "--socket", sock, "--log-level", f.logLevel}
+	root, err := filepath.Abs(f.root)
+	if err != nil {
+		return err
+	}
+	args := []string{"fuse-server", "--socket", sock, "--root", root, "--log-level", f.logLevel}
 	if f.config != "" {
 		args = append(args, "--config", f.config)
 	}
@@ -140,17 +177,18 @@ func spawnFUSEServer(ctx context.Context, sock string, f flags) error {
 // mounts for daemons that connect on its socket, until SIGTERM/SIGINT or a
 // shutdown call, then unmounts them all.
 func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
-	var sock, cfgPath, level string
+	var sock, root, cfgPath, level string
 	fs := flag.NewFlagSet("cvmfs-snapshotter fuse-server", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&sock, "socket", "", "unix socket to serve the FUSE API on (created 0600)")
+	fs.StringVar(&root, "root", "", "the daemon's --root: only <root>/snapshots/<id>/fs may be mounted")
 	fs.StringVar(&cfgPath, "config", "", "path to the daemon's TOML configuration file")
 	fs.StringVar(&level, "log-level", "info", "log level")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if sock == "" {
-		return errors.New("fuse-server: --socket is required")
+	if sock == "" || root == "" {
+		return errors.New("fuse-server: --socket and --root are required")
 	}
 	if err := log.SetLevel(level); err != nil {
 		return err
@@ -164,15 +202,18 @@ func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l, err := listen(sock)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	srv, err := fuseremote.NewServer(m, root, fuseremote.WithStop(stop))
 	if err != nil {
 		return err
 	}
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	srv := &http.Server{Handler: fuseremote.NewHandler(m, stop), ReadHeaderTimeout: 10 * time.Second}
+	l, err := fuseremote.Listen(sock)
+	if err != nil {
+		return err
+	}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ctx, l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.G(ctx).WithError(err).Error("fuse server stopped serving")
 			stop()
 		}
