@@ -5,13 +5,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +59,15 @@ func newSeparateEnv(t *testing.T, extraTOML string) *separateEnv {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = e.server.Shutdown(ctx)
+		if e.server.Shutdown(ctx) != nil {
+			return
+		}
+		// Its mounts are gone once it has exited.
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, alive := fuseServerAlive(e.root); !alive {
+				return
+			}
+		}
 	})
 	e.d = startDaemon(t, e.bin, e.dir, e.cfg)
 	_, err := e.d.client(t).Prepare(context.Background(), "extract-1 chain-1", "", snapshots.WithLabels(map[string]string{
@@ -214,3 +225,114 @@ func dialAs(uid int, sock string) (net.Conn, error) {
 	return r.c, r.err
 }
 
+// TestFUSEServerStopped: a FUSE server that holds its socket but does not
+// answer (SIGSTOP) makes calls fail within their deadline, with a log line
+// naming the socket; a daemon started meanwhile starts, stops promptly on
+// SIGTERM (also while it is starting) and never spawns a second server;
+// once the server runs again, everything works.
+func TestFUSEServerStopped(t *testing.T) {
+	e := newSeparateEnv(t, "lookup-timeout = \"2s\"\n")
+	ctx := context.Background()
+	pid := processWith(t, "fuse-server", e.sock)
+	e.d.stop(t)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	// A plain client call ends within its default deadline.
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- e.server.Ping(ctx) }()
+	select {
+	case err := <-done:
+		if !errdefs.IsUnavailable(err) || errors.Is(err, fuseremote.ErrServerDown) {
+			t.Errorf("Ping of a stopped server = %v, want ErrUnavailable, not ErrServerDown", err)
+		}
+		if d := time.Since(start); d > fuseremote.DefaultCallTimeout+3*time.Second {
+			t.Errorf("Ping of a stopped server took %v", d)
+		}
+	case <-time.After(fuseremote.DefaultCallTimeout + 15*time.Second):
+		t.Error("Ping of a stopped server hangs")
+	}
+
+	// SIGTERM while the daemon starts: it stops at once, starting nothing.
+	cmd, logPath := spawnDaemon(t, e)
+	time.Sleep(500 * time.Millisecond)
+	start = time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, cmd, 5*time.Second, "SIGTERM while starting against a stopped FUSE server", logPath)
+	time.Sleep(time.Second)
+	if p := processWith(t, "fuse-server", e.sock); p != pid {
+		t.Fatalf("another FUSE server (pid %d) replaced the stopped one (pid %d)", p, pid)
+	}
+
+	// The daemon starts all the same, says why layers are unavailable, and
+	// stops promptly.
+	d := startDaemon(t, e.bin, e.dir, e.cfg)
+	log := readFile(filepath.Join(e.dir, "daemon.log"))
+	if !strings.Contains(log, "does not answer") || !strings.Contains(log, e.sock) {
+		t.Errorf("the daemon did not log that the FUSE server at %s does not answer:\n%s", e.sock, log)
+	}
+	start = time.Now()
+	d.stop(t)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("SIGTERM took %v with a stopped FUSE server", took)
+	}
+	if p := processWith(t, "fuse-server", e.sock); p != pid {
+		t.Fatalf("another FUSE server (pid %d) replaced the stopped one (pid %d)", p, pid)
+	}
+
+	// The server runs again: the daemon re-attaches and keeps its mount.
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	d = startDaemon(t, e.bin, e.dir, e.cfg)
+	if _, err := d.client(t).Prepare(ctx, "container", "chain-1"); err != nil {
+		t.Fatalf("Prepare once the FUSE server runs again: %v", err)
+	}
+	d.stop(t)
+	if p := processWith(t, "fuse-server", e.sock); p != pid {
+		t.Fatalf("the FUSE server changed: pid %d, was %d", p, pid)
+	}
+}
+
+// spawnDaemon starts the daemon of e without waiting for it to serve.
+func spawnDaemon(t *testing.T, e *separateEnv) (*exec.Cmd, string) {
+	t.Helper()
+	logPath := filepath.Join(e.dir, "daemon-spawned.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd := exec.Command(e.bin, "--address", filepath.Join(e.dir, "run", "snap.sock"), "--root", e.root,
+		"--config", filepath.Join(e.dir, "config.toml"), "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd, logPath
+}
+
+// waitExit fails t unless cmd exits within d.
+func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, what, logPath string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s: the daemon did not exit within %v; log:\n%s", what, d, readFile(logPath))
+	}
+}
