@@ -123,10 +123,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.http.Shutdown(ctx)
 }
 
-// Handler returns the API without the peer check, for serving on a
-// listener the caller has already restricted.
-func (s *Server) Handler() http.Handler { return s.http.Handler }
-
 func (s *Server) mount(ctx context.Context, mp string, layer digest.Digest) error {
 	path, err := s.resolve(mp)
 	if err != nil {
