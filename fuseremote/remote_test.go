@@ -1,11 +1,13 @@
+//go:build linux
+
 package fuseremote
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,9 +26,13 @@ type fakeManager struct {
 	mounted map[string]digest.Digest
 	present digest.Digest
 	slow    bool
+	calls   int // Mount and Unmount calls
 }
 
 func (f *fakeManager) Mount(ctx context.Context, mp string, layer digest.Digest) error {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
 	if f.slow {
 		<-ctx.Done()
 		return fmt.Errorf("lookup: %w: %w", ctx.Err(), errdefs.ErrUnavailable)
@@ -52,6 +58,7 @@ func (f *fakeManager) Check(ctx context.Context, mp string) error {
 func (f *fakeManager) Unmount(ctx context.Context, mp string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	delete(f.mounted, mp)
 	return nil
 }
@@ -64,17 +71,34 @@ func (f *fakeManager) Profile(layer digest.Digest) []fusefs.FileAccess {
 	return []fusefs.FileAccess{{Path: "bin/sh", Opens: 1, Bytes: 10}}
 }
 
-func serve(t *testing.T, m Manager, stop func()) *Client {
+// serve serves m on a socket for a daemon whose root is a new temporary
+// directory, and returns a client and a function that makes (mkdir) the
+// fs directory of snapshot id there.
+func serve(t *testing.T, m Manager, stop func()) (*Client, func(id string) string) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "fuse.sock")
-	l, err := net.Listen("unix", sock)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(m, root, WithStop(stop))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: NewHandler(m, stop)}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return NewClient(sock)
+	sock := filepath.Join(dir, "fuse.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background(), l)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return NewClient(sock), func(id string) string {
+		fs := filepath.Join(root, "snapshots", id, "fs")
+		if err := os.MkdirAll(fs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -82,21 +106,22 @@ func TestRoundTrip(t *testing.T) {
 	layer := digest.FromString("l")
 	fm := &fakeManager{mounted: map[string]digest.Digest{}, present: layer}
 	stopped := make(chan struct{})
-	c := serve(t, fm, func() { close(stopped) })
+	c, fsDir := serve(t, fm, func() { close(stopped) })
+	mp, other := fsDir("1"), fsDir("2")
 
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Mount(ctx, "/mp", digest.FromString("absent")); !errdefs.IsNotFound(err) {
+	if err := c.Mount(ctx, mp, digest.FromString("absent")); !errdefs.IsNotFound(err) {
 		t.Fatalf("Mount of an absent layer = %v, want ErrNotFound across the wire", err)
 	}
-	if err := c.Mount(ctx, "/mp", layer); err != nil {
+	if err := c.Mount(ctx, mp, layer); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Check(ctx, "/mp"); err != nil {
+	if err := c.Check(ctx, mp); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Check(ctx, "/other"); !errdefs.IsNotFound(err) {
+	if err := c.Check(ctx, other); !errdefs.IsNotFound(err) {
 		t.Fatalf("Check of an unknown mountpoint = %v", err)
 	}
 	st := c.Stats()
@@ -106,10 +131,10 @@ func TestRoundTrip(t *testing.T) {
 	if p := c.Profile(layer); len(p) != 1 || p[0].Path != "bin/sh" {
 		t.Fatalf("Profile = %+v", p)
 	}
-	if err := c.Unmount(ctx, "/mp"); err != nil {
+	if err := c.Unmount(ctx, mp); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Check(ctx, "/mp"); !errdefs.IsNotFound(err) {
+	if err := c.Check(ctx, mp); !errdefs.IsNotFound(err) {
 		t.Fatalf("Check after Unmount = %v", err)
 	}
 	if err := c.Shutdown(ctx); err != nil {
@@ -126,10 +151,10 @@ func TestRoundTrip(t *testing.T) {
 // server's Mount, which answers unavailable instead of hanging.
 func TestMountTimeoutReachesServer(t *testing.T) {
 	fm := &fakeManager{mounted: map[string]digest.Digest{}, slow: true}
-	c := serve(t, fm, nil)
+	c, fsDir := serve(t, fm, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := c.Mount(ctx, "/mp", digest.FromString("l")); !errdefs.IsUnavailable(err) {
+	if err := c.Mount(ctx, fsDir("1"), digest.FromString("l")); !errdefs.IsUnavailable(err) {
 		t.Fatalf("Mount past the timeout = %v, want ErrUnavailable", err)
 	}
 }
@@ -145,7 +170,7 @@ func TestServerDown(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	c := serve(t, &fakeManager{mounted: map[string]digest.Digest{}}, nil)
+	c, _ := serve(t, &fakeManager{mounted: map[string]digest.Digest{}}, nil)
 	resp, err := c.http.Post("http://fuse-server"+pathMount, "application/json", strings.NewReader("{"))
 	if err != nil {
 		t.Fatal(err)

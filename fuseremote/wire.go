@@ -30,12 +30,19 @@ type errorReply struct {
 	Class string `json:"class"`
 }
 
+// ErrNotOwned is the error (wrapping errdefs.ErrNotFound) of an Unmount of
+// a mountpoint that the server did not mount or no longer holds, such as one
+// left by a previous server. The server refuses to touch it; the caller may
+// clear it itself.
+var ErrNotOwned = fmt.Errorf("not a mount of this FUSE server: %w", errdefs.ErrNotFound)
+
 // classes maps errdefs classes to their wire names, in the order they are
 // tested.
 var classes = []struct {
 	name string
 	err  error
 }{
+	{"not-owned", ErrNotOwned},
 	{"not-found", errdefs.ErrNotFound},
 	{"already-exists", errdefs.ErrAlreadyExists},
 	{"invalid-argument", errdefs.ErrInvalidArgument},

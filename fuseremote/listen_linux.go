@@ -1,0 +1,121 @@
+//go:build linux
+
+package fuseremote
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// staleProbe bounds the dial that tells a stale socket from a live one.
+const staleProbe = time.Second
+
+// Listen creates the server's unix socket at path, mode 0600. The path
+// never exists with a wider mode, whatever the umask: the socket is bound
+// in a fresh 0700 directory next to path, restricted there, then linked
+// into place, which never replaces anything. A missing parent directory is
+// created 0700.
+//
+// A stale socket (nobody listening) at path is replaced. Anything else is
+// left alone and reported: a socket someone listens on, even one that does
+// not answer, is errdefs.ErrAlreadyExists; any other kind of file is
+// errdefs.ErrInvalidArgument. Closing the listener removes the socket if it
+// is still the one Listen made.
+func Listen(path string) (net.Listener, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("socket %q is not an absolute path: %w", path, errdefs.ErrInvalidArgument)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(dir, ".s")
+	if err != nil {
+		return nil, fmt.Errorf("create socket: %w", err)
+	}
+	defer os.RemoveAll(tmp) // only the temporary name: the socket stays linked at path
+	tmpSock := filepath.Join(tmp, "s")
+	l, err := net.Listen("unix", tmpSock)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	fail := func(err error) (net.Listener, error) {
+		ul.Close()
+		return nil, err
+	}
+	if err := os.Chmod(tmpSock, 0o600); err != nil {
+		return fail(fmt.Errorf("restrict socket: %w", err))
+	}
+	if err := os.Link(tmpSock, path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fail(fmt.Errorf("socket %s appeared while creating it: %w", path, errdefs.ErrAlreadyExists))
+		}
+		return fail(fmt.Errorf("create socket %s: %w", path, err))
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	return &socketListener{UnixListener: ul, path: path, fi: fi}, nil
+}
+
+// removeStale removes a socket at path that nobody listens on, and refuses
+// anything else that is there.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("%s exists and is not a socket (%s); left alone: %w", path, fi.Mode().Type(), errdefs.ErrInvalidArgument)
+	}
+	c, err := net.DialTimeout("unix", path, staleProbe)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s is in use by a running server: %w", path, errdefs.ErrAlreadyExists)
+	}
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		// EAGAIN (a full backlog) or a timeout: a server holds it but
+		// does not accept, so it is not stale.
+		return fmt.Errorf("%s is held by a server that does not accept (%v): %w", path, err, errdefs.ErrAlreadyExists)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	return nil
+}
+
+// socketListener removes its socket file on Close, unless something else
+// has replaced it.
+type socketListener struct {
+	*net.UnixListener
+	path string
+	fi   os.FileInfo
+	once sync.Once
+}
+
+func (l *socketListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() {
+		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.fi) {
+			_ = os.Remove(l.path) // gone already: nothing to clean
+		}
+	})
+	return err
+}
