@@ -79,6 +79,11 @@ type WriteResult struct {
 // renamed into it only once complete and verified against blob.Digest, so a
 // failed or interrupted write leaves no partial layer behind. Ownership and
 // device nodes need root; see extract for what is preserved.
+//
+// Because layers keep setuid binaries and device nodes, WriteLayer creates a
+// missing repository root and .layers directory with mode 0700, and refuses
+// (errdefs.ErrFailedPrecondition, nothing fetched) a store that other users
+// can reach unless it is mounted nosuid,nodev.
 func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, error) {
 	dir, err := r.LayerDir(blob.Digest)
 	if err != nil {
@@ -86,6 +91,9 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	}
 	if err := Ingestible(blob.MediaType); err != nil {
 		return WriteResult{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
+	}
+	if err := r.prepareStore(); err != nil {
+		return WriteResult{}, err
 	}
 	if _, err := r.Lookup(ctx, blob.Digest); err == nil {
 		return WriteResult{Present: true}, r.addOrigin(dir, blob.Origin)
