@@ -53,11 +53,12 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	defer func() { m.commit(mountpoint, mt) }()
 
 	lctx, cancel := withDefaultTimeout(ctx, defaultLookupTimeout)
-	dir, err := m.src.Lookup(lctx, layer)
+	dir, err := m.src.OpenLayer(lctx, layer)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
 	}
+	defer dir.Close()
 	if mounted, err := mountutil.IsMounted(mountpoint); err != nil {
 		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
 	} else if mounted {
@@ -96,9 +97,9 @@ func (mt *mount) mode() string {
 	return "userspace"
 }
 
-// serve mounts dir at mountpoint and starts its server. reason says why
-// passthrough is off, if it is.
-func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer digest.Digest) (*mount, string, error) {
+// serve mounts the layer root dir at mountpoint and starts its server.
+// reason says why passthrough is off, if it is. dir stays the caller's.
+func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, layer digest.Digest) (*mount, string, error) {
 	acct := m.account(layer)
 	lfs, root, err := newLayerFS(dir, layer, acct, m.cfg.cache)
 	if err != nil {
