@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/containerd/errdefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
@@ -15,9 +16,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Source finds a layer's directory; *ducc.Repo satisfies it.
+// Source opens a layer's directory; *ducc.Repo satisfies it. OpenLayer
+// returns the directory itself (an O_PATH descriptor will do), checked and
+// resolved once: the Mounter bind-mounts that very directory and never
+// re-resolves a path that could meanwhile be swapped for a symlink. The
+// Mounter closes it.
 type Source interface {
-	Lookup(ctx context.Context, layer digest.Digest) (string, error)
+	OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, error)
 }
 
 // Mounter bind-mounts layers read-only. It holds no state and is safe for
@@ -32,15 +37,27 @@ func New(src Source) *Mounter {
 }
 
 // Mount bind-mounts the layer's directory read-only at mountpoint. It
-// returns the Source's error (ErrNotFound, ErrUnavailable) when the layer
-// cannot be found, and leaves mountpoint unmounted on any error.
+// returns the Source's error (ErrNotFound, ErrInvalidArgument for a layer
+// reached through a symlink, ErrUnavailable) when the layer cannot be
+// opened, and leaves mountpoint unmounted on any error.
 func (m *Mounter) Mount(ctx context.Context, mountpoint string, layer digest.Digest) error {
-	dir, err := m.src.Lookup(ctx, layer)
+	dir, err := m.src.OpenLayer(ctx, layer)
 	if err != nil {
 		return fmt.Errorf("failed to look up layer %s: %w", layer, err)
 	}
-	if err := unix.Mount(dir, mountpoint, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("failed to bind-mount layer %s: %w", layer, err)
+	defer dir.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(dir.Fd()), &st); err != nil {
+		return fmt.Errorf("failed to stat layer %s: %w", layer, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("layer %s: %s is not a directory: %w", layer, dir.Name(), errdefs.ErrNotFound)
+	}
+	// The source is the open directory, through its /proc/self/fd magic
+	// link: the kernel binds exactly what was opened, not a path.
+	src := "/proc/self/fd/" + strconv.Itoa(int(dir.Fd()))
+	if err := unix.Mount(src, mountpoint, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("failed to bind-mount layer %s (%s): %w", layer, dir.Name(), err)
 	}
 	// A bind mount ignores MS_RDONLY on creation: remount to make it so.
 	if err := unix.Mount("", mountpoint, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {

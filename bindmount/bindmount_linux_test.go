@@ -5,6 +5,7 @@ package bindmount
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -66,5 +67,76 @@ func TestMountCheckUnmount(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(src, "f")); err != nil {
 		t.Fatalf("source damaged: %v", err)
+	}
+}
+
+// A layer whose layerfs or <hex> directory is a symlink (here to a host
+// directory) is refused: the bind mount would show host files.
+func TestMountRefusesSymlinkedLayer(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	tmp := t.TempDir()
+	t.Cleanup(func() { testutil.SweepMounts(t, tmp) })
+	host := filepath.Join(tmp, "host")
+	for _, d := range []string{host, filepath.Join(host, "layerfs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "secret"), []byte("host"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := ducc.New(filepath.Join(tmp, "repo"))
+	regular, viaLayerFS, viaHex := digest.FromString("regular"), digest.FromString("layerfs"), digest.FromString("hex")
+	src, _ := repo.LayerFS(regular)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("layer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := repo.LayerFS(viaLayerFS)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(host, p); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = repo.LayerDir(viaHex)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(host, p); err != nil {
+		t.Fatal(err)
+	}
+
+	m := New(repo)
+	for i, layer := range []digest.Digest{viaLayerFS, viaHex} {
+		mp := filepath.Join(tmp, fmt.Sprintf("mp%d", i))
+		if err := os.Mkdir(mp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Mount(ctx, mp, layer)
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("Mount of %s = %v, want InvalidArgument", layer, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(mp, "secret")); err == nil {
+			t.Errorf("host file visible at the mountpoint: %q", b)
+		}
+		if err := m.Check(ctx, mp); err == nil {
+			t.Errorf("%s left mounted", mp)
+			m.Unmount(ctx, mp)
+		}
+	}
+	mp := filepath.Join(tmp, "regular")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Mount(ctx, mp, regular); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Unmount(ctx, mp)
+	if b, err := os.ReadFile(filepath.Join(mp, "f")); err != nil || string(b) != "layer" {
+		t.Errorf("regular layer: %q %v", b, err)
 	}
 }

@@ -10,5 +10,7 @@
 //	<root>/.layers/<hex[0:2]>/<hex>/.metadata/origin.json  images that use it
 //
 // hex is the sha256 of the compressed (gzip) layer blob, the digest found in
-// the image manifest.
+// the image manifest. Every path below the root is resolved without
+// following symlinks (OpenLayer): a symlinked layer is an error, not a way
+// to a host directory.
 package ducc

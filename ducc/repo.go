@@ -3,13 +3,9 @@ package ducc
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 
-	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -69,49 +65,19 @@ func (r *Repo) LayerFS(layer digest.Digest) (string, error) {
 	return filepath.Join(dir, layerFSDir), nil
 }
 
-// Lookup returns the layer's layerfs directory if it exists and is a
-// directory. It returns errdefs.ErrNotFound if the layer is absent,
-// errdefs.ErrInvalidArgument for a malformed digest, and
-// errdefs.ErrUnavailable if ctx ends first: a stat on a stuck CVMFS client
-// can hang for minutes, so the stat runs in its own goroutine and is
-// abandoned (it finishes on its own) when ctx is done.
+// Lookup returns the path of the layer's layerfs directory after checking,
+// as OpenLayer does, that it is a directory reached from the repository
+// root through no symlink. It returns OpenLayer's errors. The path is only
+// good for reading the layer's metadata or for display: anything that
+// serves the layer must use OpenLayer, since the path could be swapped for
+// a symlink after the check.
 func (r *Repo) Lookup(ctx context.Context, layer digest.Digest) (string, error) {
-	path, err := r.LayerFS(layer)
+	f, err := r.OpenLayer(ctx, layer)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("layer %s: %w", layer, err)
 	}
-	fi, err := statContext(ctx, path)
-	if err != nil {
-		return "", err
-	}
-	if !fi.IsDir() {
-		return "", fmt.Errorf("layer %s: %s is not a directory: %w", layer, path, errdefs.ErrNotFound)
-	}
-	return path, nil
-}
-
-func statContext(ctx context.Context, path string) (fs.FileInfo, error) {
-	type result struct {
-		fi  fs.FileInfo
-		err error
-	}
-	ch := make(chan result, 1) // buffered: an abandoned stat must not block
-	go func() {
-		fi, err := os.Stat(path)
-		ch <- result{fi, err}
-	}()
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("stat %s: %w: %w", path, ctx.Err(), errdefs.ErrUnavailable)
-	case res := <-ch:
-		if errors.Is(res.err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("stat %s: %w", path, errdefs.ErrNotFound)
-		}
-		if res.err != nil {
-			return nil, fmt.Errorf("stat %s: %w: %w", path, res.err, errdefs.ErrUnavailable)
-		}
-		return res.fi, nil
-	}
+	path := f.Name()
+	return path, f.Close()
 }
 
 // LayerInfo is one entry of .metadata/layers.json.
@@ -123,24 +89,22 @@ type LayerInfo struct {
 	Created              string `json:"created,omitempty"`
 }
 
-// Metadata reads the layer's .metadata/layers.json. It returns
-// errdefs.ErrNotFound if the file is absent.
+// Metadata reads the layer's .metadata/layers.json, resolved beneath the
+// repository root through no symlink and only if it is a regular file. It
+// returns errdefs.ErrNotFound if the file is absent, and OpenLayer's other
+// errors.
 func (r *Repo) Metadata(ctx context.Context, layer digest.Digest) ([]LayerInfo, error) {
-	dir, err := r.LayerDir(layer)
+	rel, err := r.layerRel(layer, metadataDir, layersJSON)
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, metadataDir, layersJSON)
-	if _, err := statContext(ctx, path); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
+	b, err := r.readFile(ctx, rel)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("metadata of layer %s: %w", layer, err)
 	}
 	var infos []LayerInfo
 	if err := json.Unmarshal(b, &infos); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(r.root, rel), err)
 	}
 	return infos, nil
 }

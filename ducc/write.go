@@ -17,6 +17,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // ErrUnsupportedLayer is wrapped by WriteLayer's error for a layer that DUCC
@@ -79,6 +80,11 @@ type WriteResult struct {
 // renamed into it only once complete and verified against blob.Digest, so a
 // failed or interrupted write leaves no partial layer behind. Ownership and
 // device nodes need root; see extract for what is preserved.
+//
+// Because layers keep setuid binaries and device nodes, WriteLayer creates a
+// missing repository root and .layers directory with mode 0700, and refuses
+// (errdefs.ErrFailedPrecondition, nothing fetched) a store that other users
+// can reach unless it is mounted nosuid,nodev.
 func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, error) {
 	dir, err := r.LayerDir(blob.Digest)
 	if err != nil {
@@ -87,8 +93,11 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	if err := Ingestible(blob.MediaType); err != nil {
 		return WriteResult{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
+	if err := r.prepareStore(); err != nil {
+		return WriteResult{}, err
+	}
 	if _, err := r.Lookup(ctx, blob.Digest); err == nil {
-		return WriteResult{Present: true}, r.addOrigin(dir, blob.Origin)
+		return WriteResult{Present: true}, r.addOrigin(ctx, blob.Digest, blob.Origin)
 	} else if !errdefs.IsNotFound(err) {
 		return WriteResult{}, err
 	}
@@ -114,7 +123,7 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, lerr := r.Lookup(ctx, blob.Digest); lerr == nil {
 			// Another writer won the race; its copy is as good as ours.
-			return WriteResult{Present: true}, r.addOrigin(dir, blob.Origin)
+			return WriteResult{Present: true}, r.addOrigin(ctx, blob.Digest, blob.Origin)
 		}
 		return WriteResult{}, fmt.Errorf("failed to move layer %s into place: %w", blob.Digest, err)
 	}
@@ -182,39 +191,41 @@ func writeTree(ctx context.Context, dir string, blob LayerBlob) (WriteResult, er
 }
 
 // Origins returns the image config digests recorded in the layer's
-// origin.json; errdefs.ErrNotFound if the layer has none.
+// origin.json; errdefs.ErrNotFound if the layer has none. The file is read
+// as Metadata reads layers.json.
 func (r *Repo) Origins(layer digest.Digest) ([]string, error) {
-	dir, err := r.LayerDir(layer)
+	origins, err := r.origins(context.Background(), layer)
+	if err != nil {
+		return nil, fmt.Errorf("origin of layer %s: %w", layer, err)
+	}
+	return origins, nil
+}
+
+func (r *Repo) origins(ctx context.Context, layer digest.Digest) ([]string, error) {
+	rel, err := r.layerRel(layer, metadataDir, originJSON)
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(dir, metadataDir, originJSON))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("origin of layer %s: %w", layer, errdefs.ErrNotFound)
-	}
+	b, err := r.readFile(ctx, rel)
 	if err != nil {
 		return nil, err
 	}
 	var origins []string
 	if err := json.Unmarshal(b, &origins); err != nil {
-		return nil, fmt.Errorf("parse origin of layer %s: %w", layer, err)
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(r.root, rel), err)
 	}
 	return origins, nil
 }
 
-// addOrigin records origin in the origin.json of the layer at dir, keeping
-// the list sorted and free of duplicates.
-func (r *Repo) addOrigin(dir string, origin digest.Digest) error {
+// addOrigin records origin in the origin.json of the layer, keeping the
+// list sorted and free of duplicates. Like every path into the repository,
+// the layer's directory and its .metadata are reached through no symlink.
+func (r *Repo) addOrigin(ctx context.Context, layer, origin digest.Digest) error {
 	if origin == "" {
 		return nil
 	}
-	path := filepath.Join(dir, metadataDir, originJSON)
-	var origins []string
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &origins); err != nil {
-			return fmt.Errorf("parse %s: %w", path, err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	origins, err := r.origins(ctx, layer)
+	if err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
 	if slices.Contains(origins, origin.String()) {
@@ -222,14 +233,40 @@ func (r *Repo) addOrigin(dir string, origin digest.Digest) error {
 	}
 	origins = append(origins, origin.String())
 	slices.Sort(origins)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+
+	rel, err := r.layerRel(layer)
+	if err != nil {
 		return err
 	}
-	return writeJSON(path, origins)
+	layerfd, err := r.openBeneath(rel, true)
+	if err != nil {
+		return r.pathError(rel, err)
+	}
+	defer unix.Close(layerfd)
+	if err := unix.Mkdirat(layerfd, metadataDir, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("create %s: %w", filepath.Join(r.root, rel, metadataDir), err)
+	}
+	metafd, err := unix.Openat(layerfd, metadataDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return r.pathError(filepath.Join(rel, metadataDir), err)
+	}
+	defer unix.Close(metafd)
+	return writeJSONAt(metafd, originJSON, origins)
 }
 
 // writeJSON writes v to path through a temporary file and a rename.
 func writeJSON(path string, v any) error {
+	dirfd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: filepath.Dir(path), Err: err}
+	}
+	defer unix.Close(dirfd)
+	return writeJSONAt(dirfd, filepath.Base(path), v)
+}
+
+// writeJSONAt writes v to name in dirfd through a temporary file and a
+// rename; neither is written through a symlink.
+func writeJSONAt(dirfd int, name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -238,13 +275,22 @@ func writeJSON(path string, v any) error {
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return err
 	}
-	tmp := path + ".tmp-" + hex.EncodeToString(suffix[:])
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
+	tmp := name + ".tmp-" + hex.EncodeToString(suffix[:])
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(dirfd, tmp, dirfd, name)
+	}
+	if err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
 }

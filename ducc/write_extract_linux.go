@@ -29,6 +29,7 @@ import (
 //   - OCI whiteouts (.wh.<name>, .wh..wh..opq) stay plain empty files;
 //   - hardlinks become independent copies of their target;
 //   - xattrs are dropped;
+//   - PAX global headers are ignored;
 //   - long runs of zeros become holes, so a sparse file stays sparse;
 //   - a zero-byte .cvmfscatalog is added at the root.
 //
@@ -57,6 +58,12 @@ func extract(ctx context.Context, root string, r io.Reader) (int, error) {
 		}
 		if err := ctx.Err(); err != nil {
 			return n, err
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			// PAX global headers carry archive-wide records, not a file:
+			// ignored, as containerd's applier does. Its name is
+			// arbitrary and must not replace an entry of that name.
+			continue
 		}
 		if err := x.entry(ctx, hdr, tr); err != nil {
 			return n, fmt.Errorf("tar entry %q: %w", hdr.Name, err)
@@ -155,8 +162,6 @@ func (x *extractor) entry(ctx context.Context, hdr *tar.Header, r io.Reader) err
 			return fmt.Errorf("mknod: %w", err)
 		}
 		x.kinds[rel] = hdr.Typeflag
-	case tar.TypeXGlobalHeader:
-		return nil
 	default:
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}

@@ -15,6 +15,8 @@
 //     depth, as is any other ".wh..wh." name.
 //   - Every mutation answers EROFS. Every path is resolved beneath the layer
 //     root without following symlinks; symlink targets are only returned.
+//     The layer root itself comes from the Source as an open directory, so
+//     no path to it is resolved again after the Source checked it.
 //
 // Reads use kernel FUSE passthrough when the kernel grants it (Linux >= 6.9
 // and CAP_SYS_ADMIN): the daemon then sees opens but no reads. Accounting

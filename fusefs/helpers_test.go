@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
@@ -41,11 +42,20 @@ func requireFUSE(t testing.TB) {
 // dirSource serves layers from a map of digest to directory.
 type dirSource map[digest.Digest]string
 
-func (s dirSource) Lookup(ctx context.Context, layer digest.Digest) (string, error) {
+func (s dirSource) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, error) {
 	if d, ok := s[layer]; ok {
-		return d, nil
+		return openDirPath(d)
 	}
-	return "", fmt.Errorf("layer %s: %w", layer, errdefs.ErrNotFound)
+	return nil, fmt.Errorf("layer %s: %w", layer, errdefs.ErrNotFound)
+}
+
+// openDirPath opens the directory dir as a Source hands it out: O_PATH.
+func openDirPath(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), dir), nil
 }
 
 // testDigest returns a valid digest derived from name.

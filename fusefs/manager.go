@@ -5,6 +5,7 @@ package fusefs
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,11 +18,14 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
 )
 
-// Source finds the directory holding a layer's unpacked tree. *ducc.Repo
-// satisfies it. Lookup returns an error wrapping errdefs.ErrNotFound when
-// the layer is absent.
+// Source opens the directory holding a layer's unpacked tree. *ducc.Repo
+// satisfies it. OpenLayer returns the directory itself (an O_PATH
+// descriptor will do), checked and resolved once, so that nothing
+// re-resolves a path that could be swapped for a symlink; the Manager
+// closes it. It returns an error wrapping errdefs.ErrNotFound when the
+// layer is absent.
 type Source interface {
-	Lookup(ctx context.Context, layer digest.Digest) (string, error)
+	OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, error)
 }
 
 // Manager serves layers read-only at mountpoints, one FUSE server per

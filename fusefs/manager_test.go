@@ -264,9 +264,9 @@ type cancellingSource struct {
 	cancel context.CancelFunc
 }
 
-func (s cancellingSource) Lookup(ctx context.Context, layer digest.Digest) (string, error) {
+func (s cancellingSource) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, error) {
 	s.cancel()
-	return s.dir, nil
+	return openDirPath(s.dir)
 }
 
 // TestMountFailureLeavesNothing: a failure after the mount itself (here the

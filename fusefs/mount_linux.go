@@ -53,11 +53,12 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	defer func() { m.commit(mountpoint, mt) }()
 
 	lctx, cancel := withDefaultTimeout(ctx, defaultLookupTimeout)
-	dir, err := m.src.Lookup(lctx, layer)
+	dir, err := m.src.OpenLayer(lctx, layer)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
 	}
+	defer dir.Close()
 	if mounted, err := mountutil.IsMounted(mountpoint); err != nil {
 		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
 	} else if mounted {
@@ -96,9 +97,9 @@ func (mt *mount) mode() string {
 	return "userspace"
 }
 
-// serve mounts dir at mountpoint and starts its server. reason says why
-// passthrough is off, if it is.
-func (m *Manager) serve(ctx context.Context, dir, mountpoint string, layer digest.Digest) (*mount, string, error) {
+// serve mounts the layer root dir at mountpoint and starts its server.
+// reason says why passthrough is off, if it is. dir stays the caller's.
+func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, layer digest.Digest) (*mount, string, error) {
 	acct := m.account(layer)
 	lfs, root, err := newLayerFS(dir, layer, acct, m.cfg.cache)
 	if err != nil {
@@ -226,14 +227,20 @@ func panicHandler(acct *account, logger *log.Entry) func(any) fuse.Status {
 
 // probePassthrough returns "" if the kernel accepts backing files from this
 // server, else why not. go-fuse falls back to userspace reads silently; the
-// probe registers a backing file itself: the layer's catalog marker (a
-// regular file on the real backing filesystem, so the stacking depth is
-// checked too) or, without one, an anonymous memory file.
+// probe registers a backing file itself.
+//
+// The kernel's checks are per filesystem, not per file: CAP_SYS_ADMIN, and
+// the backing file's filesystem stacked less deep than MaxStackDepth. So
+// the probe needs a regular file of the layer's own filesystem (see
+// probeFile). An anonymous memory file is only the last resort: it sits on
+// tmpfs, which stacks on nothing, so it proves the capability but would
+// pass a layer store on overlayfs that the kernel then refuses file by
+// file.
 func probePassthrough(server *fuse.Server, rootfd int) string {
 	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
 		return "kernel does not offer passthrough (needs Linux >= 6.9 with CONFIG_FUSE_PASSTHROUGH)"
 	}
-	fd, err := openBeneath(rootfd, catalogMarker, unix.O_RDONLY)
+	fd, err := probeFile(rootfd)
 	if err != nil {
 		fd, err = unix.MemfdCreate("fusefs-passthrough-probe", unix.MFD_CLOEXEC)
 		if err != nil {
@@ -247,6 +254,58 @@ func probePassthrough(server *fuse.Server, rootfd int) string {
 	}
 	server.UnregisterBackingFd(id)
 	return ""
+}
+
+// probeNames bounds how many entries of the layer root probeFile examines
+// when the catalog marker is not a regular file.
+const probeNames = 64
+
+// probeFile returns a read-only descriptor of a regular file directly in
+// the layer root: the catalog marker, else the first regular file among
+// the root's first entries. The layer is untrusted: a fifo of that name
+// would block an open, a device node would be opened by root. So each
+// candidate is opened O_PATH (no open of the file itself), checked with
+// fstat, and only a regular file is reopened for reading, through
+// /proc/self/fd: the very inode checked.
+func probeFile(rootfd int) (int, error) {
+	fd, err := openRegular(rootfd, catalogMarker)
+	if err == nil {
+		return fd, nil
+	}
+	dfd, err := openBeneath(rootfd, "", unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return -1, err
+	}
+	dir := os.NewFile(uintptr(dfd), "layer root")
+	defer dir.Close()
+	names, err := dir.Readdirnames(probeNames)
+	if err != nil {
+		return -1, err
+	}
+	for _, name := range names {
+		if fd, err := openRegular(rootfd, name); err == nil {
+			return fd, nil
+		}
+	}
+	return -1, errors.New("no regular file at the layer root")
+}
+
+// openRegular opens name in dirfd for reading if, and only if, it is a
+// regular file (see probeFile).
+func openRegular(dirfd int, name string) (int, error) {
+	pfd, err := openBeneath(dirfd, name, unix.O_PATH)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return -1, fmt.Errorf("%s is not a regular file", name)
+	}
+	return unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 }
 
 // How long an unmount waits for its server to exit (it does within

@@ -5,6 +5,7 @@ package fusefs
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
 	"sync/atomic"
 	"syscall"
@@ -31,17 +32,23 @@ type layerFS struct {
 	passthrough atomic.Bool
 }
 
-// newLayerFS opens dir as the root of a layer and returns its root node.
-// The caller owns lfs.rootfd.
-func newLayerFS(dir string, layer digest.Digest, acct *account, c *cache.Attrs) (*layerFS, *node, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// newLayerFS takes the already opened directory dir (the Source's, never
+// resolved again by path) as the root of a layer and returns its root
+// node. lfs.rootfd is a duplicate of dir's descriptor, owned by the
+// caller; dir stays the caller's too.
+func newLayerFS(dir *os.File, layer digest.Digest, acct *account, c *cache.Attrs) (*layerFS, *node, error) {
+	fd, err := dupFile(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open layer root %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("layer root %s: %w", dir.Name(), err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return nil, nil, fmt.Errorf("stat layer root %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("stat layer root %s: %w", dir.Name(), err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("layer root %s is not a directory", dir.Name())
 	}
 	lfs := &layerFS{layer: layer, rootfd: fd, rootDev: st.Dev, acct: acct, cache: c}
 	opaque := exists(fd, opaqueMarker)
@@ -231,4 +238,20 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	}
 	out.FromStatfsT(&st)
 	return 0
+}
+
+// dupFile returns a close-on-exec duplicate of f's descriptor.
+func dupFile(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := rc.Control(func(raw uintptr) {
+		fd, err = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
 }

@@ -29,7 +29,12 @@ func newTestRoot(t *testing.T, dir string) (*node, *account) {
 		t.Fatal(err)
 	}
 	acct := newAccount(16)
-	lfs, root, err := newLayerFS(dir, testDigest(dir), acct, c)
+	f, err := openDirPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lfs, root, err := newLayerFS(f, testDigest(dir), acct, c)
 	if err != nil {
 		t.Fatal(err)
 	}

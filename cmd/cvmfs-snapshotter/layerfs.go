@@ -31,11 +31,12 @@ func (s sizedLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64
 }
 
 func (s sizedLayerFS) StatLayerRoot(ctx context.Context, layer digest.Digest) (os.FileInfo, error) {
-	dir, err := s.repo.Lookup(ctx, layer)
+	dir, err := s.repo.OpenLayer(ctx, layer)
 	if err != nil {
 		return nil, err
 	}
-	return os.Stat(dir)
+	defer dir.Close()
+	return dir.Stat()
 }
 
 // backend is the configured layer filesystem, its accounting (nil in bind

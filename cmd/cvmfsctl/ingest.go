@@ -19,7 +19,7 @@ import (
 
 func runIngest(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
-	repoDir := fs.String("repo", "", "root of the DUCC-layout directory to write (required)")
+	repoDir := fs.String("repo", "", "root of the DUCC-layout directory to write (required; created mode 0700; must be private or on a nosuid,nodev mount)")
 	insecure := fs.Bool("insecure", false, "talk plain HTTP to the registry, or HTTPS without verifying it")
 	platform := fs.String("platform", "linux/amd64", "platform to pick from a multi-platform image")
 	ref, err := parse(fs, args)
