@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
@@ -23,11 +24,15 @@ type oneLayer struct {
 	dir   string
 }
 
-func (s oneLayer) Lookup(ctx context.Context, layer digest.Digest) (string, error) {
+func (s oneLayer) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, error) {
 	if layer != s.layer {
-		return "", errdefs.ErrNotFound
+		return nil, errdefs.ErrNotFound
 	}
-	return s.dir, nil
+	fd, err := unix.Open(s.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: s.dir, Err: err}
+	}
+	return os.NewFile(uintptr(fd), s.dir), nil
 }
 
 // TestSeriesGoWithLastUnmount: a real layer mounted, read and unmounted
