@@ -2,7 +2,7 @@
 // own, so that they outlive restarts of the snapshotter daemon and running
 // containers keep reading their layers.
 //
-// Server exposes a fusefs.Manager over HTTP on a unix socket made by Listen,
+// Server exposes a fusefs.Manager over HTTP on a unix socket made by unixsock.Listen,
 // to the daemon whose root it was given and to nobody else: it mounts only
 // at that root's snapshot fs directories, unmounts only its own mounts, and
 // answers only its own uid. Client satisfies the snapshot package's LayerFS

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
 
 // fakeManager records mounts in memory.
@@ -86,7 +87,7 @@ func serve(t *testing.T, m Manager, stop func()) (*Client, func(id string) strin
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "fuse.sock")
-	l, err := Listen(sock)
+	l, err := unixsock.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -130,7 +131,7 @@ func TestServerChecksPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Listen(filepath.Join(dir, "s.sock"))
+	l, err := unixsock.Listen(filepath.Join(dir, "s.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}

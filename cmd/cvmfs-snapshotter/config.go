@@ -91,18 +91,12 @@ type config struct {
 	MetricsAddress string `toml:"metrics-address"`
 	// ExposeProfile serves /stats/profile on a TCP metrics-address too.
 	ExposeProfile bool `toml:"expose-profile"`
-	// OverlayUserxattr is "auto" (default: userxattr when not root), "on"
-	// or "off": whether overlay mounts use the userxattr option. Validated
-	// here; the snapshotter is not told yet and keeps its "auto" choice.
+	// OverlayUserxattr is "auto" (default: userxattr when running in a
+	// user namespace, as rootless containerd does), "on" or "off": whether
+	// overlay mounts use the userxattr option (snapshot.ParseUserxattr).
 	OverlayUserxattr string `toml:"overlay-userxattr"`
 }
 
-// Values of overlay-userxattr.
-const (
-	userxattrAuto = "auto"
-	userxattrOn   = "on"
-	userxattrOff  = "off"
-)
 
 // defaultConfig returns the defaults: the packages' own where a package
 // owns the value.
@@ -118,13 +112,21 @@ func defaultConfig() config {
 		AttrCacheSize:    cache.DefaultSize,
 		ProfileLimit:     fusefs.DefaultProfileLimit,
 		FUSEServer:       fuseInProcess,
-		OverlayUserxattr: userxattrAuto,
+		OverlayUserxattr: snapshot.UserxattrAuto.String(),
 	}
 }
 
-// snapshotOpts maps the keys the snapshotter owns to its options.
-func (c config) snapshotOpts() []snapshot.Opt {
-	return []snapshot.Opt{snapshot.WithLookupTimeout(time.Duration(c.LookupTimeout))}
+// snapshotOpts maps the keys the snapshotter owns to its options; the
+// snapshot package parses and checks their values.
+func (c config) snapshotOpts() ([]snapshot.Opt, error) {
+	ux, err := snapshot.ParseUserxattr(c.OverlayUserxattr)
+	if err != nil {
+		return nil, fmt.Errorf("overlay-userxattr: %w", err)
+	}
+	return []snapshot.Opt{
+		snapshot.WithLookupTimeout(time.Duration(c.LookupTimeout)),
+		snapshot.WithUserxattr(ux),
+	}, nil
 }
 
 // loadConfig reads path (if not empty) over the defaults. Unknown keys are
@@ -174,11 +176,6 @@ func (c config) validate() error {
 	default:
 		return fmt.Errorf("fuse-server %q: want %q or %q: %w", c.FUSEServer, fuseInProcess, fuseSeparate, errdefs.ErrInvalidArgument)
 	}
-	switch c.OverlayUserxattr {
-	case userxattrAuto, userxattrOn, userxattrOff:
-	default:
-		return fmt.Errorf("overlay-userxattr %q: want %q, %q or %q: %w", c.OverlayUserxattr, userxattrAuto, userxattrOn, userxattrOff, errdefs.ErrInvalidArgument)
-	}
 	if c.Repository == "" {
 		return fmt.Errorf("repository is empty: %w", errdefs.ErrInvalidArgument)
 	}
@@ -190,7 +187,11 @@ func (c config) validate() error {
 	if err := validateMetricsAddress(c.MetricsAddress); err != nil {
 		return err
 	}
-	if err := snapshot.ValidateOpts(c.snapshotOpts()...); err != nil {
+	sopts, err := c.snapshotOpts()
+	if err != nil {
+		return err
+	}
+	if err := snapshot.ValidateOpts(sopts...); err != nil {
 		return fmt.Errorf("lookup-timeout: %w", err)
 	}
 	m, err := newManager(c, ducc.New(c.AbsoluteMountpoint))

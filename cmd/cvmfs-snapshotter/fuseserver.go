@@ -259,7 +259,7 @@ func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l, err := fuseremote.Listen(sock)
+	l, err := listen(sock)
 	if err != nil {
 		return err
 	}

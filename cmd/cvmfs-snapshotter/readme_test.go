@@ -82,11 +82,12 @@ func TestREADMEConfigTable(t *testing.T) {
 	}
 	// Defaults that depend on other settings, as the daemon derives them;
 	// the README writes them with <placeholders>.
-	const root = "<root>"
+	const root = "/ROOT" // absolute, as the daemon makes its paths
+	placeholder := func(p string) string { return strings.Replace(p, root, "<root>", 1) }
 	derived := map[string]string{
 		"absolute-mountpoint": strings.Replace(def.AbsoluteMountpoint, def.Repository, "<repository>", 1),
-		"fuse-server-socket":  fuseServerSocket(def, flags{root: root}),
-		"admin-socket":        adminSocket(def, flags{root: root}),
+		"fuse-server-socket":  placeholder(fuseServerSocket(def, flags{root: root})),
+		"admin-socket":        placeholder(adminSocket(def, flags{root: root})),
 	}
 
 	v := reflect.ValueOf(def)

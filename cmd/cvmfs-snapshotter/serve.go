@@ -49,7 +49,11 @@ func run(ctx context.Context, f flags) error {
 		}
 	}()
 
-	opts := append([]snapshot.Opt{snapshot.WithLayerFS(be.layers)}, cfg.snapshotOpts()...)
+	sopts, err := cfg.snapshotOpts()
+	if err != nil {
+		return err
+	}
+	opts := append([]snapshot.Opt{snapshot.WithLayerFS(be.layers)}, sopts...)
 	if be.keepMounts {
 		opts = append(opts, snapshot.WithKeepMountsOnClose())
 	}

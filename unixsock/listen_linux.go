@@ -1,6 +1,6 @@
 //go:build linux
 
-package fuseremote
+package unixsock
 
 import (
 	"errors"
