@@ -97,7 +97,6 @@ type config struct {
 	OverlayUserxattr string `toml:"overlay-userxattr"`
 }
 
-
 // defaultConfig returns the defaults: the packages' own where a package
 // owns the value.
 func defaultConfig() config {
