@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -106,7 +107,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	layer := digest.FromString("layer")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/stats":
 			json.NewEncoder(w).Encode([]fusefs.LayerStats{{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: fusefs.AccountBytes}})
@@ -119,9 +120,27 @@ func TestStats(t *testing.T) {
 		default:
 			http.NotFound(w, r)
 		}
-	}))
+	})
+	srv := httptest.NewServer(handler)
 	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL, "http://")
+	// The admin socket, as the daemon serves it.
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := &http.Server{Handler: handler}
+	go admin.Serve(l)
+	defer admin.Close()
+	for _, addr := range []string{strings.TrimPrefix(srv.URL, "http://"), "unix://" + sock} {
+		t.Run(addr, func(t *testing.T) { testStats(t, addr, layer) })
+	}
+	if err := run(context.Background(), []string{"stats", "--address", "unix://relative.sock"}, &bytes.Buffer{}); err == nil {
+		t.Errorf("a relative unix address did not fail")
+	}
+}
+
+func testStats(t *testing.T, addr string, layer digest.Digest) {
 	ctx := context.Background()
 
 	var out bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,7 +18,7 @@ import (
 
 func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
-	address := fs.String("address", "127.0.0.1:9880", "the daemon's metrics-address (host:port)")
+	address := fs.String("address", "unix://"+defaultAdminSocket, "the daemon's admin socket (unix:///path) or a metrics-address (host:port)")
 	layer := fs.String("layer", "", "print this layer's per-file access profile instead of the per-layer table")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -25,10 +26,13 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("stats: unexpected arguments %v", fs.Args())
 	}
-	base := "http://" + strings.TrimPrefix(*address, "http://")
+	base, client, err := adminClient(*address)
+	if err != nil {
+		return err
+	}
 	if *layer != "" {
 		var profile []fusefs.FileAccess
-		if err := getJSON(ctx, base+"/stats/profile?layer="+url.QueryEscape(*layer), &profile); err != nil {
+		if err := getJSON(ctx, client, base+"/stats/profile?layer="+url.QueryEscape(*layer), &profile); err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
@@ -39,7 +43,7 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		return tw.Flush()
 	}
 	var stats []fusefs.LayerStats
-	if err := getJSON(ctx, base+"/stats", &stats); err != nil {
+	if err := getJSON(ctx, client, base+"/stats", &stats); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
@@ -63,17 +67,37 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// getJSON GETs url and decodes its JSON body into v.
-func getJSON(ctx context.Context, url string, v any) error {
+// defaultAdminSocket is the daemon's admin socket under its default --root.
+const defaultAdminSocket = "/var/lib/containerd-cvmfs-grpc/admin.sock"
+
+// adminClient returns the base URL and the HTTP client that reach address:
+// unix:///path (the daemon's admin socket, or a unix metrics-address) or
+// host:port.
+func adminClient(address string) (string, *http.Client, error) {
+	if path, ok := strings.CutPrefix(address, "unix://"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return "", nil, fmt.Errorf("address %q: want unix:///absolute/path", address)
+		}
+		var d net.Dialer
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}}
+		return "http://admin", &http.Client{Transport: tr}, nil
+	}
+	return "http://" + strings.TrimPrefix(address, "http://"), http.DefaultClient, nil
+}
+
+// getJSON GETs url with client and decodes its JSON body into v.
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("query the daemon (is metrics-address set in its config?): %w", err)
+		return fmt.Errorf("query the daemon (its admin-socket, or metrics-address): %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
