@@ -138,7 +138,9 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if m.cfg.accounting == AccountBytes {
 		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
-	if !m.cfg.debug {
+	if m.cfg.requestLog != nil {
+		opts.MountOptions.Logger = stdlog.New(m.cfg.requestLog, "", 0)
+	} else if !m.cfg.debug {
 		// go-fuse logs oddities of single requests ("Unimplemented
 		// opcode", splice fallbacks) with the standard logger: nothing
 		// may be logged on the request path.

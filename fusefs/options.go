@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -81,7 +82,10 @@ type config struct {
 	cache                            *cache.Attrs
 	profileLimit                     int
 	debug                            bool
-	noSelfAccess                     bool
+	// requestLog, if set, receives go-fuse's log of every request (tests
+	// and benchmarks count requests by opcode with it).
+	requestLog   io.Writer
+	noSelfAccess bool
 }
 
 // Opt configures a Manager.
@@ -144,6 +148,15 @@ func WithProfileLimit(n int) Opt {
 func WithDebug(debug bool) Opt {
 	return func(c *config) error {
 		c.debug = debug
+		return nil
+	}
+}
+
+// withRequestLog sends go-fuse's log of every request to w.
+func withRequestLog(w io.Writer) Opt {
+	return func(c *config) error {
+		c.debug = true
+		c.requestLog = w
 		return nil
 	}
 }

@@ -1,0 +1,310 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// What a container's Python, ROOT or shared-library loading does: open and
+// read thousands of small files through overlayfs stacked on many layers.
+// Layers: FUSEFS_BENCH_LAYERS (default 20) of FUSEFS_BENCH_LAYER_FILES
+// (default 800) 4 KiB files, half of them in directories every layer
+// shares (overlayfs merges those and looks each name up layer by layer),
+// half in a directory of the layer's own.
+
+// smallFileLayers writes the layers and returns their directories, top
+// layer first (overlayfs' lowerdir order), and the number of files.
+func smallFileLayers(b testing.TB) ([]string, int) {
+	layers := int(envIntTB(b, "FUSEFS_BENCH_LAYERS", 20))
+	per := int(envIntTB(b, "FUSEFS_BENCH_LAYER_FILES", 800))
+	content := bytes.Repeat([]byte("0123456789abcdef"), 256)
+	base := b.TempDir()
+	dirs := make([]string, layers)
+	for l := range layers {
+		dirs[layers-1-l] = filepath.Join(base, "layer"+strconv.Itoa(l))
+		for i := range per {
+			rel := fmt.Sprintf("own%d/d%d/f%d", l, i%8, i)
+			if i%2 == 0 {
+				rel = fmt.Sprintf("usr/lib/d%d/l%d-f%d.py", i%8, l, i)
+			}
+			p := filepath.Join(dirs[layers-1-l], rel)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(p, content, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dirs[layers-1-l], ".cvmfscatalog"), nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dirs, layers * per
+}
+
+// readTree opens and reads every regular file below root, as a process
+// loading modules does, and checks it found want of them.
+func readTree(b testing.TB, root string, want int) {
+	buf := make([]byte, 64<<10)
+	files := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || d.Name() == ".cvmfscatalog" {
+			return err // the catalog marker: hidden by FUSE, not natively
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := io.CopyBuffer(io.Discard, f, buf); err != nil {
+			return err
+		}
+		files++
+		return nil
+	})
+	if err != nil || files != want {
+		b.Fatalf("read %s: %d files, %v; want %d", root, files, err, want)
+	}
+}
+
+// overlayStack is one overlay mount over the layers, natively or through
+// fresh FUSE mounts of a new Manager.
+type overlayStack struct {
+	merged string
+	m      *Manager
+	mps    []string
+}
+
+func mountStack(b testing.TB, base string, layers []string, opts []Opt) *overlayStack {
+	ctx := context.Background()
+	s := &overlayStack{}
+	lowers := layers
+	if opts != nil {
+		m, err := NewManager(layerSource(layers), opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.m = m
+		lowers = nil
+		for i, l := range layers {
+			mp := filepath.Join(base, "fuse"+strconv.Itoa(i))
+			if err := os.MkdirAll(mp, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := m.Mount(ctx, mp, testDigest(l)); err != nil {
+				b.Fatal(err)
+			}
+			s.mps = append(s.mps, mp)
+			lowers = append(lowers, mp)
+		}
+	}
+	s.merged = filepath.Join(base, "merged")
+	upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
+	for _, d := range []string{s.merged, upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", s.merged, "overlay", 0, data); err != nil {
+		skipOrFail(b, "cannot mount overlay: %v", err)
+	}
+	return s
+}
+
+func (s *overlayStack) unmount(b testing.TB) {
+	if err := unix.Unmount(s.merged, 0); err != nil {
+		b.Fatal(err)
+	}
+	if s.m != nil {
+		if err := s.m.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// layerSource serves each directory as the layer testDigest(dir).
+type layerSource []string
+
+func (s layerSource) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, error) {
+	for _, d := range s {
+		if testDigest(d) == layer {
+			return openDirPath(d)
+		}
+	}
+	return nil, os.ErrNotExist
+}
+
+// overlayVariants are the ways of serving the lower layers: natively (as
+// containerd's overlayfs snapshotter does) and through this package.
+var overlayVariants = []struct {
+	name string
+	opts []Opt
+}{
+	{"native", nil},
+	{"fuse-open", []Opt{}},
+	{"fuse-bytes", []Opt{WithAccounting(AccountBytes)}},
+}
+
+// BenchmarkOverlaySmallFiles reads every file of the stacked layers
+// through overlayfs, per variant: "cold" on fresh mounts (a container's
+// first run after the pull: the overlay and FUSE caches are empty, the
+// layers' own files are in the page cache on both sides), "warm" on the
+// second pass. With FUSEFS_BENCH_DROP_CACHES=1 the kernel's page, dentry
+// and inode caches are dropped before every pass too, on both sides. Each
+// iteration times every variant in turn and reports its time per pass and
+// its ratio to native.
+func BenchmarkOverlaySmallFiles(b *testing.B) {
+	requireFUSE(b)
+	layers, n := smallFileLayers(b)
+	drop := os.Getenv("FUSEFS_BENCH_DROP_CACHES") == "1"
+	for _, temp := range []string{"cold", "warm"} {
+		b.Run(temp, func(b *testing.B) {
+			tot := make([]time.Duration, len(overlayVariants))
+			iters := 0
+			for b.Loop() {
+				for i, v := range overlayVariants {
+					b.StopTimer()
+					base := b.TempDir()
+					sweepMounts(b, base)
+					s := mountStack(b, base, layers, v.opts)
+					if drop {
+						dropCaches(b)
+					}
+					if temp == "warm" {
+						readTree(b, s.merged, n)
+					}
+					b.StartTimer()
+					start := time.Now()
+					readTree(b, s.merged, n)
+					tot[i] += time.Since(start)
+					b.StopTimer()
+					s.unmount(b)
+					b.StartTimer()
+				}
+				iters++
+			}
+			for i, v := range overlayVariants {
+				b.ReportMetric(float64(tot[i].Microseconds())/float64(iters)/1000, v.name+"-ms")
+				if i > 0 {
+					b.ReportMetric(float64(tot[i])/float64(tot[0]), v.name+"/native")
+				}
+			}
+		})
+	}
+}
+
+// envIntTB is envInt for tests and benchmarks alike.
+func envIntTB(tb testing.TB, name string, def int64) int64 {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 1 {
+		tb.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return v
+}
+
+// dropCaches drops the page cache, dentries and inodes.
+func dropCaches(b testing.TB) {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// opcodeCounter counts go-fuse's debug lines ("rx N: OPCODE ...") by
+// opcode.
+type opcodeCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newOpcodeCounter() *opcodeCounter { return &opcodeCounter{n: map[string]int{}} }
+
+// count returns the requests of opcode op counted so far.
+func (c *opcodeCounter) count(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[op]
+}
+
+func (c *opcodeCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, line := range bytes.Split(p, []byte{'\n'}) {
+		rest, ok := bytes.CutPrefix(line, []byte("rx "))
+		if !ok {
+			continue
+		}
+		if _, after, ok := bytes.Cut(rest, []byte(": ")); ok {
+			op, _, _ := bytes.Cut(after, []byte(" "))
+			c.n[string(op)]++
+			if string(op) == "GETXATTR" {
+				if i := bytes.IndexByte(after, '"'); i >= 0 {
+					name, _, _ := bytes.Cut(after[i+1:], []byte{'"'})
+					c.n["GETXATTR:"+string(name)]++
+				}
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// TestOverlaySmallFilesOpcodes is a census, not a check: the FUSE requests
+// per file that a cold and a warm read of the stacked layers cost, by
+// opcode (run with FUSEFS_OPCODES=1 -v). It shows where the time of
+// BenchmarkOverlaySmallFiles goes.
+func TestOverlaySmallFilesOpcodes(t *testing.T) {
+	if os.Getenv("FUSEFS_OPCODES") != "1" {
+		t.Skip("a census for people, not a check: FUSEFS_OPCODES=1 runs it")
+	}
+	requireFUSE(t)
+	layers, n := smallFileLayers(t)
+	var out strings.Builder
+	c := newOpcodeCounter()
+	for _, v := range overlayVariants[1:] {
+		base := t.TempDir()
+		sweepMounts(t, base)
+		s := mountStack(t, base, layers, append(slices.Clone(v.opts), withRequestLog(c)))
+		dropCaches(t)
+		for _, pass := range []string{"cold", "warm"} {
+			c.mu.Lock()
+			clear(c.n)
+			c.mu.Unlock()
+			readTree(t, s.merged, n)
+			c.mu.Lock()
+			ops := make([]string, 0, len(c.n))
+			for op := range c.n {
+				ops = append(ops, op)
+			}
+			slices.Sort(ops)
+			fmt.Fprintf(&out, "%s %s pass, %d files:", v.name, pass, n)
+			for _, op := range ops {
+				fmt.Fprintf(&out, " %s=%.2f", op, float64(c.n[op])/float64(n))
+			}
+			out.WriteString(" (per file)\n")
+			c.mu.Unlock()
+		}
+		s.unmount(t)
+	}
+	t.Log("\n" + out.String())
+}
