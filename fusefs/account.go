@@ -129,6 +129,12 @@ func (a *account) fail(errno syscall.Errno) syscall.Errno {
 // the profile is full.
 func (a *account) opened(path string) *fileStat {
 	a.opens.Add(1)
+	return a.profiled(path, true)
+}
+
+// profiled returns path's profile entry (nil once the profile is full),
+// counting an open of it if open is set.
+func (a *account) profiled(path string, open bool) *fileStat {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	f := a.files[path]
@@ -140,7 +146,9 @@ func (a *account) opened(path string) *fileStat {
 		f = &fileStat{}
 		a.files[path] = f
 	}
-	f.opens.Add(1)
+	if open {
+		f.opens.Add(1)
+	}
 	return f
 }
 

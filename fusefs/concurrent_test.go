@@ -22,7 +22,7 @@ func TestConcurrentAccess(t *testing.T) {
 		writeFile(t, src, filepath.Join("d"+strconv.Itoa(i%10), "f"+strconv.Itoa(i)), strconv.Itoa(i))
 	}
 	writeFile(t, src, ".wh.gone", "")
-	for _, mode := range []Accounting{AccountOpen, AccountBytes} {
+	for _, mode := range []Accounting{AccountReads, AccountOpen, AccountBytes} {
 		t.Run(mode.String(), func(t *testing.T) {
 			m, mp1, layer := mountLayer(t, src, WithAccounting(mode))
 			mp2 := newDir(t, filepath.Dir(mp1), "second")

@@ -88,7 +88,7 @@ func NewManager(src Source, opts ...Opt) (*Manager, error) {
 		return nil, fmt.Errorf("nil layer source: %w", errdefs.ErrInvalidArgument)
 	}
 	cfg := config{
-		accounting:   AccountOpen,
+		accounting:   DefaultAccounting,
 		entryTimeout: DefaultTimeout,
 		attrTimeout:  DefaultTimeout,
 		negTO:        DefaultTimeout,

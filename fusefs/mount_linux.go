@@ -135,7 +135,7 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		// Present modes as they are: a 0000 file must not become 0644.
 		NullPermissions: true,
 	}
-	if m.cfg.accounting == AccountBytes {
+	if m.cfg.accounting != AccountOpen {
 		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
 	if m.cfg.requestLog != nil {
@@ -146,7 +146,7 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		// may be logged on the request path.
 		opts.MountOptions.Logger = stdlog.New(io.Discard, "", 0)
 	}
-	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts)}
+	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), noOpenFiles: m.cfg.accounting == AccountReads}
 	serveAt := mountpoint
 	if m.cfg.noSelfAccess {
 		if fd, kerr := mountKernel(mountpoint, &opts.MountOptions, opts.DirectMountFlags); kerr == nil {
@@ -175,7 +175,7 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		return nil, "", err
 	}
 	raw.enable(server.KernelSettings())
-	reason := "accounting is \"bytes\""
+	reason := fmt.Sprintf("accounting is %q", m.cfg.accounting)
 	if m.cfg.accounting == AccountOpen {
 		reason = probePassthrough(server, lfs.rootfd)
 		lfs.passthrough.Store(reason == "")

@@ -25,6 +25,20 @@ type noOpendir struct {
 	// enabled is set once the mount is up and the kernel has offered
 	// FUSE_NO_OPENDIR_SUPPORT.
 	enabled atomic.Bool
+	// noOpenFiles asks for the same for files (accounting "reads"), and
+	// noOpen is set once the kernel has offered FUSE_NO_OPEN_SUPPORT: it
+	// then opens files itself, keeps their page cache across opens and
+	// sends READs without a handle (see node.Read).
+	noOpenFiles bool
+	noOpen      atomic.Bool
+}
+
+// Open answers ENOSYS once noOpen is on, so that the kernel stops asking.
+func (d *noOpendir) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if d.noOpen.Load() {
+		return fuse.ENOSYS
+	}
+	return d.RawFileSystem.Open(cancel, in, out)
 }
 
 // Flush answers ENOSYS: the kernel then stops sending FLUSH for the
@@ -68,10 +82,14 @@ func (d *noOpendir) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, fn func(
 	return st
 }
 
-// enable turns OPENDIR off if the kernel supports that.
+// enable turns OPENDIR (and, if asked, OPEN) off if the kernel supports
+// that.
 func (d *noOpendir) enable(kernel *fuse.InitIn) {
 	if kernel.Flags64()&fuse.CAP_NO_OPENDIR_SUPPORT != 0 {
 		d.enabled.Store(true)
+	}
+	if d.noOpenFiles && kernel.Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0 {
+		d.noOpen.Store(true)
 	}
 
 }

@@ -10,26 +10,40 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
 )
 
-// Accounting selects how a mount counts the bytes read from a layer.
+// Accounting selects how a mount serves reads and what it counts.
 type Accounting int
 
 const (
-	// AccountOpen keeps kernel passthrough on: reads bypass the daemon, so
-	// bytes are counted as the sizes of the files opened. The default.
+	// AccountOpen keeps kernel passthrough on: every open reaches the
+	// daemon and is counted, reads bypass it, so bytes are counted as the
+	// sizes of the files opened.
 	AccountOpen Accounting = iota
-	// AccountBytes turns passthrough off so that every read reaches the
-	// daemon and is counted exactly; the page cache is kept across opens
-	// (FOPEN_KEEP_CACHE) so warm reads stay fast.
+	// AccountBytes turns passthrough off so that every open and every read
+	// not served from the page cache reaches the daemon and is counted
+	// exactly; the page cache is kept across opens (FOPEN_KEEP_CACHE).
 	AccountBytes
+	// AccountReads costs no round trip per open: the mount answers the
+	// kernel's first OPEN with ENOSYS (FUSE_NO_OPEN_SUPPORT), after which
+	// the kernel opens files itself and keeps their pages across opens.
+	// The daemon serves each file's content when it is first read (and
+	// again only if the page cache dropped it) and counts those fetches
+	// and the exact bytes served: the set of files read and their bytes are
+	// exact, the number of opens is not seen. The default.
+	AccountReads
 )
 
-// String returns "open" or "bytes".
+// DefaultAccounting is the mode of a Manager given no WithAccounting.
+const DefaultAccounting = AccountReads
+
+// String returns "open", "bytes" or "reads".
 func (a Accounting) String() string {
 	switch a {
 	case AccountOpen:
 		return "open"
 	case AccountBytes:
 		return "bytes"
+	case AccountReads:
+		return "reads"
 	default:
 		return fmt.Sprintf("Accounting(%d)", int(a))
 	}
@@ -37,7 +51,7 @@ func (a Accounting) String() string {
 
 // MarshalText returns the mode's name, for configuration files and JSON.
 func (a Accounting) MarshalText() ([]byte, error) {
-	if a != AccountOpen && a != AccountBytes {
+	if !a.valid() {
 		return nil, fmt.Errorf("unknown accounting mode %d: %w", int(a), errdefs.ErrInvalidArgument)
 	}
 	return []byte(a.String()), nil
@@ -53,16 +67,25 @@ func (a *Accounting) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// ParseAccounting parses "open" (or "") and "bytes". Anything else returns
-// an error wrapping errdefs.ErrInvalidArgument.
+func (a Accounting) valid() bool {
+	return a == AccountOpen || a == AccountBytes || a == AccountReads
+}
+
+// ParseAccounting parses "reads", "open" and "bytes" ("" is
+// DefaultAccounting). Anything else returns an error wrapping
+// errdefs.ErrInvalidArgument.
 func ParseAccounting(s string) (Accounting, error) {
 	switch s {
-	case "", "open":
+	case "":
+		return DefaultAccounting, nil
+	case "open":
 		return AccountOpen, nil
 	case "bytes":
 		return AccountBytes, nil
+	case "reads":
+		return AccountReads, nil
 	default:
-		return 0, fmt.Errorf("accounting mode %q is neither \"open\" nor \"bytes\": %w", s, errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("accounting mode %q is not \"reads\", \"open\" or \"bytes\": %w", s, errdefs.ErrInvalidArgument)
 	}
 }
 
@@ -91,10 +114,10 @@ type config struct {
 // Opt configures a Manager.
 type Opt func(*config) error
 
-// WithAccounting selects the accounting mode (default AccountOpen).
+// WithAccounting selects the accounting mode (default DefaultAccounting).
 func WithAccounting(mode Accounting) Opt {
 	return func(c *config) error {
-		if mode != AccountOpen && mode != AccountBytes {
+		if !mode.valid() {
 			return fmt.Errorf("unknown accounting mode %d: %w", int(mode), errdefs.ErrInvalidArgument)
 		}
 		c.accounting = mode

@@ -200,7 +200,8 @@ var overlayVariants = []struct {
 	opts []Opt
 }{
 	{"native", nil},
-	{"fuse-open", []Opt{}},
+	{"fuse-reads", []Opt{}},
+	{"fuse-open", []Opt{WithAccounting(AccountOpen)}},
 	{"fuse-bytes", []Opt{WithAccounting(AccountBytes)}},
 }
 

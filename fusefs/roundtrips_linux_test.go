@@ -5,6 +5,7 @@ package fusefs
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -31,5 +32,56 @@ func TestCloseSendsNoFlush(t *testing.T) {
 	}
 	if n := c.count("OPEN"); n == 0 {
 		t.Errorf("no OPEN counted: the request log is not read")
+	}
+}
+
+// In "reads" mode (the default) opening a file costs no round trip: the
+// kernel stops sending OPEN after the first is answered ENOSYS, and keeps
+// the file's pages across opens, so only its first read reaches the
+// daemon. A read that starts past offset 0 is profiled without an open.
+func TestReadsModeOpensWithoutRoundTrip(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, src, "f", "content")
+	writeFile(t, src, "tail", strings.Repeat("x", 3*4096)+"end")
+	c := newOpcodeCounter()
+	m, mp, layer := mountLayer(t, src, withRequestLog(c))
+	read := func() {
+		b, err := os.ReadFile(filepath.Join(mp, "f"))
+		if err != nil || string(b) != "content" {
+			t.Fatalf("read = %q, %v", b, err)
+		}
+	}
+	read()
+	opens, reads := c.count("OPEN"), c.count("READ")
+	if reads != 1 {
+		t.Errorf("the first read sent %d READ requests; want 1", reads)
+	}
+	for range 4 {
+		read()
+	}
+	if n := c.count("OPEN") - opens; n != 0 {
+		t.Errorf("4 more opens sent %d OPEN requests; want none", n)
+	}
+	if n := c.count("READ") - reads; n != 0 {
+		t.Errorf("4 more reads of a cached file sent %d READ requests; want none", n)
+	}
+	f, err := os.Open(filepath.Join(mp, "tail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 3)
+	if _, err := f.ReadAt(buf, 3*4096); err != nil || string(buf) != "end" {
+		t.Fatalf("pread = %q, %v", buf, err)
+	}
+	prof := map[string]FileAccess{}
+	for _, fa := range m.Profile(layer) {
+		prof[fa.Path] = fa
+	}
+	if prof["f"] != (FileAccess{"f", 1, 7}) {
+		t.Errorf("profile of f = %+v, want 1 fetch of 7 bytes", prof["f"])
+	}
+	if fa := prof["tail"]; fa.Opens != 0 || fa.Bytes < 3 {
+		t.Errorf("profile of tail = %+v, want no open and the bytes served", fa)
 	}
 }

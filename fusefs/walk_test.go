@@ -14,7 +14,7 @@ func TestMountMatchesNativeWalk(t *testing.T) {
 	src := everyKindLayer(t)
 	want := walkInfo(t, src)
 	delete(want, ".cvmfscatalog") // hidden by design
-	for _, mode := range []Accounting{AccountOpen, AccountBytes} {
+	for _, mode := range []Accounting{AccountReads, AccountOpen, AccountBytes} {
 		t.Run(mode.String(), func(t *testing.T) {
 			_, mp, _ := mountLayer(t, src, WithAccounting(mode))
 			got := walkInfo(t, mp)

@@ -37,7 +37,7 @@ func TestCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `
-# HELP cvmfs_snapshotter_layer_opens_total Files opened in the layer.
+# HELP cvmfs_snapshotter_layer_opens_total Files opened in the layer (in "reads" accounting: fetches of a file's content from its start; opens served from the page cache are not seen).
 # TYPE cvmfs_snapshotter_layer_opens_total counter
 cvmfs_snapshotter_layer_opens_total{layer="` + layer.String() + `"} 7
 # HELP cvmfs_snapshotter_layer_errors_total Errors answered for the layer, by errno.

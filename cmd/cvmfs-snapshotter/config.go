@@ -61,7 +61,8 @@ type config struct {
 	// LookupTimeout bounds a layer lookup and mount at Prepare; it must be
 	// positive (snapshot.WithLookupTimeout).
 	LookupTimeout duration `toml:"lookup-timeout"`
-	// Accounting is the FUSE accounting mode: "open" (default) or "bytes".
+	// Accounting is the FUSE accounting mode: "reads" (default), "open" or
+	// "bytes" (fusefs.ParseAccounting).
 	Accounting string `toml:"accounting"`
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's FUSE
 	// cache timeouts; layers are immutable, so they can be long. 0 turns
@@ -104,7 +105,7 @@ func defaultConfig() config {
 		Repository:       ducc.DefaultRepository,
 		MountMode:        modeFUSE,
 		LookupTimeout:    duration(snapshot.DefaultLookupTimeout),
-		Accounting:       fusefs.AccountOpen.String(),
+		Accounting:       fusefs.DefaultAccounting.String(),
 		EntryTimeout:     duration(fusefs.DefaultTimeout),
 		AttrTimeout:      duration(fusefs.DefaultTimeout),
 		NegativeTimeout:  duration(fusefs.DefaultTimeout),

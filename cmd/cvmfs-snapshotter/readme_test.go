@@ -64,7 +64,7 @@ func documentedDefault(t *testing.T, key, cell string) string {
 var packageDefaults = map[string]any{
 	"repository":       ducc.DefaultRepository,
 	"lookup-timeout":   duration(snapshot.DefaultLookupTimeout),
-	"accounting":       fusefs.AccountOpen.String(),
+	"accounting":       fusefs.DefaultAccounting.String(),
 	"entry-timeout":    duration(fusefs.DefaultTimeout),
 	"attr-timeout":     duration(fusefs.DefaultTimeout),
 	"negative-timeout": duration(fusefs.DefaultTimeout),
