@@ -77,14 +77,14 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions, for development (a few minutes)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory (logs, repositories)")
 	only := flag.String("variants", "fuse/open,fuse/bytes,bind", "daemon variants to run, comma-separated")
-	flag.IntVar(&cfg.reps, "reps", 0, "repetitions of the small-file and start workloads (0: 5, or 2 with -quick)")
+	flag.IntVar(&cfg.reps, "reps", 0, "repetitions of the small-file, walk and start workloads (0: 3, or 2 with -quick); start runs 3 pairs per repetition")
 	flag.Parse()
 
 	cfg.layers, cfg.files, cfg.fileSize = 20, 800, 4<<10
 	cfg.bigSize, cfg.pullLayers, cfg.pullSize = 512<<20, 20, 1<<30
-	cfg.bigReps, cfg.pullReps = 3, 3
+	cfg.bigReps, cfg.pullReps = 3, 2
 	cfg.prepLayers, cfg.prepStep = 1000, 100
-	defReps := 5
+	defReps := 3
 	if cfg.quick {
 		cfg.files, cfg.bigSize, cfg.pullSize = 100, 64<<20, 128<<20
 		cfg.bigReps, cfg.pullReps = 1, 1
