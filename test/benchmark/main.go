@@ -24,6 +24,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -76,6 +77,7 @@ func main() {
 	flag.StringVar(&cfg.readme, "readme", "", "README to update between <!-- bench:start --> and <!-- bench:end --> (empty: none)")
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions, for development (a few minutes)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory (logs, repositories)")
+	from := flag.String("from", "", "write the report again from the results.json of an earlier run, measuring nothing")
 	only := flag.String("variants", "fuse/open,fuse/bytes,bind", "daemon variants to run, comma-separated")
 	flag.IntVar(&cfg.reps, "reps", 0, "repetitions of the small-file, walk and start workloads (0: 3, or 2 with -quick); start runs 3 pairs per repetition")
 	flag.Parse()
@@ -108,6 +110,13 @@ func main() {
 		os.Exit(2)
 	}
 
+	if *from != "" {
+		if err := rerender(*from, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "benchmark:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, cfg)
 	stop()
@@ -220,6 +229,28 @@ func run(ctx context.Context, cfg config) error {
 	}
 	fmt.Println()
 	fmt.Print(rep.summaryTable())
+	return nil
+}
+
+// rerender writes the outputs of cfg again from an earlier results.json.
+func rerender(path string, cfg config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+		return err
+	}
+	if err := rep.write(cfg.out); err != nil {
+		return err
+	}
+	if cfg.readme != "" {
+		return rep.updateReadme(cfg.readme, cfg.out)
+	}
 	return nil
 }
 
