@@ -328,8 +328,8 @@ func (rep *report) updateReadme(readme, out string) error {
 	var s strings.Builder
 	s.WriteString(readmeStart + "\n")
 	fmt.Fprintf(&s, "Containers on this snapshotter vs the same containers on containerd's overlayfs snapshotter, "+
-		"medians of repetitions from one `make bench` run (%s, Linux %s, %d CPUs; FUSE passthrough:",
-		rep.Finished.Format("2006-01-02"), rep.Machine.Kernel, rep.Machine.CPUs)
+		"medians of repetitions from one `make bench` run (%s, Linux %s, %d CPUs, load average %s at the start and %s at the end from other work on the machine; FUSE passthrough:",
+		rep.Finished.Format("2006-01-02"), rep.Machine.Kernel, rep.Machine.CPUs, rep.Machine.LoadStart, rep.Machine.LoadEnd)
 	for k, p := range rep.Passthrough {
 		if k > 0 {
 			s.WriteString(";")
