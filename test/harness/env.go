@@ -216,3 +216,15 @@ func (e *Env) stopFUSEServer(ctx context.Context) error {
 	}
 	return fmt.Errorf("the FUSE server did not stop within 30s")
 }
+
+// SnapshotterPID returns the process id of the running daemon, or 0 if it
+// is not running (stopped, or exited).
+func (e *Env) SnapshotterPID() int {
+	e.mu.Lock()
+	p := e.snap
+	e.mu.Unlock()
+	if p == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}

@@ -225,3 +225,25 @@ func (e *Env) RestartSnapshotter(ctx context.Context, kind StopKind) (time.Durat
 	}
 	return time.Since(t0), stopErr
 }
+
+// Reconfigure stops the daemon gracefully, rewrites its configuration for
+// o and starts it again (see StartSnapshotter). Only the daemon's keys may
+// change (MountMode, Accounting, Metrics): it returns an error if o asks
+// for another containerd, CRI or FUSE server setting. Remote snapshots the
+// daemon holds are restored by the new daemon, mounted the new way. Not
+// safe for concurrent use with other restarts or with Close.
+func (e *Env) Reconfigure(ctx context.Context, o Options) error {
+	old := e.Options
+	if o.Containerd != old.Containerd || o.CRI != old.CRI || o.SeparateFUSEServer != old.SeparateFUSEServer {
+		return errors.New("Reconfigure changes only the daemon's mount-mode, accounting and metrics")
+	}
+	if err := e.StopSnapshotter(Graceful); err != nil {
+		return err
+	}
+	_, metrics, err := writeSnapshotterConfig(e.Dir, e.RepoDir, o)
+	if err != nil {
+		return err
+	}
+	e.Options, e.MetricsAddr = o, metrics
+	return e.StartSnapshotter(ctx)
+}

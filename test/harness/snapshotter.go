@@ -18,27 +18,8 @@ func startSnapshotter(ctx context.Context, dir, repoDir string, o Options) (*pro
 	if err != nil {
 		return nil, "", "", err
 	}
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "repository = %q\nabsolute-mountpoint = %q\nlookup-timeout = \"5s\"\n", "e2e.local", repoDir)
-	if o.MountMode != "" {
-		fmt.Fprintf(&cfg, "mount-mode = %q\n", o.MountMode)
-	}
-	if o.Accounting != "" {
-		fmt.Fprintf(&cfg, "accounting = %q\n", o.Accounting)
-	}
-	if o.SeparateFUSEServer {
-		fmt.Fprintf(&cfg, "fuse-server = \"separate\"\n")
-	}
-	metrics := ""
-	if o.Metrics {
-		if metrics, err = freeAddr(); err != nil {
-			return nil, "", "", err
-		}
-		// The scenarios read per-file profiles over TCP (cvmfsctl stats --layer).
-		fmt.Fprintf(&cfg, "metrics-address = %q\nexpose-profile = true\n", metrics)
-	}
-	cfgPath := filepath.Join(dir, "snapshotter.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
+	cfgPath, metrics, err := writeSnapshotterConfig(dir, repoDir, o)
+	if err != nil {
 		return nil, "", "", err
 	}
 	sock := filepath.Join(dir, "snapshotter.sock")
@@ -52,6 +33,34 @@ func startSnapshotter(ctx context.Context, dir, repoDir string, o Options) (*pro
 		return nil, "", "", err
 	}
 	return p, sock, metrics, nil
+}
+
+// writeSnapshotterConfig writes the daemon's configuration file for o into
+// dir and returns its path and the metrics address ("" unless o.Metrics).
+func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics string, err error) {
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "repository = %q\nabsolute-mountpoint = %q\nlookup-timeout = \"5s\"\n", "e2e.local", repoDir)
+	if o.MountMode != "" {
+		fmt.Fprintf(&cfg, "mount-mode = %q\n", o.MountMode)
+	}
+	if o.Accounting != "" {
+		fmt.Fprintf(&cfg, "accounting = %q\n", o.Accounting)
+	}
+	if o.SeparateFUSEServer {
+		fmt.Fprintf(&cfg, "fuse-server = \"separate\"\n")
+	}
+	if o.Metrics {
+		if metrics, err = freeAddr(); err != nil {
+			return "", "", err
+		}
+		// The scenarios read per-file profiles over TCP (cvmfsctl stats --layer).
+		fmt.Fprintf(&cfg, "metrics-address = %q\nexpose-profile = true\n", metrics)
+	}
+	path = filepath.Join(dir, "snapshotter.toml")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
+		return "", "", err
+	}
+	return path, metrics, nil
 }
 
 // freeAddr returns a loopback TCP address that was free a moment ago.

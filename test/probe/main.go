@@ -8,6 +8,8 @@
 //	probe emit N M        write N bytes to stdout and M to stderr (test/pattern)
 //	probe sleep SECONDS   sleep (a long-running container)
 //	probe readloop MS FILE  read FILE every MS milliseconds until killed (readloop.go)
+//	probe readall PATH... read every regular file at or below each PATH; print count, bytes, time (timed.go)
+//	probe walksum DIR     the walk of `probe walk`; print the entry count and time (timed.go)
 package main
 
 import (
@@ -31,7 +33,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: probe walk|cat|write|echo ...")
+		return fmt.Errorf("usage: probe walk|walksum|readall|cat|write|echo|sleep|readloop|emit ...")
 	}
 	switch args[0] {
 	case "walk":
@@ -68,6 +70,13 @@ func run(args []string) error {
 		return readLoop(args[1:])
 	case "emit":
 		return emit(args[1:])
+	case "readall":
+		return readAllTree(args[1:])
+	case "walksum":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: probe walksum DIR")
+		}
+		return walkSum(args[1])
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
