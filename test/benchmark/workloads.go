@@ -382,7 +382,7 @@ func passthroughFromLog(log string, v variant) string {
 	switch {
 	case granted > 0 && user == 0:
 		return fmt.Sprintf("granted (%d mounts with mode=passthrough)", granted)
-	case v.Opts.Accounting == "bytes" && granted == 0:
+	case v.Opts.Accounting != "open" && granted == 0:
 		return fmt.Sprintf("off by configuration (%d mounts with mode=userspace)", user)
 	default:
 		return fmt.Sprintf("NOT granted on %d of %d mounts (%d refusals logged)", user, granted+user, refused)
