@@ -23,7 +23,7 @@ import (
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, repository) after teardown")
-	accounting := flag.String("accounting", "bytes", `daemon accounting: "bytes" (exact bytes, no kernel passthrough) or "open" (the default: passthrough, counts opens)`)
+	accounting := flag.String("accounting", "reads", `daemon accounting: "reads" (the default: no round trip per open, files read and exact bytes), "bytes" (every open and exact bytes) or "open" (kernel passthrough, counts opens)`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Stdout, *keep, *accounting)
