@@ -130,10 +130,7 @@ func (s *Server) mount(ctx context.Context, mp string, layer digest.Digest) erro
 	}
 	unlock := s.locks.lock(path)
 	defer unlock()
-	s.mu.Lock()
-	_, own := s.owned[path]
-	s.mu.Unlock()
-	if !own {
+	if !s.owns(path) {
 		if err := checkMountDir(path); err != nil {
 			return fmt.Errorf("mountpoint %q: %w", mp, err)
 		}
@@ -145,6 +142,14 @@ func (s *Server) mount(ctx context.Context, mp string, layer digest.Digest) erro
 	s.owned[path] = layer
 	s.mu.Unlock()
 	return nil
+}
+
+// owns reports whether this server made the mount at path.
+func (s *Server) owns(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.owned[path]
+	return ok
 }
 
 func (s *Server) check(ctx context.Context, mp string) error {
@@ -162,10 +167,7 @@ func (s *Server) unmount(ctx context.Context, mp string) error {
 	}
 	unlock := s.locks.lock(path)
 	defer unlock()
-	s.mu.Lock()
-	_, own := s.owned[path]
-	s.mu.Unlock()
-	if !own {
+	if !s.owns(path) {
 		return fmt.Errorf("%q: %w", mp, ErrNotOwned)
 	}
 	if err := s.m.Unmount(ctx, path); err != nil {
