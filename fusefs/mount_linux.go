@@ -194,21 +194,29 @@ const readaheadKiB = 1024
 
 // setReadahead sets the readahead of the FUSE mount at mountpoint through
 // its backing device info, /sys/class/bdi/<major>:<minor>/read_ahead_kb.
-// The device number comes from mountinfo, not from a stat through the
-// mount: the daemon never makes syscalls through a mount it serves itself
-// (killed in the middle of one, it could never exit).
 func setReadahead(mountpoint string, kib int) error {
-	ms, err := mountutil.Under(mountpoint)
+	major, minor, err := mountDev(mountpoint)
 	if err != nil {
 		return err
 	}
-	for _, mnt := range ms {
-		if mnt.Mountpoint == mountpoint {
-			p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", mnt.Major, mnt.Minor)
-			return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
-		}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
+	return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
+}
+
+// mountDev returns the device number of the filesystem mounted at
+// mountpoint, the name of its backing device info. The daemon never makes
+// requests through a mount it serves itself (killed in the middle of one,
+// it could never exit): statx asked for no field and told not to sync
+// (AT_STATX_DONT_SYNC) fills st_dev from the superblock and sends the FUSE
+// server nothing. Reading the mount table instead would cost time that
+// grows with the number of mounts.
+func mountDev(mountpoint string) (major, minor uint32, err error) {
+	var stx unix.Statx_t
+	err = unix.Statx(unix.AT_FDCWD, mountpoint, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT|unix.AT_STATX_DONT_SYNC, 0, &stx)
+	if err != nil {
+		return 0, 0, &os.PathError{Op: "statx", Path: mountpoint, Err: err}
 	}
-	return fmt.Errorf("%s is not in mountinfo", mountpoint)
+	return stx.Dev_major, stx.Dev_minor, nil
 }
 
 // panicHandler answers a panicking request with EIO instead of letting it
