@@ -123,7 +123,6 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 			// overlayfs stacks on this mount: passthrough backing files
 			// must sit on a filesystem that is not stacked itself.
 			MaxStackDepth: 1,
-			MaxWrite:      fuse.MAX_KERNEL_WRITE,
 			// Symlinks never change: let the kernel keep their targets.
 			EnableSymlinkCaching: true,
 			Debug:                m.cfg.debug,
@@ -138,6 +137,8 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if m.cfg.accounting == AccountBytes {
 		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
+	small := m.cfg.accounting == AccountOpen && m.passthroughKnown(lfs.rootDev)
+	setRequestSizes(&opts.MountOptions, small)
 	if !m.cfg.debug {
 		// go-fuse logs oddities of single requests ("Unimplemented
 		// opcode", splice fallbacks) with the standard logger: nothing
@@ -177,6 +178,10 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if m.cfg.accounting == AccountOpen {
 		reason = probePassthrough(server, lfs.rootfd)
 		lfs.passthrough.Store(reason == "")
+		m.notePassthrough(lfs.rootDev, reason == "")
+		if reason != "" && small {
+			reason += fmt.Sprintf(" (and this mount reads at most %d bytes a request)", opts.MaxWrite)
+		}
 	}
 	if !lfs.passthrough.Load() {
 		if err := setReadahead(mountpoint, readaheadKiB); err != nil {
@@ -184,6 +189,39 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		}
 	}
 	return mt, reason, nil
+}
+
+// Request sizes. A mount whose reads go to the daemon negotiates reads
+// of up to 1 MiB (MAX_KERNEL_WRITE): fewer, larger requests for the same
+// data. But go-fuse sizes the buffer each of its reader goroutines holds
+// while it waits on the kernel (and the kernel insists on it) by the
+// negotiated maximum: with 1 MiB, every mounted layer kept several MiB of
+// heap for buffers that a passthrough mount, which serves only metadata
+// (lookups, opens, directory listings), never fills. Such a mount
+// negotiates smallMaxWrite, and also bounds the requests it serves at once
+// (go-fuse would otherwise keep up to GOMAXPROCS+1 idle readers, each with
+// its buffer and OS thread, per mount: on a large node and many layers, a
+// crash at Go's limit of 10,000 threads).
+const (
+	smallMaxWrite = 8 << 10
+	// smallMaxInflight is how many requests a passthrough mount serves at
+	// once, as many as go-fuse allows on a machine of 2 or 3 cores.
+	smallMaxInflight = 3
+)
+
+// setRequestSizes sets the request sizes of a mount: small for a mount
+// whose reads are expected to bypass the daemon (see smallMaxWrite).
+func setRequestSizes(o *fuse.MountOptions, small bool) {
+	if !small {
+		o.MaxWrite = fuse.MAX_KERNEL_WRITE
+		return
+	}
+	o.MaxWrite = smallMaxWrite
+	// go-fuse counts a request as its read buffer (smallMaxWrite, the
+	// request header, a page for alignment) and its struct: between one
+	// and two pages more than smallMaxWrite.
+	perRequest := smallMaxWrite + 2*os.Getpagesize()
+	o.MaxInflightRequestBytes = smallMaxInflight * perRequest
 }
 
 // readaheadKiB is the readahead of mounts that serve reads in userspace.
