@@ -45,7 +45,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	bash hack/fuzz.sh $(FUZZTIME)
 
 bench: deps build ## run the benchmarks (native vs bind vs FUSE)
-	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./fusefs/... ./snapshot/...
+	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./fusefs/... ./snapshot/... ./cmd/cvmfs-snapshotter/
 
 demo: deps build ## run the product on an embedded local repository, registry and containerd
 	$(GO) run ./test/demo
