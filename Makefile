@@ -49,7 +49,7 @@ BENCHFLAGS ?=
 BENCHOUT   ?= bench/results
 
 bench: deps build ## run the benchmarks: fusefs/snapshot (native vs bind vs FUSE), then containers vs overlayfs (results in bench/results, table in README.md)
-	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./fusefs/... ./snapshot/...
+	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./fusefs/... ./snapshot/... ./cmd/cvmfs-snapshotter/
 	$(GO) run ./test/benchmark -out $(BENCHOUT) -readme README.md $(BENCHFLAGS)
 
 demo: deps build ## run the product on an embedded local repository, registry and containerd

@@ -16,6 +16,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
 // accountingLayer writes the layer of the scripted workload.
@@ -202,5 +204,43 @@ func TestBytesModeReadahead(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(readaheadKiB) {
 		t.Errorf("read_ahead_kb = %s, want %d", got, readaheadKiB)
+	}
+}
+
+// TestMountDevAsksServerNothing: the readahead setup finds the mount's
+// device without a request to the server (the daemon never makes requests
+// through its own mounts), and finds the one in the mount table.
+func TestMountDevAsksServerNothing(t *testing.T) {
+	requireFUSE(t)
+	m, mp, _ := mountLayer(t, t.TempDir(), WithAccounting(AccountBytes), WithTimeouts(0, 0, 0))
+	requests := func() int64 {
+		s := m.Stats()
+		if len(s) != 1 {
+			t.Fatalf("Stats = %+v, want one layer", s)
+		}
+		return s[0].Lookups + s[0].Getattrs + s[0].Opens + s[0].Readdirs + s[0].Readlinks
+	}
+	before := requests()
+	major, minor, err := mountDev(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := requests(); got != before {
+		t.Errorf("mountDev sent %d requests to the server", got-before)
+	}
+	ms, err := mountutil.Under(mp)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("mount table: %+v, %v", ms, err)
+	}
+	if int(major) != ms[0].Major || int(minor) != ms[0].Minor {
+		t.Errorf("mountDev = %d:%d, mount table %d:%d", major, minor, ms[0].Major, ms[0].Minor)
+	}
+	// The control: a plain stat of the mount root does reach the server.
+	var st unix.Stat_t
+	if err := unix.Stat(mp, &st); err != nil {
+		t.Fatal(err)
+	}
+	if requests() == before {
+		t.Errorf("a stat of the mount root reached no server: the test proves nothing")
 	}
 }

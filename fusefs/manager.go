@@ -47,6 +47,13 @@ type Manager struct {
 	// last mount goes, which bounds it by the layers in use.
 	layers  map[digest.Digest]*layerState
 	stopped []*mount // unmounted, server not yet exited (lazily detached, busy)
+	// passthroughDevs holds, per device of a layer store (st_dev of the
+	// layer roots), whether the kernel granted passthrough to the last
+	// mount of a layer from it. The kernel's checks are per backing
+	// filesystem and per process, so the next mount from the same store
+	// can negotiate small requests (see setRequestSizes) before it learns
+	// its own answer.
+	passthroughDevs map[uint64]bool
 }
 
 // layerState is what the Manager keeps per digest; guarded by Manager.mu
@@ -167,6 +174,25 @@ func (m *Manager) commit(mountpoint string, mt *mount) {
 	}
 	ls.mounts++
 	ls.passthrough = mt.lfs.passthrough.Load()
+}
+
+// passthroughKnown reports whether the last mount of a layer from the
+// store on device dev was granted passthrough.
+func (m *Manager) passthroughKnown(dev uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.passthroughDevs[dev]
+}
+
+// notePassthrough records whether a mount of a layer from the store on
+// device dev was granted passthrough.
+func (m *Manager) notePassthrough(dev uint64, granted bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.passthroughDevs == nil {
+		m.passthroughDevs = map[uint64]bool{}
+	}
+	m.passthroughDevs[dev] = granted
 }
 
 // layerLocked returns the state of layer, creating it; m.mu must be held.

@@ -123,7 +123,6 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 			// overlayfs stacks on this mount: passthrough backing files
 			// must sit on a filesystem that is not stacked itself.
 			MaxStackDepth: 1,
-			MaxWrite:      fuse.MAX_KERNEL_WRITE,
 			// Symlinks never change: let the kernel keep their targets.
 			EnableSymlinkCaching: true,
 			Debug:                m.cfg.debug,
@@ -138,6 +137,8 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if m.cfg.accounting != AccountOpen {
 		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
+	small := m.cfg.accounting == AccountOpen && m.passthroughKnown(lfs.rootDev)
+	setRequestSizes(&opts.MountOptions, small)
 	if m.cfg.requestLog != nil {
 		opts.MountOptions.Logger = stdlog.New(m.cfg.requestLog, "", 0)
 	} else if !m.cfg.debug {
@@ -179,6 +180,10 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if m.cfg.accounting == AccountOpen {
 		reason = probePassthrough(server, lfs.rootfd)
 		lfs.passthrough.Store(reason == "")
+		m.notePassthrough(lfs.rootDev, reason == "")
+		if reason != "" && small {
+			reason += fmt.Sprintf(" (and this mount reads at most %d bytes a request)", opts.MaxWrite)
+		}
 	}
 	if !lfs.passthrough.Load() {
 		if err := setReadahead(mountpoint, readaheadKiB); err != nil {
@@ -186,6 +191,39 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		}
 	}
 	return mt, reason, nil
+}
+
+// Request sizes. A mount whose reads go to the daemon negotiates reads
+// of up to 1 MiB (MAX_KERNEL_WRITE): fewer, larger requests for the same
+// data. But go-fuse sizes the buffer each of its reader goroutines holds
+// while it waits on the kernel (and the kernel insists on it) by the
+// negotiated maximum: with 1 MiB, every mounted layer kept several MiB of
+// heap for buffers that a passthrough mount, which serves only metadata
+// (lookups, opens, directory listings), never fills. Such a mount
+// negotiates smallMaxWrite, and also bounds the requests it serves at once
+// (go-fuse would otherwise keep up to GOMAXPROCS+1 idle readers, each with
+// its buffer and OS thread, per mount: on a large node and many layers, a
+// crash at Go's limit of 10,000 threads).
+const (
+	smallMaxWrite = 8 << 10
+	// smallMaxInflight is how many requests a passthrough mount serves at
+	// once, as many as go-fuse allows on a machine of 2 or 3 cores.
+	smallMaxInflight = 3
+)
+
+// setRequestSizes sets the request sizes of a mount: small for a mount
+// whose reads are expected to bypass the daemon (see smallMaxWrite).
+func setRequestSizes(o *fuse.MountOptions, small bool) {
+	if !small {
+		o.MaxWrite = fuse.MAX_KERNEL_WRITE
+		return
+	}
+	o.MaxWrite = smallMaxWrite
+	// go-fuse counts a request as its read buffer (smallMaxWrite, the
+	// request header, a page for alignment) and its struct: between one
+	// and two pages more than smallMaxWrite.
+	perRequest := smallMaxWrite + 2*os.Getpagesize()
+	o.MaxInflightRequestBytes = smallMaxInflight * perRequest
 }
 
 // readaheadKiB is the readahead of mounts that serve reads in userspace.
@@ -196,21 +234,29 @@ const readaheadKiB = 1024
 
 // setReadahead sets the readahead of the FUSE mount at mountpoint through
 // its backing device info, /sys/class/bdi/<major>:<minor>/read_ahead_kb.
-// The device number comes from mountinfo, not from a stat through the
-// mount: the daemon never makes syscalls through a mount it serves itself
-// (killed in the middle of one, it could never exit).
 func setReadahead(mountpoint string, kib int) error {
-	ms, err := mountutil.Under(mountpoint)
+	major, minor, err := mountDev(mountpoint)
 	if err != nil {
 		return err
 	}
-	for _, mnt := range ms {
-		if mnt.Mountpoint == mountpoint {
-			p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", mnt.Major, mnt.Minor)
-			return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
-		}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
+	return os.WriteFile(p, []byte(strconv.Itoa(kib)), 0)
+}
+
+// mountDev returns the device number of the filesystem mounted at
+// mountpoint, the name of its backing device info. The daemon never makes
+// requests through a mount it serves itself (killed in the middle of one,
+// it could never exit): statx asked for no field and told not to sync
+// (AT_STATX_DONT_SYNC) fills st_dev from the superblock and sends the FUSE
+// server nothing. Reading the mount table instead would cost time that
+// grows with the number of mounts.
+func mountDev(mountpoint string) (major, minor uint32, err error) {
+	var stx unix.Statx_t
+	err = unix.Statx(unix.AT_FDCWD, mountpoint, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT|unix.AT_STATX_DONT_SYNC, 0, &stx)
+	if err != nil {
+		return 0, 0, &os.PathError{Op: "statx", Path: mountpoint, Err: err}
 	}
-	return fmt.Errorf("%s is not in mountinfo", mountpoint)
+	return stx.Dev_major, stx.Dev_minor, nil
 }
 
 // panicHandler answers a panicking request with EIO instead of letting it

@@ -11,6 +11,7 @@ package mountutil
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -48,8 +49,60 @@ func Under(dir string) ([]Mount, error) {
 	return out, nil
 }
 
-// IsMounted reports whether path is itself a mountpoint.
+// IsMounted reports whether path is itself a mountpoint; false, without
+// an error, when path does not exist. Its cost does not grow with the
+// number of mounts: it resolves path's last component in its parent
+// directory with openat2(RESOLVE_NO_XDEV), which fails with EXDEV where a
+// mount covers it, without making a single call into the mounted
+// filesystem (a dead or stuck FUSE server cannot hang it). A symlink at
+// path is not followed. Kernels without openat2 (before 5.6) get the
+// mount table instead.
 func IsMounted(path string) (bool, error) {
+	mounted, err := isMountedOpenat2(path)
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		// No openat2, or a seccomp filter that refuses it.
+		return isMountedMountinfo(path)
+	}
+	return mounted, err
+}
+
+func isMountedOpenat2(path string) (bool, error) {
+	clean := filepath.Clean(path)
+	parent, name := filepath.Split(clean)
+	if name == "" { // "/"
+		return true, nil
+	}
+	if parent == "" {
+		parent = "."
+	}
+	dirfd, err := unix.Open(parent, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return false, nil
+	}
+	if err != nil {
+		return false, &os.PathError{Op: "open", Path: parent, Err: err}
+	}
+	defer unix.Close(dirfd)
+	fd, err := unix.Openat2(dirfd, name, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_XDEV,
+	})
+	switch {
+	case err == nil:
+		unix.Close(fd)
+		return false, nil
+	case errors.Is(err, unix.EXDEV):
+		return true, nil
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return false, nil
+	default:
+		return false, &os.PathError{Op: "openat2", Path: clean, Err: err}
+	}
+}
+
+// isMountedMountinfo is IsMounted from the mount table: its cost grows
+// with the number of mounts.
+func isMountedMountinfo(path string) (bool, error) {
 	ms, err := Under(path)
 	if err != nil {
 		return false, err

@@ -80,3 +80,53 @@ func TestUnderAndUnmount(t *testing.T) {
 		t.Fatal("mounts left after UnmountAll")
 	}
 }
+
+// TestIsMountedAgreesWithMountinfo checks the openat2 answer against the
+// mount table, and the cases where they may differ by design.
+func TestIsMountedAgreesWithMountinfo(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	mnt, plain := filepath.Join(dir, "mnt"), filepath.Join(dir, "plain")
+	for _, d := range []string{mnt, plain} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = UnmountAll(dir) })
+	// The mount's own root has a directory of the same name in it: only
+	// the covered one is a mountpoint.
+	if err := os.Mkdir(filepath.Join(mnt, "mnt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(mnt, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{mnt, true},
+		{mnt + "/", true},
+		{plain, false},
+		{filepath.Join(mnt, "mnt"), false},
+		{filepath.Join(dir, "missing"), false},
+		{filepath.Join(dir, "missing", "deeper"), false},
+		{filepath.Join(plain, "file-as-parent", "x"), false},
+		{filepath.Join(dir, "link"), false}, // a symlink is not followed
+		{"/", true},
+	} {
+		got, err := IsMounted(tc.path)
+		if err != nil || got != tc.want {
+			t.Errorf("IsMounted(%q) = %v, %v; want %v", tc.path, got, err, tc.want)
+		}
+		if tc.path == "/" {
+			continue
+		}
+		if mi, err := isMountedMountinfo(tc.path); err != nil || mi != got {
+			t.Errorf("mount table says %v, %v for %q; openat2 %v", mi, err, tc.path, got)
+		}
+	}
+}
