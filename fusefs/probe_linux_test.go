@@ -20,7 +20,7 @@ import (
 func mountWithin(ctx context.Context, t *testing.T, dir string, unblock func()) (*Manager, string) {
 	t.Helper()
 	requireFUSE(t)
-	m, err := NewManager(dirSource{testDigest(dir): dir})
+	m, err := NewManager(dirSource{testDigest(dir): dir}, WithAccounting(AccountOpen)) // the mode that probes
 	if err != nil {
 		t.Fatal(err)
 	}
