@@ -18,7 +18,7 @@ import (
 // Benchmarks of issue 3 item 8: sequential read of a large file, random
 // 4 KiB reads, and a stat walk of a large tree, natively, through a
 // read-only bind mount, through FUSE with passthrough ("open" accounting)
-// and through FUSE in "bytes" mode. Sizes can be shrunk by environment:
+// and through FUSE in "bytes" and "reads" modes. Sizes can be shrunk by environment:
 //
 //	FUSEFS_BENCH_FILE_SIZE  bytes of the read file (default 1 GiB)
 //	FUSEFS_BENCH_FILES      files in the walked tree (default 50000)
@@ -45,8 +45,8 @@ type benchVariant struct {
 	dir  string
 }
 
-// variants returns src natively, bind-mounted and FUSE-mounted in both
-// accounting modes. The FUSE passthrough variant is named after what the
+// variants returns src natively, bind-mounted and FUSE-mounted in every
+// accounting mode. The FUSE passthrough variant is named after what the
 // kernel granted.
 func variants(b *testing.B, src string) []benchVariant {
 	requireFUSE(b)
@@ -65,7 +65,8 @@ func variants(b *testing.B, src string) []benchVariant {
 		openName = "fuse-open-NO-passthrough"
 	}
 	_, bytesMnt, _ := mountLayer(b, src, WithAccounting(AccountBytes))
-	return []benchVariant{{"native", src}, {"bind", bind}, {openName, open}, {"fuse-bytes", bytesMnt}}
+	_, readsMnt, _ := mountLayer(b, src, WithAccounting(AccountReads))
+	return []benchVariant{{"native", src}, {"bind", bind}, {openName, open}, {"fuse-bytes", bytesMnt}, {"fuse-reads", readsMnt}}
 }
 
 // bigFileLayer writes a layer holding one file of random bytes.
@@ -108,8 +109,8 @@ func readAll(b *testing.B, path string, buf []byte) {
 }
 
 // BenchmarkSeqRead reads the whole file per op, warm (after one untimed
-// read), and once through a fresh "bytes" mount per op (the daemon serves
-// every byte).
+// read), and once through a fresh "bytes" and "reads" mount per op (the
+// daemon serves every byte).
 func BenchmarkSeqRead(b *testing.B) {
 	src, size := bigFileLayer(b)
 	buf := make([]byte, 1<<20)
@@ -126,6 +127,10 @@ func BenchmarkSeqRead(b *testing.B) {
 	b.Run("fuse-bytes/cold-mount", func(b *testing.B) {
 		b.SetBytes(size)
 		coldLoop(b, src, WithAccounting(AccountBytes), func(mp string) { readAll(b, filepath.Join(mp, "big"), buf) })
+	})
+	b.Run("fuse-reads/cold-mount", func(b *testing.B) {
+		b.SetBytes(size)
+		coldLoop(b, src, WithAccounting(AccountReads), func(mp string) { readAll(b, filepath.Join(mp, "big"), buf) })
 	})
 }
 

@@ -27,19 +27,22 @@ func mountKernel(mountpoint string, o *fuse.MountOptions, flags uintptr) (int, e
 		fmt.Sprintf("rootmode=%o", st.Mode&unix.S_IFMT),
 		fmt.Sprintf("user_id=%d", unix.Geteuid()),
 		fmt.Sprintf("group_id=%d", unix.Getegid()),
-		fmt.Sprintf("max_read=%d", o.MaxWrite),
 	}
+	maxRead := fmt.Sprintf("max_read=%d", o.MaxWrite)
 	if o.AllowOther {
 		data = append(data, "allow_other")
 	}
 	for _, opt := range o.Options {
-		switch opt {
-		case "ro":
+		switch {
+		case opt == "ro":
 			flags |= unix.MS_RDONLY
+		case strings.HasPrefix(opt, "max_read="):
+			maxRead = opt
 		default:
 			data = append(data, opt)
 		}
 	}
+	data = append(data, maxRead)
 	if err := unix.Mount(o.FsName, mountpoint, "fuse."+o.Name, flags, strings.Join(data, ",")); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("mount fuse at %s: %w", mountpoint, err)

@@ -25,13 +25,13 @@ import (
 // costs the process: resident memory (VmRSS after a GC and returning freed
 // memory to the OS), Go heap in use, goroutines and OS threads, and how
 // long a Mount takes with N layers already mounted (the mean over the last
-// tenth). Both accounting modes.
+// tenth). Every accounting mode.
 //
 //	FUSEFS_BENCH_MEM_PROFILE=DIR  also writes DIR/heap-<mode>-<n>.pprof
 //
 // Run: go test -run '^$' -bench MountMemory -benchtime 1x ./fusefs/
 func BenchmarkMountMemory(b *testing.B) {
-	for _, mode := range []Accounting{AccountOpen, AccountBytes} {
+	for _, mode := range []Accounting{AccountReads, AccountOpen, AccountBytes} {
 		for _, n := range []int{200, 1000} {
 			b.Run(fmt.Sprintf("%s/layers=%d", mode, n), func(b *testing.B) {
 				for range b.N {

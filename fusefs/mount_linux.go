@@ -193,43 +193,62 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	return mt, reason, nil
 }
 
-// Request sizes. A mount whose reads go to the daemon negotiates reads
-// of up to 1 MiB (MAX_KERNEL_WRITE): fewer, larger requests for the same
-// data. But go-fuse sizes the buffer each of its reader goroutines holds
-// while it waits on the kernel (and the kernel insists on it) by the
-// negotiated maximum: with 1 MiB, every mounted layer kept several MiB of
-// heap for buffers that a passthrough mount, which serves only metadata
-// (lookups, opens, directory listings), never fills. Such a mount
-// negotiates smallMaxWrite, and also bounds the requests it serves at once
-// (go-fuse would otherwise keep up to GOMAXPROCS+1 idle readers, each with
-// its buffer and OS thread, per mount: on a large node and many layers, a
-// crash at Go's limit of 10,000 threads).
+// Request sizes. The kernel sizes requests by three values: max_write
+// (INIT), the largest WRITE it sends, and so the size of the buffer a
+// server must offer each read(2) of /dev/fuse (it refuses smaller ones);
+// max_pages (INIT, with FUSE_MAX_PAGES; 32 pages without) and the max_read
+// mount option, which bound a READ reply. go-fuse ties all three to
+// MountOptions.MaxWrite, and sizes the buffer each of its reader
+// goroutines holds while it waits on the kernel by it: with 1 MiB, every
+// mounted layer kept several MiB of buffers, although a read-only
+// filesystem never gets a WRITE and no other request it gets exceeds a
+// page. So every mount negotiates smallMaxWrite; a mount whose reads go to
+// the daemon also turns FUSE_MAX_PAGES off and mounts with max_read =
+// maxReadReply, so that its READs stay as large as the kernel's default
+// (their reply buffers come from go-fuse's pool per READ). A mount whose
+// reads bypass the daemon (passthrough) serves only metadata and keeps
+// max_read and max_pages at smallMaxWrite.
+//
+// Every mount also bounds the requests it serves at once: go-fuse would
+// otherwise keep up to GOMAXPROCS+1 idle readers, each with its buffer and
+// OS thread, per mount (on a large node and many layers, a crash at Go's
+// limit of 10,000 threads).
 const (
 	smallMaxWrite = 8 << 10
+	// maxReadReply is the largest READ of a mount whose reads go to the
+	// daemon: FUSE_DEFAULT_MAX_PAGES_PER_REQ pages, what the kernel uses
+	// without FUSE_MAX_PAGES, and its default readahead window.
+	maxReadReply = 128 << 10
 	// smallMaxInflight is how many requests a passthrough mount serves at
 	// once, as many as go-fuse allows on a machine of 2 or 3 cores.
 	smallMaxInflight = 3
+	// readsMaxInflight is how many requests a mount that serves reads
+	// serves at once: one readahead window of readaheadKiB is this many
+	// READs of maxReadReply, all in flight.
+	readsMaxInflight = 8
 )
 
 // setRequestSizes sets the request sizes of a mount: small for a mount
 // whose reads are expected to bypass the daemon (see smallMaxWrite).
 func setRequestSizes(o *fuse.MountOptions, small bool) {
-	if !small {
-		o.MaxWrite = fuse.MAX_KERNEL_WRITE
-		return
-	}
 	o.MaxWrite = smallMaxWrite
 	// go-fuse counts a request as its read buffer (smallMaxWrite, the
 	// request header, a page for alignment) and its struct: between one
 	// and two pages more than smallMaxWrite.
 	perRequest := smallMaxWrite + 2*os.Getpagesize()
-	o.MaxInflightRequestBytes = smallMaxInflight * perRequest
+	if small {
+		o.MaxInflightRequestBytes = smallMaxInflight * perRequest
+		return
+	}
+	o.MaxInflightRequestBytes = readsMaxInflight * perRequest
+	o.DisabledCapabilities |= fuse.CAP_MAX_PAGES
+	// After go-fuse's own max_read (MaxWrite): the kernel takes the last.
+	o.Options = append(o.Options, fmt.Sprintf("max_read=%d", maxReadReply))
 }
 
 // readaheadKiB is the readahead of mounts that serve reads in userspace.
 // The kernel caps FUSE readahead at 128 KiB whatever the server asks; with
-// reads of 1 MiB (MaxWrite) the daemon needs a quarter of the requests to
-// fill the page cache.
+// 1 MiB, it sends the READs (of maxReadReply) of a window at once.
 const readaheadKiB = 1024
 
 // setReadahead sets the readahead of the FUSE mount at mountpoint through

@@ -4,8 +4,12 @@ package fusefs
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
@@ -28,10 +32,10 @@ func maxRead(t *testing.T, mp string) string {
 }
 
 // TestRequestSizes: a mount whose reads the daemon serves negotiates
-// requests of 1 MiB; once the kernel has granted passthrough to a layer of
+// READs of maxReadReply; once the kernel has granted passthrough to a layer of
 // a store, later mounts from that store, which serve no data, negotiate
-// small ones (and so small per-reader buffers). Where the kernel grants no
-// passthrough, every mount keeps large requests.
+// small ones. Where the kernel grants no passthrough, every mount keeps
+// large READs.
 func TestRequestSizes(t *testing.T) {
 	requireFUSE(t)
 	src := t.TempDir()
@@ -62,21 +66,21 @@ func TestRequestSizes(t *testing.T) {
 	t.Run("bytes", func(t *testing.T) {
 		_, mps := mountAll(t, AccountBytes)
 		for _, mp := range mps {
-			if got := maxRead(t, mp); got != "1048576" {
-				t.Errorf("bytes mode: max_read=%s, want 1048576", got)
+			if got := maxRead(t, mp); got != "131072" {
+				t.Errorf("bytes mode: max_read=%s, want 131072", got)
 			}
 		}
 	})
 	t.Run("open", func(t *testing.T) {
 		m, mps := mountAll(t, AccountOpen)
 		// The first mount of the store does not know yet.
-		if got := maxRead(t, mps[0]); got != "1048576" {
-			t.Errorf("first mount: max_read=%s, want 1048576", got)
+		if got := maxRead(t, mps[0]); got != "131072" {
+			t.Errorf("first mount: max_read=%s, want 131072", got)
 		}
 		if !passthroughOn(m, mps[0]) {
-			// Reads go to the daemon: every mount keeps large requests.
-			if got := maxRead(t, mps[1]); got != "1048576" {
-				t.Errorf("no passthrough: max_read=%s, want 1048576", got)
+			// Reads go to the daemon: every mount keeps large READs.
+			if got := maxRead(t, mps[1]); got != "131072" {
+				t.Errorf("no passthrough: max_read=%s, want 131072", got)
 			}
 			return
 		}
@@ -87,4 +91,61 @@ func TestRequestSizes(t *testing.T) {
 			t.Error("second mount lost passthrough")
 		}
 	})
+}
+
+// readSizes records the sizes of the READ requests in go-fuse's debug
+// log ("rx N: READ nI {Fh F [OFF +SIZE) ...}").
+type readSizes struct {
+	mu  sync.Mutex
+	max int
+	n   int
+}
+
+var readLine = regexp.MustCompile(`rx \d+: READ .*\[\d+ \+(\d+)\)`)
+
+func (r *readSizes) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range readLine.FindAllSubmatch(p, -1) {
+		v, _ := strconv.Atoi(string(m[1]))
+		r.max = max(r.max, v)
+		r.n++
+	}
+	return len(p), nil
+}
+
+// TestLargeReadsSmallBuffers: a mount whose reads go to the daemon
+// negotiates a small max_write (small reader buffers) and still gets READs
+// of maxReadReply, whether go-fuse or mountKernel mounts it.
+func TestLargeReadsSmallBuffers(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, src, "big", strings.Repeat("0123456789abcdef", 1<<16)) // 1 MiB
+	for _, tc := range []struct {
+		name string
+		opts []Opt
+	}{
+		{"reads", []Opt{WithAccounting(AccountReads)}},
+		{"bytes", []Opt{WithAccounting(AccountBytes)}},
+		{"reads-kernel-mount", []Opt{WithAccounting(AccountReads), WithoutSelfAccess()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := &readSizes{}
+			_, mp, _ := mountLayer(t, src, append(tc.opts, withRequestLog(rs))...)
+			if got := maxRead(t, mp); got != strconv.Itoa(maxReadReply) {
+				t.Errorf("max_read=%s, want %d", got, maxReadReply)
+			}
+			b, err := os.ReadFile(filepath.Join(mp, "big"))
+			if err != nil || len(b) != 1<<20 {
+				t.Fatalf("read: %d bytes, %v", len(b), err)
+			}
+			rs.mu.Lock()
+			defer rs.mu.Unlock()
+			if rs.n == 0 {
+				t.Fatal("no READ in the request log")
+			}
+			if rs.max != maxReadReply {
+				t.Errorf("largest READ %d bytes over %d requests, want %d", rs.max, rs.n, maxReadReply)
+			}
+		})
+	}
 }
