@@ -123,16 +123,23 @@ func (rep *report) ratioPlot(path string) error {
 	return p.Save(9*vg.Inch, 4.5*vg.Inch, path)
 }
 
-// rssPlot is the daemon's VmRSS and VmHWM against layers mounted.
-func (rep *report) rssPlot(path string) error {
+// linePlot returns an empty plot with a grid, the given title and axis
+// labels, y from 0 and the legend at the top left.
+func linePlot(title, x, y string) *plot.Plot {
 	p := plot.New()
 	p.Add(plotter.NewGrid())
-	p.Title.Text = "Daemon memory vs layers mounted"
-	p.X.Label.Text = "layers mounted"
-	p.Y.Label.Text = "MB (10^6 bytes)"
+	p.Title.Text = title
+	p.X.Label.Text = x
+	p.Y.Label.Text = y
 	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Legend.Left = true
+	return p
+}
+
+// rssPlot is the daemon's VmRSS and VmHWM against layers mounted.
+func (rep *report) rssPlot(path string) error {
+	p := linePlot("Daemon memory vs layers mounted", "layers mounted", "MB (10^6 bytes)")
 	for k, pr := range rep.Prepare {
 		rss, hwm := plotter.XYs{{X: 0, Y: mbf(pr.Baseline.VmRSSKiB)}}, plotter.XYs{{X: 0, Y: mbf(pr.Baseline.VmHWMKiB)}}
 		for _, pt := range pr.Points {
@@ -160,14 +167,7 @@ func (rep *report) rssPlot(path string) error {
 // preparePlot is the median and p90 latency of Prepare per 100 layers
 // against layers mounted.
 func (rep *report) preparePlot(path string) error {
-	p := plot.New()
-	p.Add(plotter.NewGrid())
-	p.Title.Text = "Remote Prepare latency vs layers mounted (per 100 layers)"
-	p.X.Label.Text = "layers mounted (end of each group of 100)"
-	p.Y.Label.Text = "ms"
-	p.Y.Min = 0
-	p.Legend.Top = true
-	p.Legend.Left = true
+	p := linePlot("Remote Prepare latency vs layers mounted (per 100 layers)", "layers mounted (end of each group of 100)", "ms")
 	xmax := 0.0
 	for k, pr := range rep.Prepare {
 		var med, p90 plotter.XYs
