@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // Paths inside the repository are resolved beneath its root with
@@ -92,7 +93,7 @@ func (r *Repo) readFile(ctx context.Context, rel string) ([]byte, error) {
 
 // layerRel returns .layers/<xx>/<hex>[/elem...] for a valid digest.
 func (r *Repo) layerRel(layer digest.Digest, elem ...string) (string, error) {
-	d, err := ParseDigest(layer.String())
+	d, err := layerdigest.Parse(layer.String())
 	if err != nil {
 		return "", err
 	}
