@@ -21,20 +21,19 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
 func TestIngest(t *testing.T) {
 	ctx := context.Background()
-	reg := harness.StartRegistry()
+	reg := testutil.StartRegistry()
 	defer reg.Close()
 	gz := testutil.MustLayer(testutil.Dir("etc"), testutil.File("etc/hello", "hi"), testutil.Whiteout("etc/gone"))
 	z, err := testutil.ZstdLayer(testutil.File("z", "z"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := harness.Image(gz, z)
+	img, err := testutil.Image(gz, z)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,13 +163,13 @@ func testStats(t *testing.T, addr string, layer digest.Digest) {
 
 func TestIngestPicksPlatform(t *testing.T) {
 	ctx := context.Background()
-	reg := harness.StartRegistry()
+	reg := testutil.StartRegistry()
 	defer reg.Close()
 	idx := v1.ImageIndex(empty.Index)
 	var wantLayer digest.Digest
 	for _, arch := range []string{"amd64", "arm64"} {
 		gz := testutil.MustLayer(testutil.File("arch", arch))
-		img, err := harness.Image(gz)
+		img, err := testutil.Image(gz)
 		if err != nil {
 			t.Fatal(err)
 		}

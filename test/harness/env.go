@@ -18,6 +18,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
 // Options choose what an Env runs.
@@ -48,7 +49,7 @@ type Env struct {
 	// Repo is RepoDir as a ducc.Repo.
 	Repo *ducc.Repo
 	// Registry is the in-process registry.
-	Registry *Registry
+	Registry *testutil.Registry
 	// Client talks to containerd.
 	Client *containerd.Client
 	// ContainerdSock, SnapshotterSock are the two gRPC sockets.
@@ -83,7 +84,7 @@ func New(ctx context.Context, dir string, o Options) (_ *Env, err error) {
 	if err := os.MkdirAll(e.RepoDir, 0o755); err != nil {
 		return nil, err
 	}
-	e.Registry = StartRegistry()
+	e.Registry = testutil.StartRegistry()
 	e.snap, e.SnapshotterSock, e.MetricsAddr, err = startSnapshotter(ctx, dir, e.RepoDir, o)
 	if err != nil {
 		return nil, err

@@ -1,20 +1,13 @@
 package harness
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
@@ -23,28 +16,10 @@ import (
 // ProbePath is where the probe binary sits in every test image.
 const ProbePath = "/bin/probe"
 
-// zstdMagic starts every zstd frame.
-var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-
-// Image builds an image from compressed layer blobs (testutil.Layer for
-// gzip, testutil.ZstdLayer for zstd), with a linux config whose default
-// command runs the probe.
+// Image builds an image from compressed layer blobs (testutil.Image),
+// whose default command runs the probe.
 func Image(layers ...[]byte) (v1.Image, error) {
-	adds := make([]mutate.Addendum, 0, len(layers))
-	for _, blob := range layers {
-		opts := []tarball.LayerOption{tarball.WithMediaType(types.DockerLayer)}
-		if bytes.HasPrefix(blob, zstdMagic) {
-			opts = []tarball.LayerOption{tarball.WithMediaType(types.OCILayerZStd), tarball.WithCompression(compression.ZStd)}
-		}
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(blob)), nil
-		}, opts...)
-		if err != nil {
-			return nil, err
-		}
-		adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "harness", Created: v1.Time{Time: testutil.Epoch}}})
-	}
-	img, err := mutate.Append(empty.Image, adds...)
+	img, err := testutil.Image(layers...)
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +28,6 @@ func Image(layers ...[]byte) (v1.Image, error) {
 		return nil, err
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Created = v1.Time{Time: testutil.Epoch}
 	cf.Config.Cmd = []string{ProbePath, "echo", "hello from the image"}
 	cf.Config.Env = []string{"PATH=/bin"}
 	return mutate.ConfigFile(img, cf)
