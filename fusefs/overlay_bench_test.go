@@ -377,3 +377,75 @@ func TestOverlaySmallFilesOpcodes(t *testing.T) {
 	}
 	t.Log("\n" + out.String())
 }
+
+// BenchmarkNegativeLookup is the floor of a cold start through FUSE: the
+// time of one lookup round trip that the daemon answers with no work (a
+// name absent from a directory already listed), measured as a child
+// process's lstat of distinct absent names, against the same lstats on
+// the backing directory. A cold read of a small file through overlayfs on
+// N layers costs about N/2 such round trips more than natively, whatever
+// the server does.
+func BenchmarkNegativeLookup(b *testing.B) {
+	requireFUSE(b)
+	const names = 20000
+	src := b.TempDir()
+	writeFile(b, src, "d/present", "p")
+	var tot [2]time.Duration
+	iters := 0
+	for b.Loop() {
+		_, mp, _ := mountLayer(b, src)
+		if _, err := os.ReadDir(filepath.Join(mp, "d")); err != nil { // a listing, kept by the node
+			b.Fatal(err)
+		}
+		for i, dir := range []string{filepath.Join(src, "d"), filepath.Join(mp, "d")} {
+			tot[i] += statAbsentElsewhere(b, dir, names, iters)
+		}
+		iters++
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(iters*names) }
+	b.ReportMetric(per(tot[0]), "native-ns/lookup")
+	b.ReportMetric(per(tot[1]), "fuse-ns/lookup")
+}
+
+// statAbsentElsewhere lstats n distinct absent names in dir from a child
+// process (see readTreeElsewhere) and returns the time it took there.
+func statAbsentElsewhere(b testing.TB, dir string, n, round int) time.Duration {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperStatAbsent$")
+	cmd.Env = append(os.Environ(), "FUSEFS_STAT_ABSENT="+dir, "FUSEFS_STAT_ABSENT_N="+strconv.Itoa(n), "FUSEFS_STAT_ABSENT_ROUND="+strconv.Itoa(round))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("stat in a child: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if ns, ok := strings.CutPrefix(line, "elapsed-ns "); ok {
+			v, err := strconv.ParseInt(strings.TrimSpace(ns), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return time.Duration(v)
+		}
+	}
+	b.Fatalf("child printed no time:\n%s", out)
+	return 0
+}
+
+// TestHelperStatAbsent is statAbsentElsewhere's child: not a test on its own.
+func TestHelperStatAbsent(t *testing.T) {
+	dir := os.Getenv("FUSEFS_STAT_ABSENT")
+	if dir == "" {
+		t.Skip("the child process of statAbsentElsewhere")
+	}
+	n, err := strconv.Atoi(os.Getenv("FUSEFS_STAT_ABSENT_N"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := filepath.Join(dir, "absent-"+os.Getenv("FUSEFS_STAT_ABSENT_ROUND")+"-")
+	var st unix.Stat_t
+	start := time.Now()
+	for i := range n {
+		if err := unix.Lstat(prefix+strconv.Itoa(i), &st); err != unix.ENOENT {
+			t.Fatalf("lstat of an absent name: %v", err)
+		}
+	}
+	fmt.Printf("elapsed-ns %d\n", time.Since(start).Nanoseconds())
+}
