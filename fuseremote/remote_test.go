@@ -64,6 +64,13 @@ func (f *fakeManager) Unmount(ctx context.Context, mp string) error {
 	return nil
 }
 
+func (f *fakeManager) Close(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.mounted)
+	return nil
+}
+
 func (f *fakeManager) Stats() []fusefs.LayerStats {
 	return []fusefs.LayerStats{{Layer: f.present, Mounts: len(f.mounted), Opens: 3, Errors: map[string]int64{"EIO": 1}}}
 }

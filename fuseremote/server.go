@@ -20,11 +20,13 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
-// Manager is what the server serves; *fusefs.Manager satisfies it.
+// Manager is what the server serves; *fusefs.Manager satisfies it. Close
+// unmounts everything; Serve calls it when it stops, a Server never does.
 type Manager interface {
 	Mount(ctx context.Context, mountpoint string, layer digest.Digest) error
 	Check(ctx context.Context, mountpoint string) error
 	Unmount(ctx context.Context, mountpoint string) error
+	Close(ctx context.Context) error
 	Stats() []fusefs.LayerStats
 	Profile(layer digest.Digest) []fusefs.FileAccess
 }

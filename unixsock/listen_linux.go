@@ -18,11 +18,11 @@ import (
 // staleProbe bounds the dial that tells a stale socket from a live one.
 const staleProbe = time.Second
 
-// Listen creates the server's unix socket at path, mode 0600. The path
-// never exists with a wider mode, whatever the umask: the socket is bound
-// in a fresh 0700 directory next to path, restricted there, then linked
-// into place, which never replaces anything. A missing parent directory is
-// created 0700.
+// Listen creates the server's unix socket at path (made absolute), mode
+// 0600. The path never exists with a wider mode, whatever the umask: the
+// socket is bound in a fresh 0700 directory next to path, restricted
+// there, then linked into place, which never replaces anything. A missing
+// parent directory is created 0700.
 //
 // A stale socket (nobody listening) at path is replaced. Anything else is
 // left alone and reported: a socket someone listens on, even one that does
@@ -30,9 +30,11 @@ const staleProbe = time.Second
 // errdefs.ErrInvalidArgument. Closing the listener removes the socket if it
 // is still the one Listen made.
 func Listen(path string) (net.Listener, error) {
-	if !filepath.IsAbs(path) {
-		return nil, fmt.Errorf("socket %q is not an absolute path: %w", path, errdefs.ErrInvalidArgument)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("socket %q: %w", path, err)
 	}
+	path = abs
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)

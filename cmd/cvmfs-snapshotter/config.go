@@ -116,19 +116,6 @@ func defaultConfig() config {
 	}
 }
 
-// snapshotOpts maps the keys the snapshotter owns to its options; the
-// snapshot package parses and checks their values.
-func (c config) snapshotOpts() ([]snapshot.Opt, error) {
-	ux, err := snapshot.ParseUserxattr(c.OverlayUserxattr)
-	if err != nil {
-		return nil, fmt.Errorf("overlay-userxattr: %w", err)
-	}
-	return []snapshot.Opt{
-		snapshot.WithLookupTimeout(time.Duration(c.LookupTimeout)),
-		snapshot.WithUserxattr(ux),
-	}, nil
-}
-
 // loadConfig reads path (if not empty) over the defaults. Unknown keys are
 // an error, so that a typo does not silently fall back to a default.
 func loadConfig(path string) (config, error) {

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,7 +64,7 @@ func newSeparateEnv(t *testing.T, extraTOML string) *separateEnv {
 		}
 		// Its mounts are gone once it has exited.
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if _, alive := fuseServerAlive(e.root); !alive {
+			if _, err := os.Stat(fuseremote.PIDFile(e.root)); errors.Is(err, os.ErrNotExist) {
 				return
 			}
 		}
@@ -335,44 +334,5 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration, what, logPath string
 		cmd.Process.Kill()
 		<-done
 		t.Fatalf("%s: the daemon did not exit within %v; log:\n%s", what, d, readFile(logPath))
-	}
-}
-
-// TestNoSecondFUSEServer: when nobody serves the socket but the server
-// process recorded under the root is alive (say, unmounting on its way
-// out), calls fail with ErrUnavailable and no other server is started;
-// once it has exited, one is.
-func TestNoSecondFUSEServer(t *testing.T) {
-	root := t.TempDir()
-	// A process whose command line is that of a fuse-server of root.
-	if err := os.WriteFile(filepath.Join(root, "fuse-server"), []byte("sleep 60\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	proc := exec.Command("/bin/sh", "fuse-server", "--root", root)
-	proc.Args[0] = "sh"
-	proc.Dir = root
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Process.Kill(); proc.Wait() })
-	if err := os.WriteFile(fuseServerPIDFile(root), []byte(strconv.Itoa(proc.Process.Pid)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	sock := filepath.Join(root, "fuse-server.sock")
-	spawned := 0
-	rc := &respawningClient{Client: fuseremote.NewClient(sock), sock: sock, root: root,
-		respawn: func(context.Context) error { spawned++; return errors.New("not in this test") }}
-	mp := filepath.Join(root, "snapshots", "1", "fs")
-	err := rc.Mount(context.Background(), mp, layerDigest("l"))
-	if !errdefs.IsUnavailable(err) || spawned != 0 {
-		t.Fatalf("Mount with the server alive but not serving = %v, %d servers started; want ErrUnavailable and none", err, spawned)
-	}
-
-	proc.Process.Kill()
-	proc.Wait()
-	_ = rc.Mount(context.Background(), mp, layerDigest("l"))
-	if spawned != 1 {
-		t.Fatalf("%d servers started once the old one had exited, want 1", spawned)
 	}
 }

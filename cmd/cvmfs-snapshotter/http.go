@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
 
 // adminSocket returns the admin socket's path: admin-socket, or
@@ -48,7 +49,7 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 		}
 	}
 	e := &httpEndpoints{}
-	l, err := listen(admin)
+	l, err := unixsock.Listen(admin)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
@@ -61,7 +62,7 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 	var opts []metrics.HandlerOpt
 	path, isUnix := strings.CutPrefix(cfg.MetricsAddress, "unix://")
 	if isUnix {
-		l, err = listen(path)
+		l, err = unixsock.Listen(path)
 	} else {
 		l, err = net.Listen("tcp", cfg.MetricsAddress)
 		if !cfg.ExposeProfile {

@@ -4,10 +4,14 @@ import (
 	"context"
 	"os"
 
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/bindmount"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 )
@@ -50,14 +54,35 @@ type backend struct {
 	keepMounts bool
 }
 
-// newBackend builds the configured mounter.
+// newBackend builds the configured layer filesystem: read-only bind
+// mounts, a FUSE manager in this process, or a separate FUSE server under
+// a fuseremote.Supervisor.
 func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 	repo := ducc.New(cfg.AbsoluteMountpoint)
-	if cfg.MountMode == modeFUSE {
-		return newFUSEBackend(ctx, cfg, f, repo)
+	sized := func(l snapshot.LayerFS) sizedLayerFS { return sizedLayerFS{LayerFS: l, repo: repo} }
+	nothing := func(context.Context) error { return nil }
+	switch {
+	case cfg.MountMode == modeBind:
+		return backend{layers: sized(bindmount.New(repo)), close: nothing}, nil
+	case cfg.FUSEServer == fuseSeparate:
+		sock := fuseServerSocket(cfg, f)
+		sup, err := fuseremote.NewSupervisor(f.root, sock, fuseServerCommand(f, sock), cfg.supervisorOpts()...)
+		if err != nil {
+			return backend{}, err
+		}
+		if err := sup.Start(ctx); err != nil {
+			if !errdefs.IsUnavailable(err) {
+				return backend{}, err
+			}
+			log.G(ctx).WithError(err).WithField("socket", sock).
+				Error("the FUSE server does not answer and was not replaced; remote layers are unavailable until it answers")
+		}
+		return backend{layers: sized(sup), stats: sup, close: nothing, keepMounts: true}, nil
+	default:
+		m, err := newManager(cfg, repo, fusefs.WithStateDir(layerStateDir(f.root)))
+		if err != nil {
+			return backend{}, err
+		}
+		return backend{layers: sized(m), stats: m, close: m.Close}, nil
 	}
-	return backend{
-		layers: sizedLayerFS{LayerFS: bindmount.New(repo), repo: repo},
-		close:  func(context.Context) error { return nil },
-	}, nil
 }

@@ -1,6 +1,3 @@
-// Command cvmfs-snapshotter is a containerd proxy snapshotter that serves
-// image layers from a CVMFS repository written by DUCC (unpacked.cern.ch)
-// instead of downloading them.
 package main
 
 import (
@@ -60,7 +57,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "fuse-server" {
+	if len(os.Args) > 1 && os.Args[1] == fuseServerName {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		if err := runFUSEServer(ctx, os.Args[2:], os.Stderr); err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
 
 // gracePeriod bounds how long in-flight RPCs may run after a stop signal.
@@ -67,7 +68,7 @@ func run(ctx context.Context, f flags) error {
 		}
 	}()
 
-	l, err := listen(f.address)
+	l, err := unixsock.Listen(f.address)
 	if err != nil {
 		return err
 	}
