@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
@@ -19,18 +18,7 @@ const ProbePath = "/bin/probe"
 // Image builds an image from compressed layer blobs (testutil.Image),
 // whose default command runs the probe.
 func Image(layers ...[]byte) (v1.Image, error) {
-	img, err := testutil.Image(layers...)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.Config.Cmd = []string{ProbePath, "echo", "hello from the image"}
-	cf.Config.Env = []string{"PATH=/bin"}
-	return mutate.ConfigFile(img, cf)
+	return testutil.ImageRunning([]string{ProbePath, "echo", "hello from the image"}, []string{"PATH=/bin"}, layers...)
 }
 
 // LayerDigests returns the compressed digests of img's layers, in order.

@@ -19,7 +19,11 @@ var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 // Image builds a linux image of this machine's architecture from
 // compressed layer blobs (Layer for gzip, ZstdLayer for zstd), dated Epoch,
 // with no command: push it with Registry.Push.
-func Image(layers ...[]byte) (v1.Image, error) {
+func Image(layers ...[]byte) (v1.Image, error) { return ImageRunning(nil, nil, layers...) }
+
+// ImageRunning is Image with cmd as the default command, run with the
+// environment env.
+func ImageRunning(cmd, env []string, layers ...[]byte) (v1.Image, error) {
 	adds := make([]mutate.Addendum, 0, len(layers))
 	for _, blob := range layers {
 		opts := []tarball.LayerOption{tarball.WithMediaType(types.DockerLayer)}
@@ -45,5 +49,6 @@ func Image(layers ...[]byte) (v1.Image, error) {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.Created = v1.Time{Time: Epoch}
+	cf.Config.Cmd, cf.Config.Env = cmd, env
 	return mutate.ConfigFile(img, cf)
 }
