@@ -129,7 +129,9 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 			// Symlinks never change: let the kernel keep their targets.
 			EnableSymlinkCaching: true,
 			Debug:                m.cfg.debug,
-			PanicHandler:         panicHandler(acct, logger),
+			// Not logger: requests come long after this Mount's context
+			// (and the fields of the call that made it) is gone.
+			PanicHandler: panicHandler(acct, log.L.WithFields(log.Fields{"layer": layer, "mountpoint": mountpoint})),
 		},
 		EntryTimeout:    &entryTO,
 		AttrTimeout:     &attrTO,
@@ -283,7 +285,8 @@ func mountDev(mountpoint string) (major, minor uint32, err error) {
 
 // panicHandler answers a panicking request with EIO instead of letting it
 // take the daemon down (go-fuse recovers it and calls this), counts it and
-// logs the stack: a panic is a bug, worth an error line.
+// logs the stack: a panic is a bug, worth an error line. logger is the
+// process's, never one from a request's context.
 func panicHandler(acct *account, logger *log.Entry) func(any) fuse.Status {
 	return func(r any) fuse.Status {
 		acct.panics.Add(1)
