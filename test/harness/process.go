@@ -63,18 +63,27 @@ func (p *process) stop(grace time.Duration) error {
 	if p == nil || p.exited() {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if p.err != nil {
-			return fmt.Errorf("%s exited after SIGTERM: %w (see %s)", p.name, p.err, p.log)
-		}
-		return nil
-	case <-time.After(grace):
+	if exited, err := p.terminate(grace); exited {
+		return err
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, grace)
+}
+
+// terminate sends SIGTERM and waits up to grace for the process to exit.
+// exited says whether it did; err is then set if it exited with an error.
+func (p *process) terminate(grace time.Duration) (exited bool, err error) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return true, fmt.Errorf("%s exited after SIGTERM: %w (see %s)", p.name, p.err, p.log)
+		}
+		return true, nil
+	case <-time.After(grace):
+		return false, nil
+	}
 }
 
 // waitSocket waits until a unix socket accepts connections, the process

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/moby/sys/mountinfo"
@@ -70,16 +69,10 @@ func (e *Env) StopSnapshotter(kind StopKind) error {
 	}
 	var errs []error
 	if kind == Graceful {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-			if p.err != nil {
-				return fmt.Errorf("%s exited after SIGTERM: %w (see %s)", p.name, p.err, p.log)
-			}
-			return nil
-		case <-time.After(snapshotterStopGrace):
-			errs = append(errs, fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, snapshotterStopGrace))
+		if exited, err := p.terminate(snapshotterStopGrace); exited {
+			return err
 		}
+		errs = append(errs, fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, snapshotterStopGrace))
 	}
 	_ = p.cmd.Process.Kill()
 	select {
