@@ -127,32 +127,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) mount(ctx context.Context, mp string, layer digest.Digest) error {
-	path, err := s.resolve(mp)
-	if err != nil {
-		return err
-	}
-	unlock := s.locks.lock(path)
-	defer unlock()
-	if !s.owns(path) {
-		if err := checkMountDir(path); err != nil {
-			return fmt.Errorf("mountpoint %q: %w", mp, err)
+	return s.locked(mp, func(path string, owned bool) error {
+		if !owned {
+			if err := checkMountDir(path); err != nil {
+				return fmt.Errorf("mountpoint %q: %w", mp, err)
+			}
 		}
-	}
-	if err := s.m.Mount(ctx, path, layer); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.owned[path] = layer
-	s.mu.Unlock()
-	return nil
-}
-
-// owns reports whether this server made the mount at path.
-func (s *Server) owns(path string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.owned[path]
-	return ok
+		if err := s.m.Mount(ctx, path, layer); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.owned[path] = layer
+		s.mu.Unlock()
+		return nil
+	})
 }
 
 func (s *Server) check(ctx context.Context, mp string) error {
@@ -164,22 +152,34 @@ func (s *Server) check(ctx context.Context, mp string) error {
 }
 
 func (s *Server) unmount(ctx context.Context, mp string) error {
+	return s.locked(mp, func(path string, owned bool) error {
+		if !owned {
+			return fmt.Errorf("%q: %w", mp, ErrNotOwned)
+		}
+		if err := s.m.Unmount(ctx, path); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		delete(s.owned, path)
+		s.mu.Unlock()
+		return nil
+	})
+}
+
+// locked runs fn with the resolved mountpoint mp locked against other
+// Mounts and Unmounts of it, telling whether this server made the mount
+// there.
+func (s *Server) locked(mp string, fn func(path string, owned bool) error) error {
 	path, err := s.resolve(mp)
 	if err != nil {
 		return err
 	}
 	unlock := s.locks.lock(path)
 	defer unlock()
-	if !s.owns(path) {
-		return fmt.Errorf("%q: %w", mp, ErrNotOwned)
-	}
-	if err := s.m.Unmount(ctx, path); err != nil {
-		return err
-	}
 	s.mu.Lock()
-	delete(s.owned, path)
+	_, owned := s.owned[path]
 	s.mu.Unlock()
-	return nil
+	return fn(path, owned)
 }
 
 func (s *Server) handler() http.Handler {
