@@ -36,6 +36,13 @@
 // allow_other and default_permissions (the kernel checks modes: the server
 // itself opens everything as root).
 //
+// Where things are: manager.go holds the Manager, its table of mounts and
+// the mount record; mount_linux.go mounts a layer and starts its server;
+// serving_linux.go the serving details (request sizes, readahead, the
+// passthrough probe, the panic handler); lifecycle_linux.go the life of a
+// mount after that (Check, dead mounts, Unmount, Close); node.go, dir.go,
+// file.go, xattr.go and whiteout.go what a mount presents.
+//
 // fusefs knows nothing of containerd snapshots: its Manager satisfies the
 // snapshot package's LayerFS interface structurally. Nothing is logged on the
 // request path.

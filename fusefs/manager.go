@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
@@ -78,6 +79,23 @@ type layerState struct {
 	// a walk runs (under Manager.mu).
 	noXattrs, shapeKnown atomic.Bool
 	walking              bool
+}
+
+// mount is one served mountpoint.
+type mount struct {
+	mountpoint string
+	layer      digest.Digest
+	lfs        *layerFS
+	server     *fuse.Server
+	done       chan struct{} // closed when the server loop has exited
+}
+
+// mode names how reads are served, for logs.
+func (mt *mount) mode() string {
+	if mt.lfs.passthrough.Load() {
+		return "passthrough"
+	}
+	return "userspace"
 }
 
 // FsNamePrefix starts the source field of every mount in

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
@@ -123,4 +126,56 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// How long an unmount waits for its server to exit (it does within
+// milliseconds unless a lazily detached mount is still in use: its server
+// then runs until the last user is gone), and how long Close waits for such
+// servers.
+const (
+	stopTimeout  = time.Second
+	closeTimeout = 5 * time.Second
+)
+
+// stop unmounts mt and waits a while for its server loop to exit. A server
+// that outlives the wait is kept in m.stopped for Close.
+func (m *Manager) stop(ctx context.Context, mt *mount) error {
+	if err := mountutil.Unmount(mt.mountpoint); err != nil {
+		return err
+	}
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-mt.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	log.G(ctx).WithFields(log.Fields{"layer": mt.layer, "mountpoint": mt.mountpoint}).
+		Warn("FUSE server still busy after lazy unmount; it stops when its last user leaves")
+	m.mu.Lock()
+	m.stopped = append(m.stopped, mt)
+	m.mu.Unlock()
+	return nil
+}
+
+// isDeadMount reports the errors of a FUSE mount whose server is gone.
+func isDeadMount(err error) bool {
+	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) ||
+		errors.Is(err, unix.EIO) || errors.Is(err, unix.ESTALE)
+}
+
+// fuseSuperMagic is statfs f_type of every FUSE mount.
+const fuseSuperMagic = 0x65735546
+
+// statfsContext runs statfs(path) bounded by ctx: a stuck server or CVMFS
+// must not hang the caller. An abandoned statfs finishes on its own.
+func statfsContext(ctx context.Context, path string) (unix.Statfs_t, error) {
+	return bounded.Call(ctx, "statfs "+path, func() (unix.Statfs_t, error) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(path, &st); err != nil {
+			return st, &os.PathError{Op: "statfs", Path: path, Err: err}
+		}
+		return st, nil
+	})
 }
