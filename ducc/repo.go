@@ -97,19 +97,28 @@ type LayerInfo struct {
 // returns errdefs.ErrNotFound if the file is absent, and OpenLayer's other
 // errors.
 func (r *Repo) Metadata(ctx context.Context, layer digest.Digest) ([]LayerInfo, error) {
-	rel, err := r.layerRel(layer, metadataDir, layersJSON)
+	var infos []LayerInfo
+	if err := r.readMetadata(ctx, layer, layersJSON, &infos); err != nil {
+		return nil, fmt.Errorf("metadata of layer %s: %w", layer, err)
+	}
+	return infos, nil
+}
+
+// readMetadata decodes the JSON file name of the layer's .metadata into v,
+// read as Metadata reads layers.json.
+func (r *Repo) readMetadata(ctx context.Context, layer digest.Digest, name string, v any) error {
+	rel, err := r.layerRel(layer, metadataDir, name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b, err := r.readFile(ctx, rel)
 	if err != nil {
-		return nil, fmt.Errorf("metadata of layer %s: %w", layer, err)
+		return err
 	}
-	var infos []LayerInfo
-	if err := json.Unmarshal(b, &infos); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", filepath.Join(r.root, rel), err)
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("parse %s: %w", filepath.Join(r.root, rel), err)
 	}
-	return infos, nil
+	return nil
 }
 
 // DiffSize returns the uncompressed size recorded in layers.json. It

@@ -202,17 +202,9 @@ func (r *Repo) Origins(layer digest.Digest) ([]string, error) {
 }
 
 func (r *Repo) origins(ctx context.Context, layer digest.Digest) ([]string, error) {
-	rel, err := r.layerRel(layer, metadataDir, originJSON)
-	if err != nil {
-		return nil, err
-	}
-	b, err := r.readFile(ctx, rel)
-	if err != nil {
-		return nil, err
-	}
 	var origins []string
-	if err := json.Unmarshal(b, &origins); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", filepath.Join(r.root, rel), err)
+	if err := r.readMetadata(ctx, layer, originJSON, &origins); err != nil {
+		return nil, err
 	}
 	return origins, nil
 }
