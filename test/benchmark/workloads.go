@@ -252,18 +252,7 @@ func (b *bench) smallFiles(ctx context.Context, cfg config, ref string) error {
 		if err != nil {
 			return err
 		}
-		readall := func(cold bool) func(side) (time.Duration, error) {
-			return func(s side) (time.Duration, error) { return b.timed(nctx, s, cold, want, "readall", smallRoot) }
-		}
-		// Cold: the first run after the pull, caches dropped before each
-		// side. Warm: the 3rd run of each side.
-		if err := b.record(rep, wColdRead, ov, ours, readall(true)); err != nil {
-			return err
-		}
-		if _, _, err := pair(rep, ov, ours, readall(false)); err != nil {
-			return err
-		}
-		if err := b.record(rep, wWarmRead, ov, ours, readall(false)); err != nil {
+		if err := b.readColdWarm(nctx, rep, ov, ours, wColdRead, wWarmRead, want, smallRoot); err != nil {
 			return err
 		}
 		walk := func(s side) (time.Duration, error) { return b.timed(nctx, s, false, "entries=", "walksum", "/") }
@@ -297,6 +286,24 @@ func (b *bench) smallFiles(ctx context.Context, cfg config, ref string) error {
 	return nil
 }
 
+// readColdWarm reads everything below path in a container on each side,
+// expecting the probe to say want: cold (the first run after the pull,
+// caches dropped before each side) recorded as workload cold, then an
+// untimed run (the second cold drop emptied the first side's cache: it
+// warms both), then the warm 3rd run recorded as workload warm.
+func (b *bench) readColdWarm(ctx context.Context, rep int, ov, ours side, cold, warm, want, path string) error {
+	read := func(dropCaches bool) func(side) (time.Duration, error) {
+		return func(s side) (time.Duration, error) { return b.timed(ctx, s, dropCaches, want, "readall", path) }
+	}
+	if err := b.record(rep, cold, ov, ours, read(true)); err != nil {
+		return err
+	}
+	if _, _, err := pair(rep, ov, ours, read(false)); err != nil {
+		return err
+	}
+	return b.record(rep, warm, ov, ours, read(false))
+}
+
 // seqRead reads the large file, cold and warm (2nd run), each repetition
 // on a fresh pull.
 func (b *bench) seqRead(ctx context.Context, cfg config, ref string) error {
@@ -307,18 +314,7 @@ func (b *bench) seqRead(ctx context.Context, cfg config, ref string) error {
 		if err != nil {
 			return err
 		}
-		read := func(cold bool) func(side) (time.Duration, error) {
-			return func(s side) (time.Duration, error) { return b.timed(nctx, s, cold, want, "readall", bigPath) }
-		}
-		if err := b.record(rep, wSeqCold, ov, ours, read(true)); err != nil {
-			return err
-		}
-		// The second cold drop emptied the first side's cache: the 2nd
-		// run warms both, the 3rd is the warm one.
-		if _, _, err := pair(rep, ov, ours, read(false)); err != nil {
-			return err
-		}
-		if err := b.record(rep, wSeqWarm, ov, ours, read(false)); err != nil {
+		if err := b.readColdWarm(nctx, rep, ov, ours, wSeqCold, wSeqWarm, want, bigPath); err != nil {
 			return err
 		}
 		progress("%s: sequential read %d/%d: cold %s / %s, warm %s / %s", b.cfg.Name, rep+1, cfg.bigReps,
