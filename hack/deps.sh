@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently, and caches it under $1:
-#   - Debian packages: runc, fuse3 (fusermount3), containerd 1.6 (ctr);
+#   - Debian packages: runc, fuse3 (fusermount3), containerd 1.6 (ctr),
+#     systemd (systemd-analyze verify checks the shipped unit);
 #   - containerd 2.x (containerd, ctr, containerd-shim-runc-v2) built with go install.
 set -euo pipefail
 tools="$(realpath -m "${1:?usage: deps.sh TOOLS_DIR}")"
@@ -10,6 +11,7 @@ need_apt=()
 command -v runc >/dev/null || need_apt+=(runc)
 command -v fusermount3 >/dev/null || need_apt+=(fuse3)
 [ -x /usr/bin/containerd ] || need_apt+=(containerd)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ "${#need_apt[@]}" -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${need_apt[*]}; run as root or install them" >&2

@@ -36,6 +36,18 @@ type Options struct {
 	// SeparateFUSEServer sets fuse-server = "separate": the FUSE mounts live
 	// in a detached process that outlives daemon restarts. Close stops it.
 	SeparateFUSEServer bool
+	// ContainerdConfig, if not empty, is containerd's configuration file
+	// instead of the generated one (a shipped snippet between the parts
+	// ContainerdLocalConfig returns, say), with these replaced: $T (the
+	// environment's directory), $SNAP (the daemon's socket), $REG (the
+	// registry's host:port), $NAME (SnapshotterName).
+	ContainerdConfig string
+	// SnapshotterConfig, if not empty, is the daemon's configuration file
+	// instead of the generated one, with $T and $REPO (the repository
+	// directory) replaced. MountMode, Accounting and Metrics are then not
+	// applied; set SeparateFUSEServer if it asks for a separate FUSE
+	// server, so that Close stops it.
+	SnapshotterConfig string
 }
 
 // Env is one running stack in its own directory. Its methods are safe for
@@ -88,7 +100,7 @@ func New(ctx context.Context, dir string, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.ctrd, e.ContainerdSock, err = startContainerd(ctx, o.Containerd, dir, e.SnapshotterSock, e.Registry.Host(), o.CRI)
+	e.ctrd, e.ContainerdSock, err = startContainerd(ctx, o.Containerd, dir, e.SnapshotterSock, e.Registry.Host(), o.CRI, o.ContainerdConfig)
 	if err != nil {
 		return nil, err
 	}
