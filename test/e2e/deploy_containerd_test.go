@@ -12,8 +12,8 @@ import (
 
 // The shipped deployment files: containerd starts with each containerd
 // snippet of deploy/containerd (its default socket path templated to the
-// test's), the daemon with deploy/config.toml (its repository path
-// templated), and images pulled through the snippet's settings come from
+// test's), the daemon with deploy/config.toml or the pod's
+// deploy/kubernetes/config.toml (its repository path templated), and images pulled through the snippet's settings come from
 // the repository, not the registry: through CRI (Kubernetes) on both
 // containerd 1.6 and 2, and through the transfer service (ctr) on 2.
 func TestDeploySnippets(t *testing.T) {
@@ -21,12 +21,14 @@ func TestDeploySnippets(t *testing.T) {
 		name       string
 		containerd harness.Containerd
 		snippet    string
+		daemon     []string // the daemon's config, under deploy/
 	}{
-		{"containerd-1.6", harness.Containerd16, "config-v2.toml"},
-		{"containerd-2", harness.Containerd2, "config-v3.toml"},
+		{"containerd-1.6", harness.Containerd16, "config-v2.toml", []string{"config.toml"}},
+		{"containerd-2", harness.Containerd2, "config-v3.toml", []string{"config.toml"}},
+		{"containerd-2-pod-config", harness.Containerd2, "config-v3.toml", []string{"kubernetes", "config.toml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctrdConfig, daemonConfig := deployConfigs(t, tc.containerd, tc.snippet)
+			ctrdConfig, daemonConfig := deployConfigs(t, tc.containerd, tc.snippet, tc.daemon...)
 			env := start(t, harness.Options{
 				Containerd:         tc.containerd,
 				CRI:                true,
@@ -63,8 +65,9 @@ func TestDeploySnippets(t *testing.T) {
 // deployConfigs renders the shipped files for an environment: containerd's
 // config is the snippet, its socket path replaced by the environment's,
 // between the keys and tables that keep containerd in the test directory;
-// the daemon's is deploy/config.toml with the repository's path replaced.
-func deployConfigs(t *testing.T, c harness.Containerd, snippet string) (containerdConfig, daemonConfig string) {
+// the daemon's is the file daemon (under deploy/) with the repository's
+// path replaced.
+func deployConfigs(t *testing.T, c harness.Containerd, snippet string, daemon ...string) (containerdConfig, daemonConfig string) {
 	t.Helper()
 	defaults, err := harness.Defaults()
 	if err != nil {
@@ -78,9 +81,9 @@ func deployConfigs(t *testing.T, c harness.Containerd, snippet string) (containe
 	containerdConfig = keys + strings.ReplaceAll(text, defaults.Address, "$SNAP") + tables
 
 	mountpoint := ducc.DefaultMountpoint(ducc.DefaultRepository)
-	daemonConfig = readDeploy(t, "config.toml")
+	daemonConfig = readDeploy(t, daemon...)
 	if !strings.Contains(daemonConfig, mountpoint) {
-		t.Fatalf("deploy/config.toml does not name the default mountpoint %s", mountpoint)
+		t.Fatalf("deploy/%s does not name the default mountpoint %s", filepath.Join(daemon...), mountpoint)
 	}
 	return containerdConfig, strings.ReplaceAll(daemonConfig, mountpoint, "$REPO")
 }
