@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -49,29 +50,8 @@ func TestRootlessDaemon(t *testing.T) {
 	testutil.RequiresBinary(t, "fusermount3")
 	setpriv := testutil.RequiresBinary(t, "setpriv")
 	unshare := testutil.RequiresBinary(t, "unshare")
-	uid, gid := ensureUser(t, rootlessUser)
-	fuseForEveryone(t)
-	userAllowOther(t)
+	uid, gid, repo, state := rootlessDirs(t)
 	ctx := testContext(t)
-
-	// A root-owned repository the user can read, and a state directory
-	// of the user's.
-	dir := testutil.TempDir(t)
-	// t.TempDir's parent is 0700 too.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	repo, state := filepath.Join(dir, "repo"), filepath.Join(dir, "state")
-	for _, d := range []string{repo, state} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chown(state, uid, gid); err != nil {
-		t.Fatal(err)
-	}
 	reg := harness.StartRegistry()
 	defer reg.Close()
 	fx := harness.Deletions()
@@ -83,18 +63,7 @@ func TestRootlessDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cvmfsctl, err := harness.Binary("cvmfsctl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, cvmfsctl, "ingest", ref, "--repo", repo, "--insecure").CombinedOutput(); err != nil {
-		t.Fatalf("cvmfsctl ingest: %v\n%s", err, out)
-	}
-	// ingest keeps its store private (0700); a CVMFS repository is open
-	// to every user.
-	if err := os.Chmod(filepath.Join(repo, ".layers"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	ingestOpen(t, ctx, ref, repo)
 
 	sock := filepath.Join(state, "snapshotter.sock")
 	logPath := startRootlessDaemon(t, uid, gid, state, repo, sock)
@@ -188,6 +157,50 @@ printf 'content %s\n' "$(cat a/keep)"`
 	}
 }
 
+// rootlessDirs prepares a rootless run: the user (created if missing),
+// /dev/fuse open to it and user_allow_other for the test; a root-owned
+// repository directory it can read and a state directory of its own.
+func rootlessDirs(t *testing.T) (uid, gid int, repo, state string) {
+	t.Helper()
+	uid, gid = ensureUser(t, rootlessUser)
+	fuseForEveryone(t)
+	userAllowOther(t)
+	dir := testutil.TempDir(t)
+	// t.TempDir's parent is 0700 too.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, state = filepath.Join(dir, "repo"), filepath.Join(dir, "state")
+	for _, d := range []string{repo, state} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(state, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	return uid, gid, repo, state
+}
+
+// ingestOpen writes ref into repo with cvmfsctl ingest (as root) and opens
+// the store to every user, as a CVMFS repository is (ingest keeps its
+// store private, 0700).
+func ingestOpen(t *testing.T, ctx context.Context, ref, repo string) {
+	t.Helper()
+	cvmfsctl, err := harness.Binary("cvmfsctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, cvmfsctl, "ingest", ref, "--repo", repo, "--insecure").CombinedOutput(); err != nil {
+		t.Fatalf("cvmfsctl ingest: %v\n%s", err, out)
+	}
+	if err := os.Chmod(filepath.Join(repo, ".layers"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // checkRootlessTree checks find's listing of the deletions fixture.
 func checkRootlessTree(t *testing.T, out string) {
 	t.Helper()
@@ -244,19 +257,39 @@ func startRootlessDaemon(t *testing.T, uid, gid int, state, repo, sock string) s
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(state, "snapshotter.log")
+	cmd := exec.Command(bin, "--root", filepath.Join(state, "root"), "--address", sock, "--config", cfg, "--log-level", "debug")
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + state}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	// Runs after the daemon stopped (cleanups run last first).
+	t.Cleanup(func() {
+		if ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(state)); len(ms) > 0 {
+			t.Errorf("%d mounts left under %s after the daemon stopped", len(ms), state)
+		}
+	})
+	startLogged(t, "the rootless daemon", cmd, logPath, true, func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+	return logPath
+}
+
+// startLogged starts cmd in its own process group (SIGTERM if the test
+// process dies) with its output in logPath, and waits until ready says
+// so; it fails t if cmd exits first or is not ready within 30 s. When t
+// ends, cmd gets SIGTERM and 20 s to exit before its group is killed;
+// with strict, an exit status other than 0 then fails t.
+func startLogged(t *testing.T, name string, cmd *exec.Cmd, logPath string, strict bool, ready func() bool) {
+	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--root", filepath.Join(state, "root"), "--address", sock, "--config", cfg, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + state}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
-		Setpgid:    true,
-		Pdeathsig:  syscall.SIGTERM,
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, syscall.SIGTERM
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -266,29 +299,27 @@ func startRootlessDaemon(t *testing.T, uid, gid int, state, repo, sock string) s
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-done:
-			if err != nil {
-				t.Errorf("the rootless daemon exited after SIGTERM: %v\n%s", err, readLog(logPath))
+			if err != nil && strict {
+				t.Errorf("%s exited after SIGTERM: %v\n%s", name, err, readLog(logPath))
 			}
 		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("the rootless daemon did not stop within 20s of SIGTERM")
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			t.Errorf("%s did not stop within 20s of SIGTERM", name)
 		}
-		if ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(state)); len(ms) > 0 {
-			t.Errorf("%d mounts left under %s after the daemon stopped", len(ms), state)
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, readLog(logPath))
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(sock); err == nil {
-			return logPath
-		}
+	for deadline := time.Now().Add(30 * time.Second); !ready(); time.Sleep(50 * time.Millisecond) {
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("the rootless daemon exited: %v\n%s", err, readLog(logPath))
+			t.Fatalf("%s exited: %v", name, err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the rootless daemon does not listen on %s\n%s", sock, readLog(logPath))
+			t.Fatalf("%s is not ready after 30s", name)
 		}
 	}
 }
