@@ -31,7 +31,8 @@ import (
 // remotely (no layer fetched from the registry) and run, with no cgroup
 // (hybrid cgroups without systemd: rootless runc may not create one), and
 // its rootfs equals that of the same image unpacked by containerd's own
-// overlayfs snapshotter in the same rootless containerd.
+// overlayfs snapshotter in the same rootless containerd, for each image of
+// the corpus that containerd itself can unpack rootless.
 func TestRootlessContainerd(t *testing.T) {
 	if testutil.UnitOnly() {
 		t.Skip("CVMFS_UNIT_ONLY is set")
@@ -58,12 +59,32 @@ func TestRootlessContainerd(t *testing.T) {
 
 	reg := harness.StartRegistry()
 	defer reg.Close()
-	fx := harness.Deletions()
+	sock := filepath.Join(state, "snapshotter.sock")
+	startRootlessDaemon(t, uid, gid, state, repo, sock)
+	client := startRootlessContainerd(t, ctx, setpriv, rootlesskit, uid, gid, state, sock)
+	env := &harness.Env{Dir: state, Client: client, Registry: reg}
+
+	for _, fx := range harness.Corpus(1 << 20) {
+		// containerd's own unpack of it fails rootless (owners outside
+		// the user's 65536 ids, device nodes): nothing to compare with.
+		if fx.Name == "special" {
+			continue
+		}
+		t.Run(fx.Name, func(t *testing.T) {
+			testRootlessRootfs(t, ctx, env, state, repo, fx)
+		})
+	}
+}
+
+// testRootlessRootfs pulls fx (on the base layer) natively and remotely
+// into the rootless containerd of env and compares the rootfs each gives a
+// container.
+func testRootlessRootfs(t *testing.T, ctx context.Context, env *harness.Env, state, repo string, fx harness.Fixture) {
 	img, err := harness.Image(append([][]byte{base(t)}, fx.Layers...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := reg.Push("rootless", "latest", img)
+	ref, err := env.Registry.Push("rootless-"+fx.Name, "latest", img)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,19 +93,12 @@ func TestRootlessContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	ingestOpen(t, ctx, ref, repo)
-
-	sock := filepath.Join(state, "snapshotter.sock")
-	startRootlessDaemon(t, uid, gid, state, repo, sock)
-	client := startRootlessContainerd(t, ctx, setpriv, rootlesskit, uid, gid, state, sock)
-	reg.Reset()
-
-	env := &harness.Env{Dir: state, Client: client, Registry: reg}
 	nctx := namespaces.WithNamespace(ctx, harness.Unique("rootless"))
 	native, err := env.Pull(nctx, ref, harness.PullOptions{Snapshotter: "overlayfs", NoLabels: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg.Reset()
+	env.Registry.Reset()
 	viaCVMFS, err := env.Pull(nctx, ref, harness.PullOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -99,25 +113,32 @@ func TestRootlessContainerd(t *testing.T) {
 			t.Errorf("layer %d (%s) is not a remote snapshot", i, st.Digest)
 		}
 	}
-	want, err := treediff.Parse(runRootless(t, nctx, client, state, native, "overlayfs", "walk", "/"))
+	want, err := treediff.Parse(runRootless(t, nctx, env.Client, state, native, "overlayfs", "walk", "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := treediff.Parse(runRootless(t, nctx, client, state, viaCVMFS, harness.SnapshotterName, "walk", "/"))
+	got, err := treediff.Parse(runRootless(t, nctx, env.Client, state, viaCVMFS, harness.SnapshotterName, "walk", "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d entries through overlayfs, %d through CVMFS", len(want), len(got))
 	for _, d := range treediff.Diff(want, got) {
+		// DUCC turns hardlinks into copies (TestRootfsEqualsOverlayfs).
+		if treediff.IsDUCCLoss(d) && d.Field == "nlink" && fx.Name == "links" {
+			t.Logf("DUCC loss (expected): %s", d)
+			continue
+		}
 		t.Errorf("rootfs differs: %s", d)
 	}
-	for _, p := range []string{"/a/sub", "/opq/old1", "/gone/y"} {
-		if _, ok := got[p]; ok {
-			t.Errorf("%s survived its deletion", p)
-		}
+	if e, ok := got[harness.ProbePath]; !ok || e.UID != 0 {
+		t.Errorf("%s: %+v, want it owned by root in the container", harness.ProbePath, e)
 	}
-	if e, ok := got["/a/keep"]; !ok || e.UID != 0 {
-		t.Errorf("/a/keep: %+v, want it owned by root in the container", e)
+	if fx.Name == "deletions" {
+		for _, p := range []string{"/a/sub", "/opq/old1", "/gone/y"} {
+			if _, ok := got[p]; ok {
+				t.Errorf("%s survived its deletion", p)
+			}
+		}
 	}
 }
 

@@ -186,11 +186,16 @@ func rootlessDirs(t *testing.T) (uid, gid int, repo, state string) {
 
 // ingestOpen writes ref into repo with cvmfsctl ingest (as root) and opens
 // the store to every user, as a CVMFS repository is (ingest keeps its
-// store private, 0700).
+// store private, 0700). Layers being served stay readable meanwhile to
+// whoever already holds them open.
 func ingestOpen(t *testing.T, ctx context.Context, ref, repo string) {
 	t.Helper()
 	cvmfsctl, err := harness.Binary("cvmfsctl")
 	if err != nil {
+		t.Fatal(err)
+	}
+	// ingest refuses a store other users reach: close it while it writes.
+	if err := os.Chmod(filepath.Join(repo, ".layers"), 0o700); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	if out, err := exec.CommandContext(ctx, cvmfsctl, "ingest", ref, "--repo", repo, "--insecure").CombinedOutput(); err != nil {
