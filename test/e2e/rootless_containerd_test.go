@@ -198,10 +198,18 @@ func runRootless(t *testing.T, ctx context.Context, client *containerd.Client, s
 // returns a client; it is stopped when t ends.
 func startRootlessContainerd(t *testing.T, ctx context.Context, setpriv, rootlesskit string, uid, gid int, state, snapshotterSock string) *containerd.Client {
 	t.Helper()
-	bin, err := harness.Containerd2Tool("containerd")
+	// containerd finds the shim on PATH, next to itself.
+	src, err := harness.Containerd2Tool("containerd")
 	if err != nil {
 		t.Fatal(err)
 	}
+	shim, err := harness.Containerd2Tool("containerd-shim-runc-v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := userCopy(t, state, src)
+	userCopy(t, state, shim)
+	rootlesskit = userCopy(t, state, rootlesskit)
 	dir := filepath.Join(state, "containerd")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -252,10 +252,11 @@ func checkRootlessTree(t *testing.T, out string) {
 // ends.
 func startRootlessDaemon(t *testing.T, uid, gid int, state, repo, sock string) string {
 	t.Helper()
-	bin, err := harness.Binary("cvmfs-snapshotter")
+	built, err := harness.Binary("cvmfs-snapshotter")
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin := userCopy(t, state, built)
 	cfg := filepath.Join(state, "config.toml")
 	text := fmt.Sprintf("repository = \"rootless.local\"\nabsolute-mountpoint = %q\naccounting = \"open\"\noverlay-userxattr = \"on\"\n", repo)
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
@@ -327,6 +328,26 @@ func startLogged(t *testing.T, name string, cmd *exec.Cmd, logPath string, stric
 			t.Fatalf("%s is not ready after 30s", name)
 		}
 	}
+}
+
+// userCopy copies the executable src into dir/bin (created 0755) and
+// returns the copy: the user may not reach the checkout or the tools
+// directory (a clone under /root, say).
+func userCopy(t *testing.T, dir, src string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(bin, filepath.Base(src))
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
 
 // ensureUser returns the ids of the account name, creating it (a system
