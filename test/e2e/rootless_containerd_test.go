@@ -60,7 +60,7 @@ func TestRootlessContainerd(t *testing.T) {
 	reg := harness.StartRegistry()
 	defer reg.Close()
 	sock := filepath.Join(state, "snapshotter.sock")
-	startRootlessDaemon(t, uid, gid, state, repo, sock)
+	startRootlessDaemon(t, uid, gid, state, repo, sock, "reads") // the default
 	client := startRootlessContainerd(t, ctx, setpriv, rootlesskit, uid, gid, state, sock)
 	env := &harness.Env{Dir: state, Client: client, Registry: reg}
 

@@ -66,7 +66,7 @@ func TestRootlessDaemon(t *testing.T) {
 	ingestOpen(t, ctx, ref, repo)
 
 	sock := filepath.Join(state, "snapshotter.sock")
-	logPath := startRootlessDaemon(t, uid, gid, state, repo, sock)
+	logPath := startRootlessDaemon(t, uid, gid, state, repo, sock, "open")
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -247,10 +247,10 @@ func checkRootlessTree(t *testing.T, out string) {
 }
 
 // startRootlessDaemon starts the daemon as uid:gid with its root under
-// state, serving repo with accounting "open" (passthrough requested) and
-// userxattr overlays, and returns its log's path. It is stopped when t
+// state, serving repo in that accounting mode ("open" requests
+// passthrough) with userxattr overlays, and returns its log's path. It is stopped when t
 // ends.
-func startRootlessDaemon(t *testing.T, uid, gid int, state, repo, sock string) string {
+func startRootlessDaemon(t *testing.T, uid, gid int, state, repo, sock, accounting string) string {
 	t.Helper()
 	built, err := harness.Binary("cvmfs-snapshotter")
 	if err != nil {
@@ -258,7 +258,7 @@ func startRootlessDaemon(t *testing.T, uid, gid int, state, repo, sock string) s
 	}
 	bin := userCopy(t, state, built)
 	cfg := filepath.Join(state, "config.toml")
-	text := fmt.Sprintf("repository = \"rootless.local\"\nabsolute-mountpoint = %q\naccounting = \"open\"\noverlay-userxattr = \"on\"\n", repo)
+	text := fmt.Sprintf("repository = \"rootless.local\"\nabsolute-mountpoint = %q\naccounting = %q\noverlay-userxattr = \"on\"\n", repo, accounting)
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
