@@ -4,18 +4,18 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Source gives the current per-layer numbers; *fusefs.Manager satisfies it.
 type Source interface {
-	Stats() []fusefs.LayerStats
-	Profile(layer digest.Digest) []fusefs.FileAccess
+	Stats() []usage.LayerStats
+	Profile(layer digest.Digest) []usage.FileAccess
 }
 
 type counterDesc struct {
 	desc *prometheus.Desc
-	get  func(*fusefs.LayerStats) int64
+	get  func(*usage.LayerStats) int64
 }
 
 // Collector is a prometheus.Collector over a Source. It reads the numbers
@@ -31,21 +31,21 @@ type Collector struct {
 // NewCollector returns a Collector over src.
 func NewCollector(src Source) *Collector {
 	layer := []string{"layer"}
-	c := func(name, help string, get func(*fusefs.LayerStats) int64) counterDesc {
+	c := func(name, help string, get func(*usage.LayerStats) int64) counterDesc {
 		return counterDesc{desc: prometheus.NewDesc("cvmfs_snapshotter_layer_"+name, help, layer, nil), get: get}
 	}
 	return &Collector{
 		src: src,
 		counters: []counterDesc{
-			c("lookups_total", "FUSE lookups served for the layer.", func(s *fusefs.LayerStats) int64 { return s.Lookups }),
-			c("getattrs_total", "FUSE getattrs served for the layer.", func(s *fusefs.LayerStats) int64 { return s.Getattrs }),
-			c("opens_total", "Files opened in the layer (in \"reads\" accounting: fetches of a file's content from its start; opens served from the page cache are not seen).", func(s *fusefs.LayerStats) int64 { return s.Opens }),
-			c("readdirs_total", "Directories listed in the layer.", func(s *fusefs.LayerStats) int64 { return s.Readdirs }),
-			c("readlinks_total", "Symlinks read in the layer.", func(s *fusefs.LayerStats) int64 { return s.Readlinks }),
-			c("unique_files_opened", "Distinct files opened in the layer (in \"reads\" accounting: distinct files read).", func(s *fusefs.LayerStats) int64 { return s.UniqueFiles }),
-			c("read_bytes_total", "Bytes read from the layer, each byte once while the page cache keeps it (in \"open\" accounting: sizes of the files opened).", func(s *fusefs.LayerStats) int64 { return s.BytesRead }),
-			c("cache_hits_total", "Attribute cache hits for the layer.", func(s *fusefs.LayerStats) int64 { return s.CacheHits }),
-			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *fusefs.LayerStats) int64 { return s.CacheMisses }),
+			c("lookups_total", "FUSE lookups served for the layer.", func(s *usage.LayerStats) int64 { return s.Lookups }),
+			c("getattrs_total", "FUSE getattrs served for the layer.", func(s *usage.LayerStats) int64 { return s.Getattrs }),
+			c("opens_total", "Files opened in the layer (in \"reads\" accounting: fetches of a file's content from its start; opens served from the page cache are not seen).", func(s *usage.LayerStats) int64 { return s.Opens }),
+			c("readdirs_total", "Directories listed in the layer.", func(s *usage.LayerStats) int64 { return s.Readdirs }),
+			c("readlinks_total", "Symlinks read in the layer.", func(s *usage.LayerStats) int64 { return s.Readlinks }),
+			c("unique_files_opened", "Distinct files opened in the layer (in \"reads\" accounting: distinct files read).", func(s *usage.LayerStats) int64 { return s.UniqueFiles }),
+			c("read_bytes_total", "Bytes read from the layer, each byte once while the page cache keeps it (in \"open\" accounting: sizes of the files opened).", func(s *usage.LayerStats) int64 { return s.BytesRead }),
+			c("cache_hits_total", "Attribute cache hits for the layer.", func(s *usage.LayerStats) int64 { return s.CacheHits }),
+			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *usage.LayerStats) int64 { return s.CacheMisses }),
 		},
 		mounts:   prometheus.NewDesc("cvmfs_snapshotter_layer_mounts", "Current FUSE mounts of the layer.", layer, nil),
 		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno.", []string{"layer", "errno"}, nil),

@@ -12,20 +12,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
-type fakeSource struct{ stats []fusefs.LayerStats }
+type fakeSource struct{ stats []usage.LayerStats }
 
-func (f fakeSource) Stats() []fusefs.LayerStats { return f.stats }
-func (f fakeSource) Profile(layer digest.Digest) []fusefs.FileAccess {
-	return []fusefs.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}
+func (f fakeSource) Stats() []usage.LayerStats { return f.stats }
+func (f fakeSource) Profile(layer digest.Digest) []usage.FileAccess {
+	return []usage.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}
 }
 
 var layer = digest.Digest("sha256:" + strings.Repeat("c", 64))
 
 func source() fakeSource {
-	return fakeSource{stats: []fusefs.LayerStats{{
+	return fakeSource{stats: []usage.LayerStats{{
 		Layer: layer, Mounts: 2, Opens: 7, BytesRead: 4096, Lookups: 11,
 		Errors: map[string]int64{"ENOENT": 3}, LastAccess: time.Unix(1700000000, 0),
 	}}}
@@ -59,12 +59,12 @@ func TestHandler(t *testing.T) {
 	srv := httptest.NewServer(Handler(reg, source()))
 	defer srv.Close()
 
-	var stats []fusefs.LayerStats
+	var stats []usage.LayerStats
 	getJSON(t, srv.URL+"/stats", http.StatusOK, &stats)
 	if len(stats) != 1 || stats[0].Opens != 7 || stats[0].Layer != layer {
 		t.Fatalf("/stats = %+v", stats)
 	}
-	var prof []fusefs.FileAccess
+	var prof []usage.FileAccess
 	getJSON(t, srv.URL+"/stats/profile?layer="+layer.String(), http.StatusOK, &prof)
 	if len(prof) != 1 || prof[0].Path != "bin/sh" {
 		t.Fatalf("/stats/profile = %+v", prof)

@@ -18,6 +18,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Mount modes, and where FUSE mounts are served.
@@ -62,7 +63,7 @@ type config struct {
 	// positive (snapshot.WithLookupTimeout).
 	LookupTimeout duration `toml:"lookup-timeout"`
 	// Accounting is the FUSE accounting mode: "reads" (default), "open" or
-	// "bytes" (fusefs.ParseAccounting).
+	// "bytes" (usage.ParseAccounting).
 	Accounting string `toml:"accounting"`
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's FUSE
 	// cache timeouts; layers are immutable, so they can be long. 0 turns
@@ -105,7 +106,7 @@ func defaultConfig() config {
 		Repository:       ducc.DefaultRepository,
 		MountMode:        modeFUSE,
 		LookupTimeout:    duration(snapshot.DefaultLookupTimeout),
-		Accounting:       fusefs.DefaultAccounting.String(),
+		Accounting:       usage.DefaultAccounting.String(),
 		EntryTimeout:     duration(fusefs.DefaultTimeout),
 		AttrTimeout:      duration(fusefs.DefaultTimeout),
 		NegativeTimeout:  duration(fusefs.DefaultTimeout),

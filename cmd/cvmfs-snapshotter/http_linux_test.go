@@ -17,14 +17,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 type profileSource struct{}
 
-func (profileSource) Stats() []fusefs.LayerStats { return nil }
-func (profileSource) Profile(digest.Digest) []fusefs.FileAccess {
-	return []fusefs.FileAccess{{Path: "home/alice/secret", Opens: 1}}
+func (profileSource) Stats() []usage.LayerStats { return nil }
+func (profileSource) Profile(digest.Digest) []usage.FileAccess {
+	return []usage.FileAccess{{Path: "home/alice/secret", Opens: 1}}
 }
 
 // get GETs path over c and returns the status code and body.

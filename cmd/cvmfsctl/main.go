@@ -41,7 +41,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(os.Stderr)
+		printUsage(os.Stderr)
 		return flag.ErrHelp
 	}
 	for _, c := range commands {
@@ -49,11 +49,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return c.run(ctx, args[1:], stdout)
 		}
 	}
-	usage(os.Stderr)
+	printUsage(os.Stderr)
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func usage(w io.Writer) {
+func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: cvmfsctl COMMAND [flags] [IMAGE]")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)

@@ -20,9 +20,9 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 func TestIngest(t *testing.T) {
@@ -110,13 +110,13 @@ func TestStats(t *testing.T) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/stats":
-			json.NewEncoder(w).Encode([]fusefs.LayerStats{{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: fusefs.AccountBytes}})
+			json.NewEncoder(w).Encode([]usage.LayerStats{{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: usage.AccountBytes}})
 		case "/stats/profile":
 			if r.URL.Query().Get("layer") != layer.String() {
 				http.Error(w, "bad layer", http.StatusBadRequest)
 				return
 			}
-			json.NewEncoder(w).Encode([]fusefs.FileAccess{{Path: "bin/sh", Opens: 4, Bytes: 1024}})
+			json.NewEncoder(w).Encode([]usage.FileAccess{{Path: "bin/sh", Opens: 4, Bytes: 1024}})
 		default:
 			http.NotFound(w, r)
 		}

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 func runStats(ctx context.Context, args []string, stdout io.Writer) error {
@@ -31,7 +31,7 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *layer != "" {
-		var profile []fusefs.FileAccess
+		var profile []usage.FileAccess
 		if err := getJSON(ctx, client, base+"/stats/profile?layer="+url.QueryEscape(*layer), &profile); err != nil {
 			return err
 		}
@@ -42,7 +42,7 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	var stats []fusefs.LayerStats
+	var stats []usage.LayerStats
 	if err := getJSON(ctx, client, base+"/stats", &stats); err != nil {
 		return err
 	}
