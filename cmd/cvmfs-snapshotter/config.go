@@ -19,6 +19,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
 // Mount modes, and where FUSE mounts are served.
@@ -76,6 +77,11 @@ type config struct {
 	// ProfileLimit bounds the per-file access profile of each layer; 0
 	// turns the profile off.
 	ProfileLimit int `toml:"profile-limit"`
+	// ProfileFlushInterval is how often the usage records under
+	// <root>/usage are written from the live accounting (they are also
+	// written around every unmount and at shutdown); 0 writes them only
+	// then (usagestore.WithFlushInterval).
+	ProfileFlushInterval duration `toml:"profile-flush-interval"`
 	// FUSEServer is "in-process" (default: the daemon serves its FUSE
 	// mounts and unmounts them when it stops) or "separate" (a detached
 	// cvmfs-snapshotter fuse-server process serves them and outlives daemon
@@ -103,17 +109,18 @@ type config struct {
 // owns the value.
 func defaultConfig() config {
 	return config{
-		Repository:       ducc.DefaultRepository,
-		MountMode:        modeFUSE,
-		LookupTimeout:    duration(snapshot.DefaultLookupTimeout),
-		Accounting:       usage.DefaultAccounting.String(),
-		EntryTimeout:     duration(fusefs.DefaultTimeout),
-		AttrTimeout:      duration(fusefs.DefaultTimeout),
-		NegativeTimeout:  duration(fusefs.DefaultTimeout),
-		AttrCacheSize:    cache.DefaultSize,
-		ProfileLimit:     fusefs.DefaultProfileLimit,
-		FUSEServer:       fuseInProcess,
-		OverlayUserxattr: snapshot.UserxattrAuto.String(),
+		Repository:           ducc.DefaultRepository,
+		MountMode:            modeFUSE,
+		LookupTimeout:        duration(snapshot.DefaultLookupTimeout),
+		Accounting:           usage.DefaultAccounting.String(),
+		EntryTimeout:         duration(fusefs.DefaultTimeout),
+		AttrTimeout:          duration(fusefs.DefaultTimeout),
+		NegativeTimeout:      duration(fusefs.DefaultTimeout),
+		AttrCacheSize:        cache.DefaultSize,
+		ProfileLimit:         fusefs.DefaultProfileLimit,
+		ProfileFlushInterval: duration(usagestore.DefaultFlushInterval),
+		FUSEServer:           fuseInProcess,
+		OverlayUserxattr:     snapshot.UserxattrAuto.String(),
 	}
 }
 

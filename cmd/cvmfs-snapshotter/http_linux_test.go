@@ -58,7 +58,7 @@ func TestProfileOnlyWhereTrusted(t *testing.T) {
 			cfg.MetricsAddress = "127.0.0.1:0"
 			cfg.ExposeProfile = expose
 			admin := filepath.Join(t.TempDir(), "admin.sock")
-			e, err := serveHTTP(ctx, cfg, admin, profileSource{})
+			e, err := serveHTTP(ctx, cfg, admin, profileSource{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func TestMetricsSocketPathIsAFile(t *testing.T) {
 	}
 	cfg := defaultConfig()
 	cfg.MetricsAddress = "unix://" + file
-	e, err := serveHTTP(context.Background(), cfg, filepath.Join(dir, "admin.sock"), nil)
+	e, err := serveHTTP(context.Background(), cfg, filepath.Join(dir, "admin.sock"), nil, nil)
 	if err == nil {
 		e.stop(context.Background())
 		t.Fatal("serveHTTP over a regular file succeeded")

@@ -12,6 +12,9 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/snapshotters"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 )
 
 func runPull(ctx context.Context, args []string, stdout io.Writer) error {
@@ -47,7 +50,7 @@ func runPull(ctx context.Context, args []string, stdout io.Writer) error {
 		containerd.WithPullSnapshotter(*snapshotter),
 		containerd.WithResolver(resolver),
 		containerd.WithImageHandlerWrapper(func(h images.Handler) images.Handler {
-			return tr.wrap(snapshotters.AppendInfoHandlerWrapper(ref)(h))
+			return tr.wrap(withMediaTypeLabels(snapshotters.AppendInfoHandlerWrapper(ref)(h)))
 		}),
 	)
 	stop()
@@ -59,4 +62,27 @@ func runPull(ctx context.Context, args []string, stdout io.Writer) error {
 		img.Name(), img.Target().Digest, time.Since(start).Round(time.Millisecond),
 		sum.layers, sum.remote, humanBytes(sum.remoteBytes), sum.downloaded, humanBytes(sum.downloadedBytes))
 	return nil
+}
+
+// withMediaTypeLabels adds each layer's media type to the labels its
+// extraction snapshot gets (snapshot.LabelLayerMediaType), so that the
+// snapshotter can tell a zstd layer missing from the repository from any
+// other.
+func withMediaTypeLabels(h images.Handler) images.Handler {
+	return images.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		children, err := h.Handle(ctx, desc)
+		if err != nil || !images.IsManifestType(desc.MediaType) {
+			return children, err
+		}
+		for i := range children {
+			c := &children[i]
+			if images.IsLayerType(c.MediaType) {
+				if c.Annotations == nil {
+					c.Annotations = map[string]string{}
+				}
+				c.Annotations[snapshot.LabelLayerMediaType] = c.MediaType
+			}
+		}
+		return children, nil
+	})
 }
