@@ -49,7 +49,7 @@ func (d *dirHandle) load() syscall.Errno {
 		return lfs.acct.fail(fs.ToErrno(err))
 	}
 	if l := d.n.listing.Load(); l != nil {
-		d.fd, d.ents, d.loaded = fd, *l, true
+		d.fd, d.ents, d.loaded = fd, l.ents, true
 		return 0
 	}
 	lfs.acct.readdirs.Add(1)
@@ -59,7 +59,7 @@ func (d *dirHandle) load() syscall.Errno {
 		return lfs.acct.fail(fs.ToErrno(err))
 	}
 	list, _ := translate(ents, d.n.dropWhiteouts)
-	d.n.listing.Store(&list)
+	d.n.listing.Store(newDirListing(list))
 	d.fd, d.ents, d.loaded = fd, list, true
 	return 0
 }

@@ -3,11 +3,13 @@
 package fusefs
 
 import (
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -94,4 +96,40 @@ func firstDiff(got, want []string) []string {
 		}
 	}
 	return out
+}
+
+// Once a directory is listed, a lookup of a name it lacks is answered from
+// the listing, without resolving or statting anything: a name that appears
+// in the backing tree afterwards (layers never change) stays absent, and
+// the names it holds, whiteouts included, are still found.
+func TestLookupAnsweredFromListing(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "d/a", "a")
+	writeFile(t, dir, "d/.wh.gone", "")
+	root, acct := newTestRoot(t, dir)
+	d, errno := lookupPath(t, root, "d")
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	if _, errno := lookupPath(t, d, "late"); errno != syscall.ENOENT {
+		t.Fatalf("lookup of an absent name before listing: %v", errno)
+	}
+	h := &dirHandle{n: d, fd: -1}
+	if errno := h.load(); errno != 0 {
+		t.Fatal(errno)
+	}
+	h.Releasedir(context.Background(), 0)
+	writeFile(t, dir, "d/new", "n")
+	misses := acct.cacheMisses.Load()
+	if _, errno := lookupPath(t, d, "new"); errno != syscall.ENOENT {
+		t.Errorf("lookup of a name the listing lacks: %v, want ENOENT from the listing", errno)
+	}
+	if n := acct.cacheMisses.Load() - misses; n != 0 {
+		t.Errorf("a lookup answered from the listing went to the cache %d times", n)
+	}
+	for _, name := range []string{"a", "gone"} {
+		if _, errno := lookupPath(t, d, name); errno != 0 {
+			t.Errorf("lookup %s after listing: %v", name, errno)
+		}
+	}
 }

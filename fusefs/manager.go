@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -55,6 +56,13 @@ type Manager struct {
 	// can negotiate small requests (see setRequestSizes) before it learns
 	// its own answer.
 	passthroughDevs map[uint64]bool
+
+	// walks are the layer walks in the background (see learnShape), one
+	// at a time (walkSlot); Close cancels walkCtx and waits for them.
+	walks      sync.WaitGroup
+	walkSlot   chan struct{}
+	walkCtx    context.Context
+	walkCancel context.CancelFunc
 }
 
 // layerState is what the Manager keeps per digest; guarded by Manager.mu
@@ -65,6 +73,12 @@ type layerState struct {
 	// which hold the state (and its account) until they commit.
 	mounts, pending int
 	passthrough     bool
+	// noXattrs is set once the layer is known to have no opaque
+	// directory: its mounts then answer xattr requests with ENOSYS (see
+	// layerShape). shapeKnown is set once its shape is known; walking while
+	// a walk runs (under Manager.mu).
+	noXattrs, shapeKnown atomic.Bool
+	walking              bool
 }
 
 // FsNamePrefix starts the source field of every mount in
@@ -114,12 +128,16 @@ func NewManager(src Source, opts ...Opt) (*Manager, error) {
 		}
 		cfg.cache = c
 	}
+	walkCtx, walkCancel := context.WithCancel(context.Background())
 	return &Manager{
-		src:       src,
-		cfg:       cfg,
-		mounts:    map[string]*mount{},
-		reserving: map[string]digest.Digest{},
-		layers:    map[digest.Digest]*layerState{},
+		src:        src,
+		cfg:        cfg,
+		mounts:     map[string]*mount{},
+		reserving:  map[string]digest.Digest{},
+		layers:     map[digest.Digest]*layerState{},
+		walkSlot:   make(chan struct{}, 1),
+		walkCtx:    walkCtx,
+		walkCancel: walkCancel,
 	}, nil
 }
 
@@ -214,13 +232,13 @@ func (m *Manager) dropIdleLocked(layer digest.Digest) {
 	}
 }
 
-// account returns the accounting of layer, shared by all its mounts. The
-// caller must hold a reservation for the layer (see reserve), which keeps
-// the state alive until commit.
-func (m *Manager) account(layer digest.Digest) *account {
+// state returns the state of layer (its accounting and shape), shared by
+// all its mounts. The caller must hold a reservation for the layer (see
+// reserve), which keeps the state alive until commit.
+func (m *Manager) state(layer digest.Digest) *layerState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.layerLocked(layer).acct
+	return m.layerLocked(layer)
 }
 
 // forget drops the mount at mountpoint from the table and returns it; the

@@ -100,11 +100,13 @@ func (mt *mount) mode() string {
 // serve mounts the layer root dir at mountpoint and starts its server.
 // reason says why passthrough is off, if it is. dir stays the caller's.
 func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, layer digest.Digest) (*mount, string, error) {
-	acct := m.account(layer)
+	ls := m.state(layer)
+	acct := ls.acct
 	lfs, root, err := newLayerFS(dir, layer, acct, m.cfg.cache)
 	if err != nil {
 		return nil, "", err
 	}
+	m.learnShape(ctx, layer, ls, lfs.rootfd)
 	logger := log.G(ctx).WithFields(log.Fields{"layer": layer, "mountpoint": mountpoint})
 	entryTO, attrTO, negTO := m.cfg.entryTimeout, m.cfg.attrTimeout, m.cfg.negTO
 	opts := &fs.Options{
@@ -147,7 +149,7 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		// may be logged on the request path.
 		opts.MountOptions.Logger = stdlog.New(io.Discard, "", 0)
 	}
-	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), noOpenFiles: m.cfg.accounting == AccountReads}
+	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), noOpenFiles: m.cfg.accounting == AccountReads, noXattrs: &ls.noXattrs}
 	serveAt := mountpoint
 	if m.cfg.noSelfAccess {
 		if fd, kerr := mountKernel(mountpoint, &opts.MountOptions, opts.DirectMountFlags); kerr == nil {

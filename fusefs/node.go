@@ -72,8 +72,23 @@ type node struct {
 	dropWhiteouts bool
 	// listing is the translated listing of a directory, kept once read:
 	// handle-less READDIRs (see noOpendir) come in batches, each through a
-	// new handle.
-	listing atomic.Pointer[[]presented]
+	// new handle; and a lookup of a name it lacks is answered at once.
+	listing atomic.Pointer[dirListing]
+}
+
+// dirListing is a directory's translated listing, in the backing order,
+// and the set of its names.
+type dirListing struct {
+	ents  []presented
+	names map[string]struct{}
+}
+
+func newDirListing(ents []presented) *dirListing {
+	l := &dirListing{ents: ents, names: make(map[string]struct{}, len(ents))}
+	for _, e := range ents {
+		l.names[e.name] = struct{}{}
+	}
+	return l
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))
@@ -107,6 +122,15 @@ func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.E
 	a := n.lfs.acct
 	if !presentable(name) {
 		return nil, a.fail(syscall.ENOENT)
+	}
+	if l := n.listing.Load(); l != nil {
+		if _, ok := l.names[name]; !ok {
+			// The directory was listed and the layer never changes: a
+			// name it lacks is absent. No path to resolve, no stat: the
+			// negative lookups overlayfs makes in every layer that
+			// shares a directory are most of a cold start's requests.
+			return nil, a.fail(syscall.ENOENT)
+		}
 	}
 	rel := path.Join(n.rel, name)
 	e, errno := n.entry(dirfd, name, rel)

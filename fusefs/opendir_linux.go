@@ -31,6 +31,26 @@ type noOpendir struct {
 	// sends READs without a handle (see node.Read).
 	noOpenFiles bool
 	noOpen      atomic.Bool
+	// noXattrs is set (by the Manager) once the layer is known to have
+	// no opaque directory: xattr requests are then answered ENOSYS, and
+	// the kernel stops sending them (see layerShape).
+	noXattrs *atomic.Bool
+}
+
+// GetXAttr answers ENOSYS once noXattrs is set.
+func (d *noOpendir) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	if d.noXattrs != nil && d.noXattrs.Load() {
+		return 0, fuse.ENOSYS
+	}
+	return d.RawFileSystem.GetXAttr(cancel, header, attr, dest)
+}
+
+// ListXAttr answers ENOSYS once noXattrs is set.
+func (d *noOpendir) ListXAttr(cancel <-chan struct{}, header *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	if d.noXattrs != nil && d.noXattrs.Load() {
+		return 0, fuse.ENOSYS
+	}
+	return d.RawFileSystem.ListXAttr(cancel, header, dest)
 }
 
 // Open answers ENOSYS once noOpen is on, so that the kernel stops asking.

@@ -44,6 +44,8 @@ type config struct {
 	// and benchmarks count requests by opcode with it).
 	requestLog   io.Writer
 	noSelfAccess bool
+	// stateDir keeps what the Manager learns of layers (their shape).
+	stateDir string
 }
 
 // Opt configures a Manager.
@@ -129,6 +131,20 @@ func withRequestLog(w io.Writer) Opt {
 func WithoutSelfAccess() Opt {
 	return func(c *config) error {
 		c.noSelfAccess = true
+		return nil
+	}
+}
+
+// WithStateDir keeps what the Manager learns of each layer once and for all
+// (whether it has opaque directories, from one walk of its tree) in dir,
+// created 0700 if missing, so that a restart need not walk the layers
+// again. Without it every layer is walked once per Manager.
+func WithStateDir(dir string) Opt {
+	return func(c *config) error {
+		if dir == "" {
+			return fmt.Errorf("empty state directory: %w", errdefs.ErrInvalidArgument)
+		}
+		c.stateDir = dir
 		return nil
 	}
 }

@@ -131,6 +131,9 @@ type overlayStack struct {
 	merged string
 	m      *Manager
 	mps    []string
+	base   string
+	lowers []string
+	n      int // overlays mounted so far
 }
 
 func mountStack(b testing.TB, base string, layers []string, opts []Opt) *overlayStack {
@@ -156,18 +159,36 @@ func mountStack(b testing.TB, base string, layers []string, opts []Opt) *overlay
 			lowers = append(lowers, mp)
 		}
 	}
-	s.merged = filepath.Join(base, "merged")
-	upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
+	s.base, s.lowers = base, lowers
+	s.mountOverlay(b)
+	return s
+}
+
+// mountOverlay mounts a new overlay over the stack's lower layers with a
+// fresh upper and work directory, as each new container gets.
+func (s *overlayStack) mountOverlay(b testing.TB) {
+	s.n++
+	s.merged = filepath.Join(s.base, "merged"+strconv.Itoa(s.n))
+	upper, work := filepath.Join(s.base, "upper"+strconv.Itoa(s.n)), filepath.Join(s.base, "work"+strconv.Itoa(s.n))
 	for _, d := range []string{s.merged, upper, work} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			b.Fatal(err)
 		}
 	}
-	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	data := "lowerdir=" + strings.Join(s.lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
 	if err := unix.Mount("overlay", s.merged, "overlay", 0, data); err != nil {
 		skipOrFail(b, "cannot mount overlay: %v", err)
 	}
-	return s
+}
+
+// newContainer replaces the stack's overlay with a new one over the same
+// lower layers: what the next container of the same image sees (the FUSE
+// mounts and their kernel caches stay, the overlay's own caches are new).
+func (s *overlayStack) newContainer(b testing.TB) {
+	if err := unix.Unmount(s.merged, 0); err != nil {
+		b.Fatal(err)
+	}
+	s.mountOverlay(b)
 }
 
 func (s *overlayStack) unmount(b testing.TB) {
@@ -209,7 +230,8 @@ var overlayVariants = []struct {
 // through overlayfs, per variant: "cold" on fresh mounts (a container's
 // first run after the pull: the overlay and FUSE caches are empty, the
 // layers' own files are in the page cache on both sides), "warm" on the
-// second pass. With FUSEFS_BENCH_DROP_CACHES=1 the kernel's page, dentry
+// second pass, "next" on a new overlay after one pass (the next container
+// of the same image). With FUSEFS_BENCH_DROP_CACHES=1 the kernel's page, dentry
 // and inode caches are dropped before every pass too, on both sides. Each
 // iteration times every variant in turn and reports its time per pass and
 // its ratio to native.
@@ -217,7 +239,7 @@ func BenchmarkOverlaySmallFiles(b *testing.B) {
 	requireFUSE(b)
 	layers, n := smallFileLayers(b)
 	drop := os.Getenv("FUSEFS_BENCH_DROP_CACHES") == "1"
-	for _, temp := range []string{"cold", "warm"} {
+	for _, temp := range []string{"cold", "warm", "next"} {
 		b.Run(temp, func(b *testing.B) {
 			tot := make([]time.Duration, len(overlayVariants))
 			iters := 0
@@ -229,8 +251,14 @@ func BenchmarkOverlaySmallFiles(b *testing.B) {
 					if drop {
 						dropCaches(b)
 					}
-					if temp == "warm" {
+					if temp != "cold" {
 						readTreeElsewhere(b, s.merged, n)
+						if m := s.m; m != nil {
+							waitWalks(m)
+						}
+					}
+					if temp == "next" {
+						s.newContainer(b)
 					}
 					tot[i] += readTreeElsewhere(b, s.merged, n)
 					s.unmount(b)
@@ -323,7 +351,11 @@ func TestOverlaySmallFilesOpcodes(t *testing.T) {
 		sweepMounts(t, base)
 		s := mountStack(t, base, layers, append(slices.Clone(v.opts), withRequestLog(c)))
 		dropCaches(t)
-		for _, pass := range []string{"cold", "warm"} {
+		for _, pass := range []string{"cold", "warm", "next"} {
+			if pass == "next" {
+				waitWalks(s.m)
+				s.newContainer(t)
+			}
 			c.mu.Lock()
 			clear(c.n)
 			c.mu.Unlock()
@@ -344,4 +376,76 @@ func TestOverlaySmallFilesOpcodes(t *testing.T) {
 		s.unmount(t)
 	}
 	t.Log("\n" + out.String())
+}
+
+// BenchmarkNegativeLookup is the floor of a cold start through FUSE: the
+// time of one lookup round trip that the daemon answers with no work (a
+// name absent from a directory already listed), measured as a child
+// process's lstat of distinct absent names, against the same lstats on
+// the backing directory. A cold read of a small file through overlayfs on
+// N layers costs about N/2 such round trips more than natively, whatever
+// the server does.
+func BenchmarkNegativeLookup(b *testing.B) {
+	requireFUSE(b)
+	const names = 20000
+	src := b.TempDir()
+	writeFile(b, src, "d/present", "p")
+	var tot [2]time.Duration
+	iters := 0
+	for b.Loop() {
+		_, mp, _ := mountLayer(b, src)
+		if _, err := os.ReadDir(filepath.Join(mp, "d")); err != nil { // a listing, kept by the node
+			b.Fatal(err)
+		}
+		for i, dir := range []string{filepath.Join(src, "d"), filepath.Join(mp, "d")} {
+			tot[i] += statAbsentElsewhere(b, dir, names, iters)
+		}
+		iters++
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(iters*names) }
+	b.ReportMetric(per(tot[0]), "native-ns/lookup")
+	b.ReportMetric(per(tot[1]), "fuse-ns/lookup")
+}
+
+// statAbsentElsewhere lstats n distinct absent names in dir from a child
+// process (see readTreeElsewhere) and returns the time it took there.
+func statAbsentElsewhere(b testing.TB, dir string, n, round int) time.Duration {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperStatAbsent$")
+	cmd.Env = append(os.Environ(), "FUSEFS_STAT_ABSENT="+dir, "FUSEFS_STAT_ABSENT_N="+strconv.Itoa(n), "FUSEFS_STAT_ABSENT_ROUND="+strconv.Itoa(round))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("stat in a child: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if ns, ok := strings.CutPrefix(line, "elapsed-ns "); ok {
+			v, err := strconv.ParseInt(strings.TrimSpace(ns), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return time.Duration(v)
+		}
+	}
+	b.Fatalf("child printed no time:\n%s", out)
+	return 0
+}
+
+// TestHelperStatAbsent is statAbsentElsewhere's child: not a test on its own.
+func TestHelperStatAbsent(t *testing.T) {
+	dir := os.Getenv("FUSEFS_STAT_ABSENT")
+	if dir == "" {
+		t.Skip("the child process of statAbsentElsewhere")
+	}
+	n, err := strconv.Atoi(os.Getenv("FUSEFS_STAT_ABSENT_N"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := filepath.Join(dir, "absent-"+os.Getenv("FUSEFS_STAT_ABSENT_ROUND")+"-")
+	var st unix.Stat_t
+	start := time.Now()
+	for i := range n {
+		if err := unix.Lstat(prefix+strconv.Itoa(i), &st); err != unix.ENOENT {
+			t.Fatalf("lstat of an absent name: %v", err)
+		}
+	}
+	fmt.Printf("elapsed-ns %d\n", time.Since(start).Nanoseconds())
 }

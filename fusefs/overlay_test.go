@@ -82,8 +82,19 @@ func listTree(t *testing.T, root string) map[string]bool {
 func TestOverlayStacking(t *testing.T) {
 	requireFUSE(t)
 	lowerSrc, upperSrc := stackLayers(t)
-	_, lowerMnt, _ := mountLayer(t, lowerSrc)
-	_, upperMnt, _ := mountLayer(t, upperSrc)
+	// A middle layer that deletes /b by a whiteout and has no opaque
+	// directory: once walked, its mounts answer xattr requests ENOSYS
+	// (see layerShape), and the whiteout must still hide /b.
+	writeFile(t, lowerSrc, "b", "b")
+	midSrc := t.TempDir()
+	writeFile(t, midSrc, ".wh.b", "")
+	writeFile(t, midSrc, "m", "m")
+	ml, lowerMnt, _ := mountLayer(t, lowerSrc)
+	mm, midMnt, _ := mountLayer(t, midSrc)
+	mu, upperMnt, _ := mountLayer(t, upperSrc)
+	for _, m := range []*Manager{ml, mm, mu} {
+		waitWalks(m)
+	}
 	for _, tc := range []struct {
 		name     string
 		writable bool
@@ -94,9 +105,9 @@ func TestOverlayStacking(t *testing.T) {
 		{"userxattr", true, []string{"userxattr"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			merged := mountOverlay(t, []string{upperMnt, lowerMnt}, tc.writable, tc.extra...)
+			merged := mountOverlay(t, []string{upperMnt, midMnt, lowerMnt}, tc.writable, tc.extra...)
 			tree := listTree(t, merged)
-			for _, p := range []string{"a", "d/x"} {
+			for _, p := range []string{"a", "b", "d/x"} {
 				if tree[p] {
 					t.Errorf("%s is visible in the merged view; the upper layer deletes it", p)
 				}
@@ -104,7 +115,7 @@ func TestOverlayStacking(t *testing.T) {
 					t.Errorf("lstat %s: %v, want not-exist", p, err)
 				}
 			}
-			for _, p := range []string{"d", "d/y", "keep"} {
+			for _, p := range []string{"d", "d/y", "keep", "m"} {
 				if !tree[p] {
 					t.Errorf("%s missing from the merged view", p)
 				}

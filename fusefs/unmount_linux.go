@@ -94,6 +94,11 @@ func (m *Manager) Unmount(ctx context.Context, mountpoint string) error {
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
+	m.mu.Unlock()
+	// No walk starts once closed; stop the running one first.
+	m.walkCancel()
+	m.walks.Wait()
+	m.mu.Lock()
 	var mps []string
 	for mp, mt := range m.mounts {
 		if mt != nil {

@@ -62,14 +62,6 @@ func isOpaqueXattr(attr string) bool {
 	return attr == opaqueXattrs[0] || attr == opaqueXattrs[1]
 }
 
-// isOverlayXattr reports whether attr is in a namespace that overlayfs
-// interprets ("trusted.overlay." or "user.overlay."). fusefs answers these
-// itself and never forwards them to the backing tree: a layer store has no
-// business steering overlayfs, and CVMFS keeps no xattrs anyway.
-func isOverlayXattr(attr string) bool {
-	return strings.HasPrefix(attr, "trusted.overlay.") || strings.HasPrefix(attr, "user.overlay.")
-}
-
 // dirent is one backing directory entry as getdents reports it.
 type dirent struct {
 	name string

@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
@@ -249,7 +250,7 @@ func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("snapshotter", "cvmfs-fuse-server"))
-	m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint))
+	m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint), fusefs.WithStateDir(layerStateDir(root)))
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func BenchmarkRemotePrepareFUSE(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = log.SetLevel(lvl.String()) })
-	for _, acct := range []string{"open", "bytes"} {
+	for _, acct := range []string{"reads", "open", "bytes"} {
 		for _, mounted := range []int{0, 200, 1000} {
 			b.Run(fmt.Sprintf("%s/mounted=%d", acct, mounted), func(b *testing.B) {
 				benchRemotePrepareFUSE(b, acct, mounted)
