@@ -65,6 +65,11 @@ func (s *Store) Record(ctx context.Context, ev Event) {
 		img.Layers = append(img.Layers, usage.ImageLayer{Layer: key.Layer, RawLayer: key.RawLayer})
 		i = len(img.Layers) - 1
 	}
+	if ev.Served && ev.Layer != "" {
+		if _, ok := s.layerImage[ev.Layer]; !ok {
+			s.layerImage[ev.Layer] = ref
+		}
+	}
 	if i >= 0 {
 		l := &img.Layers[i]
 		l.Served, l.Reason, l.LastSeen = ev.Served, cut(ev.Reason), now
@@ -109,6 +114,15 @@ func (s *Store) evictImage() {
 		}
 	}
 	delete(s.images, oldest.Image)
+}
+
+// ImageOf returns the first image recorded to have layer served from the
+// layer store ("" if none): the same answer for as long as the store is
+// open, so that it can label a layer's series.
+func (s *Store) ImageOf(layer digest.Digest) string {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	return s.layerImage[layer]
 }
 
 // Images returns every image recorded, by reference.
@@ -200,5 +214,10 @@ func (s *Store) loadImages(ctx context.Context) {
 		}
 		c := img
 		s.images[c.Image] = &c
+		for _, l := range c.Layers {
+			if _, ok := s.layerImage[l.Layer]; l.Served && l.Layer != "" && !ok {
+				s.layerImage[l.Layer] = c.Image
+			}
+		}
 	}
 }

@@ -109,6 +109,8 @@ type Store struct {
 	imu         sync.Mutex
 	images      map[string]*usage.ImageUsage
 	imagesDirty bool
+	// layerImage is the first image seen served with each layer (ImageOf).
+	layerImage map[digest.Digest]string
 
 	cmu      sync.Mutex
 	contents map[digest.Digest]usage.Contents
@@ -133,13 +135,14 @@ func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
 		return nil, fmt.Errorf("failed to create usage store %s: %w", dir, err)
 	}
 	s := &Store{
-		dir:      dir,
-		cfg:      cfg,
-		live:     map[digest.Digest]*liveLayer{},
-		images:   map[string]*usage.ImageUsage{},
-		contents: map[digest.Digest]usage.Contents{},
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		dir:        dir,
+		cfg:        cfg,
+		live:       map[digest.Digest]*liveLayer{},
+		images:     map[string]*usage.ImageUsage{},
+		layerImage: map[digest.Digest]string{},
+		contents:   map[digest.Digest]usage.Contents{},
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	s.loadImages(ctx)
 	s.loadContents(ctx)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
 // adminSocket returns the admin socket's path: admin-socket, or
@@ -42,11 +43,15 @@ type httpEndpoints struct {
 //
 // records (may be nil) serves /usage/ (usage records, which name files as
 // the profile does) wherever /stats/profile is served.
-func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source, records http.Handler) (*httpEndpoints, error) {
+func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {
-		if err := reg.Register(metrics.NewCollector(src)); err != nil {
+		var copts []metrics.CollectorOpt
+		if records != nil {
+			copts = append(copts, metrics.WithLayerImage(records.ImageOf))
+		}
+		if err := reg.Register(metrics.NewCollector(src, copts...)); err != nil {
 			return nil, err
 		}
 	}
@@ -96,12 +101,12 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 }
 
 // withRecords serves /usage/ from records (if not nil), the rest from h.
-func withRecords(h, records http.Handler) http.Handler {
+func withRecords(h http.Handler, records *usagestore.Store) http.Handler {
 	if records == nil {
 		return h
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/usage/", records)
+	mux.Handle("/usage/", records.Handler())
 	mux.Handle("/", h)
 	return mux
 }

@@ -84,7 +84,7 @@ func run(ctx context.Context, f flags) error {
 	srv := grpc.NewServer()
 	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(sn))
 
-	endpoints, err := serveHTTP(ctx, cfg, adminSocket(cfg, f), be.stats, records.Handler())
+	endpoints, err := serveHTTP(ctx, cfg, adminSocket(cfg, f), be.stats, records)
 	if err != nil {
 		l.Close()
 		return err
