@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 )
@@ -45,6 +46,9 @@ const (
 	// ReasonMountFailed: the layer is in the store but could not be mounted
 	// or committed.
 	ReasonMountFailed FallbackReason = "mount-failed"
+	// ReasonPulledBefore: the layer's snapshot already exists, made by an
+	// earlier pull (not served from the store).
+	ReasonPulledBefore FallbackReason = "pulled-before"
 )
 
 // LayerEvent is what an observer learns of each layer unpack (a Prepare
@@ -93,6 +97,28 @@ func (s *snapshotter) observe(ctx context.Context, labels map[string]string, lay
 		Served:    reason == "",
 		Reason:    reason,
 	})
+}
+
+// observeExisting reports the unpack of a layer whose target snapshot
+// exists already: served if that snapshot is remote, else pulled before.
+func (s *snapshotter) observeExisting(ctx context.Context, req remoteRequest) {
+	if s.config.observer == nil {
+		return
+	}
+	var remote bool
+	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		_, info, _, err := storage.GetInfo(ctx, req.target)
+		_, remote = info.Labels[LabelRemote]
+		return err
+	})
+	if err != nil {
+		return // removed meanwhile: nothing to report
+	}
+	reason := ReasonPulledBefore
+	if remote {
+		reason = ""
+	}
+	s.observe(ctx, req.labels, req.layer, reason)
 }
 
 // fallbackReason classifies why mounting a layer failed, refined by its

@@ -68,6 +68,36 @@ func TestLayerObserver(t *testing.T) {
 	}
 }
 
+// TestLayerObserverExisting: a layer whose snapshot exists is reported as
+// served if that snapshot is remote, else as pulled before.
+func TestLayerObserverExisting(t *testing.T) {
+	var got []LayerEvent
+	sn := newTestSnapshotter(t, t.TempDir(), newFakeLayerFS(layerA), WithLayerObserver(func(_ context.Context, ev LayerEvent) { got = append(got, ev) }))
+	ctx := context.Background()
+	if _, err := prepareLayer(t, sn, "remote", "", layerA); !errdefs.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if _, err := prepareLayer(t, sn, "pulled", "", layerB); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Commit(ctx, "pulled", "extract-pulled"); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, tc := range []struct {
+		target string
+		layer  string
+	}{{"remote", layerA.String()}, {"pulled", layerB.String()}} {
+		_, err := sn.Prepare(ctx, "again-"+tc.target, "", snapshots.WithLabels(map[string]string{LabelTarget: tc.target, LabelLayerDigest: tc.layer}))
+		if !errdefs.IsAlreadyExists(err) {
+			t.Fatalf("Prepare of an existing target: %v", err)
+		}
+	}
+	if len(got) != 2 || !got[0].Served || got[0].Layer != layerA || got[1].Served || got[1].Reason != ReasonPulledBefore || got[1].Layer != layerB {
+		t.Errorf("events %+v", got)
+	}
+}
+
 func TestWithLayerObserverNil(t *testing.T) {
 	if _, err := New(context.Background(), t.TempDir(), WithLayerObserver(nil)); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("New with a nil observer: %v", err)

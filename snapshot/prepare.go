@@ -45,6 +45,7 @@ func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 			if exists, err := s.targetExists(ctx, req.target); err != nil {
 				return nil, err
 			} else if exists {
+				s.observeExisting(ctx, req)
 				return nil, fmt.Errorf("target snapshot %q: %w", req.target, errdefs.ErrAlreadyExists)
 			}
 		}

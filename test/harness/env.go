@@ -36,6 +36,9 @@ type Options struct {
 	// SeparateFUSEServer sets fuse-server = "separate": the FUSE mounts live
 	// in a detached process that outlives daemon restarts. Close stops it.
 	SeparateFUSEServer bool
+	// ProfileFlushInterval is the daemon's profile-flush-interval ("" keeps
+	// its default).
+	ProfileFlushInterval string
 }
 
 // Env is one running stack in its own directory. Its methods are safe for
