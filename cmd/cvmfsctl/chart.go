@@ -46,17 +46,26 @@ func chart(rows []usage.ReportRow) (*plot.Plot, vg.Length, error) {
 	}
 	p := plot.New()
 	p.Title.Text = "Share of each layer read by workloads"
+	if len(images) == 1 {
+		for img := range images {
+			p.Title.Text += "\n" + img
+		}
+	}
 	p.Y.Label.Text = "% of the layer"
 	p.X.Label.Text = "layer (served from CVMFS)"
-	p.Y.Min, p.Y.Max = 0, 105
-	p.Add(plotter.NewGrid())
+	// Room above 100% for the legend and the bars' labels.
+	p.Y.Min, p.Y.Max = 0, 125
+	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 25, Label: "25"}, {Value: 50, Label: "50"}, {Value: 75, Label: "75"}, {Value: 100, Label: "100"}})
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = nil
+	p.Add(grid)
 	p.Legend.Top = true
 	p.Legend.Left = false
 	if len(names) == 0 {
 		p.Title.Text += ": no layer was served from CVMFS"
 		return p, 6 * vg.Inch, nil
 	}
-	const barWidth = vg.Length(14)
+	const barWidth = vg.Length(24)
 	for i, s := range []struct {
 		vals  plotter.Values
 		label string
@@ -88,7 +97,8 @@ func chart(rows []usage.ReportRow) (*plot.Plot, vg.Length, error) {
 		p.Add(ls)
 	}
 	p.NominalX(names...)
-	width := max(6*vg.Inch, vg.Length(len(names))*0.9*vg.Inch)
+	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
+	width := max(6*vg.Inch, vg.Length(len(names))*1.1*vg.Inch)
 	return p, width, nil
 }
 

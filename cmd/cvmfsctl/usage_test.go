@@ -150,3 +150,20 @@ func TestMissingCommand(t *testing.T) {
 		t.Errorf("ducc:\n%s\nwant the lines\n%s", out.String(), want)
 	}
 }
+
+// TestHTMLEscapes: names from the daemon (hostile labels) cannot inject
+// markup into the report page.
+func TestHTMLEscapes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.html")
+	rows := []usage.ReportRow{
+		{Image: "a<script>alert(1)</script>", Layer: digest.FromString("x"), Served: true, FilesRead: 1, FilesTotal: 2},
+		{Image: "b", Reason: "<b>", Served: false},
+	}
+	if err := writeHTML(path, rows); err != nil {
+		t.Fatal(err)
+	}
+	b := mustRead(t, path)
+	if strings.Contains(string(b), "<script>") || strings.Contains(string(b), "(<b>)") {
+		t.Errorf("unescaped names in the page:\n%s", b)
+	}
+}
