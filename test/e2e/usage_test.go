@@ -25,15 +25,22 @@ const (
 // TestUsageStudy: a workload with a known set of reads gives exact profile
 // and report numbers in both "reads" and "open" accounting; they survive a
 // graceful restart (no loss, nothing counted twice) and a kill -9 (up to
-// the last periodic flush, which the test waits for on disk).
+// the last periodic flush, which the test waits for on disk). With a
+// separate FUSE server the mounts, and their live figures, outlive both
+// restarts: they must not be counted twice either (in "open" accounting,
+// where every open counts: their page cache survives too).
 func TestUsageStudy(t *testing.T) {
-	for _, mode := range []string{"reads", "open"} {
-		t.Run(mode, func(t *testing.T) { testUsageStudy(t, mode) })
+	for _, tc := range []struct {
+		name     string
+		mode     string
+		separate bool
+	}{{"reads", "reads", false}, {"open", "open", false}, {"open-separate", "open", true}} {
+		t.Run(tc.name, func(t *testing.T) { testUsageStudy(t, tc.mode, tc.separate) })
 	}
 }
 
-func testUsageStudy(t *testing.T, mode string) {
-	env := start(t, harness.Options{Accounting: mode, ProfileFlushInterval: "1s"})
+func testUsageStudy(t *testing.T, mode string, separate bool) {
+	env := start(t, harness.Options{Accounting: mode, ProfileFlushInterval: "1s", SeparateFUSEServer: separate})
 	ctx := testContext(t)
 	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)
