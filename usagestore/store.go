@@ -182,13 +182,19 @@ func (s *Store) Flush(ctx context.Context) error {
 // Unmounting runs unmount, which may end a layer's last mount (and with it
 // the live figures of its session), between two flushes: the figures up to
 // the unmount are folded into the layer's record.
+//
+// The store is not locked while unmount runs, so unmounts run in parallel:
+// the figures a layer's last flush saw are those of its end, since nothing
+// reads a layer whose last mount is going.
 func (s *Store) Unmounting(ctx context.Context, unmount func() error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.flushLayers(ctx); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write usage records before an unmount")
 	}
+	s.mu.Unlock()
 	err := unmount()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if ferr := s.flushLayers(ctx); ferr != nil {
 		log.G(ctx).WithError(ferr).Warn("failed to write usage records after an unmount")
 	}

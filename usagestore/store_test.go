@@ -382,3 +382,26 @@ func getJSON(t *testing.T, url string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// TestParallelUnmounts: layers unmounted at once are each folded whole.
+func TestParallelUnmounts(t *testing.T) {
+	ctx := context.Background()
+	src := newFakeSource()
+	s := open(t, t.TempDir(), WithSource(src))
+	src.session(layerA, time.Unix(10, 0), fa("a", 1, 1))
+	src.session(layerB, time.Unix(10, 0), fa("b", 2, 2))
+	var wg sync.WaitGroup
+	for _, l := range []digest.Digest{layerA, layerB} {
+		wg.Go(func() {
+			if err := s.Unmounting(ctx, func() error { src.unmount(l); return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	wantProfile(t, layerUsage(t, s, layerA), 1, 1, fa("a", 1, 1))
+	wantProfile(t, layerUsage(t, s, layerB), 2, 2, fa("b", 2, 2))
+	if u := layerUsage(t, s, layerA); u.Mounted {
+		t.Error("an unmounted layer is reported mounted")
+	}
+}
