@@ -11,9 +11,11 @@ import (
 	"strconv"
 
 	"github.com/containerd/errdefs"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
 // Source opens a layer's directory; *ducc.Repo satisfies it. OpenLayer
@@ -74,32 +76,27 @@ func (m *Mounter) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 // which also holds when the layer store sits on the same filesystem. The
 // stat runs under ctx because the layer store may hang.
 func (m *Mounter) Check(ctx context.Context, mountpoint string) error {
-	ch := make(chan error, 1)
-	go func() {
+	err := bounded.Do(ctx, "layer mount "+mountpoint, func() error {
 		id, err := mountID(mountpoint)
 		if err != nil {
-			ch <- err
-			return
+			return err
 		}
 		pid, err := mountID(filepath.Dir(mountpoint))
 		if err != nil {
-			ch <- err
-			return
+			return err
 		}
 		if id == pid {
-			ch <- errors.New("not mounted")
-			return
-		}
-		ch <- nil
-	}()
-	select {
-	case err := <-ch:
-		if err != nil {
-			return fmt.Errorf("layer mount %s: %v: %w", mountpoint, err, errdefs.ErrUnavailable)
+			return errors.New("not mounted")
 		}
 		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("layer mount %s: %w: %w", mountpoint, ctx.Err(), errdefs.ErrUnavailable)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errdefs.IsUnavailable(err):
+		return err
+	default:
+		return fmt.Errorf("layer mount %s: %v: %w", mountpoint, err, errdefs.ErrUnavailable)
 	}
 }
 

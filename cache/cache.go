@@ -2,7 +2,6 @@ package cache
 
 import (
 	"fmt"
-	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -58,9 +57,7 @@ type key struct {
 // Attrs is a bounded LRU of entries keyed by layer digest and path. It is
 // safe for concurrent use; the zero value is not usable, call New.
 type Attrs struct {
-	lru    *lru.Cache[key, Entry]
-	hits   atomic.Int64
-	misses atomic.Int64
+	lru *lru.Cache[key, Entry]
 }
 
 // New returns a cache holding at most size entries. It returns
@@ -76,33 +73,14 @@ func New(size int) (*Attrs, error) {
 	return &Attrs{lru: l}, nil
 }
 
-// Get returns the entry for path in layer and counts a hit or a miss.
+// Get returns the entry for path in layer. It counts nothing: the FUSE
+// layer counts hits and misses per layer, where they are reported.
 func (c *Attrs) Get(layer digest.Digest, path string) (Entry, bool) {
-	e, ok := c.lru.Get(key{layer, path})
-	if ok {
-		c.hits.Add(1)
-	} else {
-		c.misses.Add(1)
-	}
-	return e, ok
+	return c.lru.Get(key{layer, path})
 }
 
-// Add records e for path in layer, evicting the least recently used entry
-// when full.
+// Add records e for path in layer (Entry{Negative: true}: the path does
+// not exist), evicting the least recently used entry when full.
 func (c *Attrs) Add(layer digest.Digest, path string, e Entry) {
 	c.lru.Add(key{layer, path}, e)
 }
-
-// AddNegative records that path does not exist in layer.
-func (c *Attrs) AddNegative(layer digest.Digest, path string) {
-	c.lru.Add(key{layer, path}, Entry{Negative: true})
-}
-
-// Hits returns the number of Get calls that found an entry.
-func (c *Attrs) Hits() int64 { return c.hits.Load() }
-
-// Misses returns the number of Get calls that found none.
-func (c *Attrs) Misses() int64 { return c.misses.Load() }
-
-// Len returns the number of entries held.
-func (c *Attrs) Len() int { return c.lru.Len() }

@@ -7,6 +7,6 @@
 // invalidated; the bound only limits memory. One cache serves every mount of
 // every layer: two mounts of the same digest share their entries.
 //
-// The package stores its own Attr type, not go-fuse's, does no I/O and never
-// logs.
+// The package stores its own Attr type, not go-fuse's, does no I/O, never
+// logs and counts nothing: the FUSE layer counts hits and misses per layer.
 package cache

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
 )
 
 // Contents counts the regular files of layer's unpacked tree and the sum of
@@ -24,7 +26,7 @@ func (r *Repo) Contents(ctx context.Context, layer digest.Digest) (files, bytes 
 	}
 	defer dir.Close()
 	type counts struct{ files, bytes int64 }
-	c, err := bounded(ctx, dir.Name(), func() (*counts, error) {
+	c, err := bounded.Call(ctx, dir.Name(), func() (*counts, error) {
 		// The open directory itself, not its path again: /proc/self/fd
 		// names exactly what OpenLayer checked.
 		root, err := os.OpenRoot(fmt.Sprintf("/proc/self/fd/%d", dir.Fd()))

@@ -15,6 +15,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // Paths inside the repository are resolved beneath its root with
@@ -42,7 +45,7 @@ func (r *Repo) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, er
 	if err != nil {
 		return nil, err
 	}
-	return bounded(ctx, filepath.Join(r.root, rel), func() (*os.File, error) {
+	return bounded.Call(ctx, filepath.Join(r.root, rel), func() (*os.File, error) {
 		fd, err := r.openBeneath(rel, true)
 		if err != nil {
 			return nil, r.pathError(rel, err)
@@ -57,7 +60,7 @@ func (r *Repo) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, er
 // root). Errors are classified as OpenLayer's.
 func (r *Repo) readFile(ctx context.Context, rel string) ([]byte, error) {
 	type data struct{ b []byte }
-	d, err := bounded(ctx, filepath.Join(r.root, rel), func() (*data, error) {
+	d, err := bounded.Call(ctx, filepath.Join(r.root, rel), func() (*data, error) {
 		pfd, err := r.openBeneath(rel, false)
 		if err != nil {
 			return nil, r.pathError(rel, err)
@@ -90,7 +93,7 @@ func (r *Repo) readFile(ctx context.Context, rel string) ([]byte, error) {
 
 // layerRel returns .layers/<xx>/<hex>[/elem...] for a valid digest.
 func (r *Repo) layerRel(layer digest.Digest, elem ...string) (string, error) {
-	d, err := ParseDigest(layer.String())
+	d, err := layerdigest.Parse(layer.String())
 	if err != nil {
 		return "", err
 	}
@@ -181,32 +184,5 @@ func (r *Repo) pathError(rel string, err error) error {
 		return fmt.Errorf("%s is or passes through a symlink, refusing to follow it: %w", path, errdefs.ErrInvalidArgument)
 	default:
 		return fmt.Errorf("%s: %w: %w", path, err, errdefs.ErrUnavailable)
-	}
-}
-
-// bounded runs fn in its own goroutine and returns its result, or an error
-// wrapping errdefs.ErrUnavailable if ctx ends first. An abandoned fn runs
-// to its end; a file it returns then is closed.
-func bounded[T any](ctx context.Context, what string, fn func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1) // buffered: an abandoned fn must not block
-	go func() {
-		v, err := fn()
-		ch <- result{v, err}
-	}()
-	select {
-	case res := <-ch:
-		return res.v, res.err
-	case <-ctx.Done():
-		go func() {
-			if c, ok := any((<-ch).v).(io.Closer); ok && c != nil {
-				c.Close()
-			}
-		}()
-		var zero T
-		return zero, fmt.Errorf("%s: %w: %w", what, ctx.Err(), errdefs.ErrUnavailable)
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // Names inside a DUCC repository.
@@ -48,7 +50,7 @@ func (r *Repo) Root() string { return r.root }
 // LayerDir returns <root>/.layers/<hex[0:2]>/<hex> for a valid digest; an
 // invalid digest returns errdefs.ErrInvalidArgument and no path.
 func (r *Repo) LayerDir(layer digest.Digest) (string, error) {
-	d, err := ParseDigest(layer.String())
+	d, err := layerdigest.Parse(layer.String())
 	if err != nil {
 		return "", err
 	}

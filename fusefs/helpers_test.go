@@ -14,29 +14,15 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
-// skipOrFail skips the test naming what is missing, or fails it when CI
-// runs (CI=true): CI must run every test.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and %s", msg)
-	}
-	t.Skip(msg)
-}
-
-// requireFUSE skips unless the test can mount FUSE filesystems as root.
+// requireFUSE skips the test (fails it when CI=true, unless
+// CVMFS_UNIT_ONLY) unless it can mount FUSE filesystems as root.
 func requireFUSE(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "test needs root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		skipOrFail(t, "test needs /dev/fuse: %v", err)
-	}
+	testutil.RequiresRoot(t)
+	testutil.RequiresFUSE(t)
 }
 
 // dirSource serves layers from a map of digest to directory.
@@ -64,18 +50,7 @@ func testDigest(name string) digest.Digest { return digest.FromString(name) }
 // sweepMounts lazily unmounts everything under dir when the test ends, so
 // that a failing test leaves no mount behind.
 func sweepMounts(t testing.TB, dir string) {
-	t.Cleanup(func() {
-		ms, err := mountutil.Under(dir)
-		if err != nil {
-			t.Errorf("sweep mounts: %v", err)
-			return
-		}
-		for _, m := range ms {
-			if err := mountutil.Unmount(m.Mountpoint); err != nil {
-				t.Errorf("sweep %s: %v", m.Mountpoint, err)
-			}
-		}
-	})
+	t.Cleanup(func() { testutil.SweepMounts(t, dir) })
 }
 
 // mountLayer mounts dir as a layer with a fresh Manager at a new

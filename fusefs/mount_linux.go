@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
@@ -420,23 +421,11 @@ const fuseSuperMagic = 0x65735546
 // statfsContext runs statfs(path) bounded by ctx: a stuck server or CVMFS
 // must not hang the caller. An abandoned statfs finishes on its own.
 func statfsContext(ctx context.Context, path string) (unix.Statfs_t, error) {
-	type result struct {
-		st  unix.Statfs_t
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		var r result
-		r.err = unix.Statfs(path, &r.st)
-		ch <- r
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			r.err = &os.PathError{Op: "statfs", Path: path, Err: r.err}
+	return bounded.Call(ctx, "statfs "+path, func() (unix.Statfs_t, error) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(path, &st); err != nil {
+			return st, &os.PathError{Op: "statfs", Path: path, Err: err}
 		}
-		return r.st, r.err
-	case <-ctx.Done():
-		return unix.Statfs_t{}, fmt.Errorf("statfs %s: %w", path, ctx.Err())
-	}
+		return st, nil
+	})
 }

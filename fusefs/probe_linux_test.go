@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
 // mountWithin mounts dir as a layer with a fresh Manager and fails the
@@ -112,7 +113,7 @@ func TestProbeUsesLayerFilesystem(t *testing.T) {
 	lower, upper, work, merged := newDir(t, tmp, "lower"), newDir(t, tmp, "upper"), newDir(t, tmp, "work"), newDir(t, tmp, "merged")
 	writeFile(t, lower, "f", "x")
 	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
-		t.Skipf("cannot mount overlayfs: %v", err)
+		testutil.Skip(t, "cannot mount overlayfs: %v", err)
 	}
 	t.Cleanup(func() { mountutil.Unmount(merged) })
 
@@ -120,7 +121,7 @@ func TestProbeUsesLayerFilesystem(t *testing.T) {
 	writeFile(t, plain, "f", "x")
 	m, mp := mountWithin(ctx, t, plain, func() {})
 	if !passthroughOn(m, mp) {
-		skipOrFail(t, "kernel passthrough not granted here")
+		testutil.Skip(t, "kernel passthrough not granted here")
 	}
 	m, mp = mountWithin(ctx, t, merged, func() {})
 	if passthroughOn(m, mp) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -107,26 +106,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 
-	// In parallel: a busy mount waits a while for its server, and a node
-	// with many layers in use must still stop within its service manager's
-	// stop timeout.
-	var (
-		wg   sync.WaitGroup
-		emu  sync.Mutex
-		errs []error
-	)
-	for _, mp := range mps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.Unmount(ctx, mp); err != nil {
-				emu.Lock()
-				errs = append(errs, err)
-				emu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	err := mountutil.UnmountEach(ctx, mps, m.Unmount)
 
 	m.mu.Lock()
 	stopped := m.stopped
@@ -142,5 +122,5 @@ func (m *Manager) Close(ctx context.Context) error {
 				Warn("FUSE server of a detached mount still busy at close")
 		}
 	}
-	return errors.Join(errs...)
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
@@ -210,7 +211,7 @@ func (s *Server) handler() http.Handler {
 		reply(w, http.StatusOK, s.m.Stats())
 	})
 	mux.HandleFunc("GET "+pathProfile, func(w http.ResponseWriter, r *http.Request) {
-		layer, err := digest.Parse(r.URL.Query().Get("layer"))
+		layer, err := layerdigest.Parse(r.URL.Query().Get("layer"))
 		if err != nil {
 			reply(w, http.StatusBadRequest, errorReply{Error: err.Error(), Class: "invalid-argument"})
 			return

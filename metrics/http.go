@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // HandlerOpt configures Handler.
@@ -50,7 +50,7 @@ func Handler(g prometheus.Gatherer, src Source, opts ...HandlerOpt) http.Handler
 			http.Error(w, "per-file access profiles are not served on this endpoint", http.StatusForbidden)
 			return
 		}
-		layer, err := ducc.ParseDigest(r.URL.Query().Get("layer"))
+		layer, err := layerdigest.Parse(r.URL.Query().Get("layer"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -1,11 +1,5 @@
 //go:build linux
 
-// Package mountutil holds the few mount-table operations that every layer
-// mounter and the snapshotter's restore share: find mounts under a
-// directory, and unmount safely.
-//
-// Nothing here ever uses MNT_FORCE: on a CVMFS client it can unmount the
-// repository itself.
 package mountutil
 
 import (

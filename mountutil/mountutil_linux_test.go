@@ -1,6 +1,6 @@
 //go:build linux
 
-package mountutil
+package mountutil_test
 
 import (
 	"os"
@@ -8,20 +8,13 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" && os.Getenv("CVMFS_UNIT_ONLY") == "" {
-			t.Fatal("CI=true: needs root")
-		}
-		t.Skip("needs root")
-	}
-}
-
 func TestUnderAndUnmount(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	dir := t.TempDir()
 	outer, inner := filepath.Join(dir, "a"), filepath.Join(dir, "a", "b")
 	if err := os.MkdirAll(outer, 0o755); err != nil {
@@ -30,29 +23,29 @@ func TestUnderAndUnmount(t *testing.T) {
 	if err := unix.Mount("tmpfs", outer, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = UnmountAll(dir) })
+	t.Cleanup(func() { _ = mountutil.UnmountAll(dir) })
 	if err := os.Mkdir(inner, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", inner, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := Under(dir)
+	ms, err := mountutil.Under(dir)
 	if err != nil || len(ms) != 2 || ms[0].Mountpoint != inner || ms[1].Mountpoint != outer || ms[0].FSType != "tmpfs" {
 		t.Fatalf("Under = %+v, %v; want inner then outer", ms, err)
 	}
 	// A sibling whose name shares the prefix is not "under".
-	if ms, _ := Under(dir + "/"); len(ms) != 2 {
+	if ms, _ := mountutil.Under(dir + "/"); len(ms) != 2 {
 		t.Fatalf("Under with a trailing slash = %+v", ms)
 	}
-	if ms, _ := Under(filepath.Join(dir, "a", "bb")); len(ms) != 0 {
-		t.Fatalf("Under(a/bb) = %+v", ms)
+	if ms, _ := mountutil.Under(filepath.Join(dir, "a", "bb")); len(ms) != 0 {
+		t.Fatalf("mountutil.Under(a/bb) = %+v", ms)
 	}
-	if ok, _ := IsMounted(inner); !ok {
-		t.Fatal("IsMounted(inner) = false")
+	if ok, _ := mountutil.IsMounted(inner); !ok {
+		t.Fatal("mountutil.IsMounted(inner) = false")
 	}
-	if ok, _ := IsMounted(dir); ok {
-		t.Fatal("IsMounted(dir) = true")
+	if ok, _ := mountutil.IsMounted(dir); ok {
+		t.Fatal("mountutil.IsMounted(dir) = true")
 	}
 
 	// Busy: a plain unmount fails with EBUSY, the lazy one succeeds.
@@ -61,22 +54,22 @@ func TestUnderAndUnmount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := Unmount(inner); err != nil {
+	if err := mountutil.Unmount(inner); err != nil {
 		t.Fatalf("Unmount of a busy mount: %v", err)
 	}
-	if ok, _ := IsMounted(inner); ok {
+	if ok, _ := mountutil.IsMounted(inner); ok {
 		t.Fatal("busy mount still attached")
 	}
-	if err := Unmount(inner); err != nil {
+	if err := mountutil.Unmount(inner); err != nil {
 		t.Fatalf("Unmount of something not mounted: %v", err)
 	}
-	if err := Unmount(filepath.Join(dir, "missing")); err != nil {
+	if err := mountutil.Unmount(filepath.Join(dir, "missing")); err != nil {
 		t.Fatalf("Unmount of a missing path: %v", err)
 	}
-	if err := UnmountAll(dir); err != nil {
+	if err := mountutil.UnmountAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	if has, _ := HasMountsUnder(dir); has {
+	if has, _ := mountutil.HasMountsUnder(dir); has {
 		t.Fatal("mounts left after UnmountAll")
 	}
 }
@@ -84,7 +77,7 @@ func TestUnderAndUnmount(t *testing.T) {
 // TestIsMountedAgreesWithMountinfo checks the openat2 answer against the
 // mount table, and the cases where they may differ by design.
 func TestIsMountedAgreesWithMountinfo(t *testing.T) {
-	requireRoot(t)
+	testutil.RequiresRoot(t)
 	dir := t.TempDir()
 	mnt, plain := filepath.Join(dir, "mnt"), filepath.Join(dir, "plain")
 	for _, d := range []string{mnt, plain} {
@@ -95,7 +88,7 @@ func TestIsMountedAgreesWithMountinfo(t *testing.T) {
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = UnmountAll(dir) })
+	t.Cleanup(func() { _ = mountutil.UnmountAll(dir) })
 	// The mount's own root has a directory of the same name in it: only
 	// the covered one is a mountpoint.
 	if err := os.Mkdir(filepath.Join(mnt, "mnt"), 0o755); err != nil {
@@ -118,14 +111,14 @@ func TestIsMountedAgreesWithMountinfo(t *testing.T) {
 		{filepath.Join(dir, "link"), false}, // a symlink is not followed
 		{"/", true},
 	} {
-		got, err := IsMounted(tc.path)
+		got, err := mountutil.IsMounted(tc.path)
 		if err != nil || got != tc.want {
-			t.Errorf("IsMounted(%q) = %v, %v; want %v", tc.path, got, err, tc.want)
+			t.Errorf("mountutil.IsMounted(%q) = %v, %v; want %v", tc.path, got, err, tc.want)
 		}
 		if tc.path == "/" {
 			continue
 		}
-		if mi, err := isMountedMountinfo(tc.path); err != nil || mi != got {
+		if mi, err := mountutil.IsMountedMountinfo(tc.path); err != nil || mi != got {
 			t.Errorf("mount table says %v, %v for %q; openat2 %v", mi, err, tc.path, got)
 		}
 	}

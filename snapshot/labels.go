@@ -8,6 +8,8 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // Labels of the remote-snapshot protocol.
@@ -42,32 +44,11 @@ func parseRemoteRequest(labels map[string]string) (req remoteRequest, ok bool, e
 	if !hasTarget || target == "" || !hasLayer {
 		return remoteRequest{}, false, nil
 	}
-	layer, err := ParseLayerDigest(raw)
+	layer, err := layerdigest.Parse(raw)
 	if err != nil {
 		return remoteRequest{}, true, err
 	}
 	return remoteRequest{target: target, layer: layer, labels: labels}, true, nil
-}
-
-// ParseLayerDigest accepts only sha256 digests with exactly 64 lower-case
-// hex digits, the only form a layer store is keyed by. Anything else
-// (empty, other algorithms, upper case, truncated, path characters) returns
-// an error wrapping errdefs.ErrInvalidArgument.
-func ParseLayerDigest(s string) (digest.Digest, error) {
-	d, err := digest.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("layer digest %q: %v: %w", s, err, errdefs.ErrInvalidArgument)
-	}
-	if d.Algorithm() != digest.SHA256 {
-		return "", fmt.Errorf("layer digest %q: algorithm %q is not sha256: %w", s, d.Algorithm(), errdefs.ErrInvalidArgument)
-	}
-	// digest.Parse checks the encoded part against the algorithm's pattern
-	// (64 lower-case hex digits for sha256); keep an explicit length check
-	// so that the path safety of the result does not rest on that alone.
-	if len(d.Encoded()) != 64 {
-		return "", fmt.Errorf("layer digest %q: want 64 hex digits: %w", s, errdefs.ErrInvalidArgument)
-	}
-	return d, nil
 }
 
 // checkRemoteLabelKept returns an error wrapping errdefs.ErrInvalidArgument

@@ -4,13 +4,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containerd/errdefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 const goodDigest = "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // malformedDigests are layer-digest label values that must never be looked
-// up: each falls back to a pull.
+// up: each falls back to a pull (layerdigest tests the parser itself).
 var malformedDigests = []struct{ name, value string }{
 	{"empty", ""},
 	{"algorithm only", "sha256:"},
@@ -27,24 +27,6 @@ var malformedDigests = []struct{ name, value string }{
 	{"nul byte", "sha256:" + strings.Repeat("a", 63) + "\x00"},
 	{"newline", "sha256:" + strings.Repeat("a", 64) + "\n"},
 	{"leading space", " sha256:" + strings.Repeat("a", 64)},
-}
-
-func TestParseLayerDigest(t *testing.T) {
-	d, err := ParseLayerDigest(goodDigest)
-	if err != nil || d.String() != goodDigest {
-		t.Fatalf("ParseLayerDigest(good) = %q, %v", d, err)
-	}
-	for _, tc := range malformedDigests {
-		t.Run(tc.name, func(t *testing.T) {
-			d, err := ParseLayerDigest(tc.value)
-			if !errdefs.IsInvalidArgument(err) {
-				t.Fatalf("ParseLayerDigest(%q) = %q, %v; want ErrInvalidArgument", tc.value, d, err)
-			}
-			if d != "" {
-				t.Fatalf("ParseLayerDigest(%q) returned %q with an error", tc.value, d)
-			}
-		})
-	}
 }
 
 func TestParseRemoteRequest(t *testing.T) {
@@ -73,28 +55,6 @@ func TestParseRemoteRequest(t *testing.T) {
 	}
 }
 
-// FuzzParseLayerDigest checks that no input panics and that every accepted
-// digest is exactly sha256 with 64 lower-case hex digits (safe as a path).
-func FuzzParseLayerDigest(f *testing.F) {
-	f.Add(goodDigest)
-	for _, tc := range malformedDigests {
-		f.Add(tc.value)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := ParseLayerDigest(s)
-		if err != nil {
-			if !errdefs.IsInvalidArgument(err) {
-				t.Fatalf("error is not ErrInvalidArgument: %v", err)
-			}
-			return
-		}
-		enc, ok := strings.CutPrefix(d.String(), "sha256:")
-		if !ok || len(enc) != 64 || strings.Trim(enc, "0123456789abcdef") != "" {
-			t.Fatalf("accepted %q", s)
-		}
-	})
-}
-
 // FuzzParseRemoteRequest feeds arbitrary label values through the label
 // parser: it must never panic, and a request it accepts carries a valid
 // digest.
@@ -104,7 +64,7 @@ func FuzzParseRemoteRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, target, layer string) {
 		req, ok, err := parseRemoteRequest(map[string]string{LabelTarget: target, LabelLayerDigest: layer})
 		if ok && err == nil {
-			if _, perr := ParseLayerDigest(req.layer.String()); perr != nil || req.target == "" {
+			if _, perr := layerdigest.Parse(req.layer.String()); perr != nil || req.target == "" {
 				t.Fatalf("accepted invalid request %+v", req)
 			}
 		}

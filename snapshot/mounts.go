@@ -11,6 +11,8 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
 	"github.com/containerd/log"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
 )
 
 // mounts returns the mounts of a snapshot: a bind mount of its own
@@ -82,20 +84,13 @@ func (s *snapshotter) inheritRootAttrs(ctx context.Context, sn storage.Snapshot)
 		}
 		stat = func() (os.FileInfo, error) { return stater.StatLayerRoot(ctx, rl.layer) }
 	}
-	ch := make(chan error, 1)
-	go func() {
+	err := bounded.Do(ctx, "copy the root owner and mode of "+pid, func() error {
 		st, err := stat()
-		if err == nil {
-			err = copyOwnerAndMode(s.upperPath(sn.ID), st)
+		if err != nil {
+			return err
 		}
-		ch <- err
-	}()
-	var err error
-	select {
-	case err = <-ch:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+		return copyOwnerAndMode(s.upperPath(sn.ID), st)
+	})
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("parent", pid).Warn("failed to copy the parent's root owner and mode")
 	}

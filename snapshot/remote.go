@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // prepareRemote tries to serve the active snapshot key (id) from the layer
@@ -160,7 +162,7 @@ func (s *snapshotter) remoteUsage(ctx context.Context, key string, info snapshot
 	if !ok {
 		return snapshots.Usage{}, fmt.Errorf("usage of remote snapshot %q: size unknown and no layer store to ask: %w", key, errdefs.ErrUnavailable)
 	}
-	layer, err := ParseLayerDigest(info.Labels[LabelRemote])
+	layer, err := layerdigest.Parse(info.Labels[LabelRemote])
 	if err != nil {
 		return snapshots.Usage{}, fmt.Errorf("usage of remote snapshot %q: malformed label %s=%q: %w", key, LabelRemote, info.Labels[LabelRemote], errdefs.ErrUnavailable)
 	}

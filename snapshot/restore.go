@@ -11,6 +11,8 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // restoreParallel bounds concurrent mounts at start: each may wait up to
@@ -59,7 +61,7 @@ func (s *snapshotter) restore(ctx context.Context) error {
 	)
 	for _, e := range todo {
 		logger := log.G(ctx).WithField("key", e.info.Name).WithField("layer", e.info.Labels[LabelRemote])
-		layer, err := ParseLayerDigest(e.info.Labels[LabelRemote])
+		layer, err := layerdigest.Parse(e.info.Labels[LabelRemote])
 		if err != nil {
 			// Nothing can be mounted, yet the snapshot is a layer: its
 			// children must not stack on an empty directory.

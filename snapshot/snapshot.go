@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/moby/sys/userns"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
 // DefaultLookupTimeout bounds how long Prepare waits for the layer store
@@ -296,25 +298,19 @@ func (s *snapshotter) Close() error {
 				ids = append(ids, id)
 			}
 			s.mu.Unlock()
-			// In parallel: a busy mount may wait a while for its server,
-			// and a node with many layers in use must still stop in time.
-			var (
-				wg  sync.WaitGroup
-				emu sync.Mutex
-			)
-			for _, id := range ids {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := s.config.layers.Unmount(ctx, s.upperPath(id)); err != nil {
-						log.G(ctx).WithError(err).WithField("id", id).Error("failed to unmount remote layer at close")
-						emu.Lock()
-						errs = append(errs, err)
-						emu.Unlock()
-					}
-				}()
+			paths := make([]string, len(ids))
+			for i, id := range ids {
+				paths[i] = s.upperPath(id)
 			}
-			wg.Wait()
+			if err := mountutil.UnmountEach(ctx, paths, func(ctx context.Context, mp string) error {
+				err := s.config.layers.Unmount(ctx, mp)
+				if err != nil {
+					log.G(ctx).WithError(err).WithField("mountpoint", mp).Error("failed to unmount remote layer at close")
+				}
+				return err
+			}); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := s.ms.Close(); err != nil {
 			errs = append(errs, err)

@@ -37,7 +37,7 @@ func (s *Store) Contents(ctx context.Context, layer digest.Digest) (usage.Conten
 		return usage.Contents{}, fmt.Errorf("contents of layer %s: no repository to count them in: %w", layer, errdefs.ErrUnavailable)
 	}
 	if _, err := layerFileName(layer); err != nil {
-		return usage.Contents{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		return usage.Contents{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, contentsTimeout)
 	defer cancel()

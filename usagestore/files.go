@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
 // maxRecordSize bounds a record file read back: a profile of the maximum
@@ -78,8 +80,9 @@ func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // layerFileName returns the record file name of layer, or an error if
 // layer is not a sha256 digest of 64 hex digits (the only names built).
 func layerFileName(layer digest.Digest) (string, error) {
-	if err := layer.Validate(); err != nil || layer.Algorithm() != digest.SHA256 || len(layer.Encoded()) != 64 {
-		return "", fmt.Errorf("layer %q is not a sha256 digest", layer)
+	d, err := layerdigest.Parse(string(layer))
+	if err != nil {
+		return "", err
 	}
-	return layer.Encoded() + ".json", nil
+	return d.Encoded() + ".json", nil
 }

@@ -6,8 +6,7 @@ import (
 	"net/http"
 
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/go-digest"
-
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
@@ -27,9 +26,9 @@ func (s *Store) Handler() http.Handler {
 		q := r.URL.Query()
 		switch {
 		case q.Has("layer"):
-			d, err := digest.Parse(q.Get("layer"))
+			d, err := layerdigest.Parse(q.Get("layer"))
 			if err != nil {
-				http.Error(w, fmt.Sprintf("layer %q: %v", q.Get("layer"), err), http.StatusBadRequest)
+				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
 			u, ok, err := s.Layer(r.Context(), d)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/containerd/log"
@@ -21,6 +22,13 @@ var version = "dev"
 const (
 	defaultAddress = "/run/containerd-cvmfs-grpc/containerd-cvmfs-grpc.sock"
 	defaultRoot    = "/var/lib/containerd-cvmfs-grpc"
+	// maxThreads replaces Go's limit of 10,000 OS threads, past which the
+	// runtime ends the process. Every mounted layer's FUSE server keeps a
+	// thread blocked reading /dev/fuse, and more while busy (1 to 3 a
+	// layer measured here): a node with thousands of layers mounted would
+	// reach the default. The kernel's own limits (pid_max, threads-max)
+	// still apply.
+	maxThreads = 100_000
 )
 
 type flags struct {
@@ -60,6 +68,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 }
 
 func main() {
+	debug.SetMaxThreads(maxThreads)
 	if len(os.Args) > 1 && os.Args[1] == "fuse-server" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()

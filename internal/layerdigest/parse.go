@@ -1,4 +1,4 @@
-package ducc
+package layerdigest
 
 import (
 	"fmt"
@@ -7,12 +7,14 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// ParseDigest accepts only "sha256:" followed by exactly 64 lower-case hex
-// digits, the only form DUCC writes. Anything else returns an error wrapping
-// errdefs.ErrInvalidArgument; it never panics and the result is safe to use
-// as a path component.
-func ParseDigest(s string) (digest.Digest, error) {
-	const prefix = "sha256:"
+const prefix = "sha256:"
+
+// Parse accepts only "sha256:" followed by exactly 64 lower-case hex
+// digits, the only form a layer store is keyed by (DUCC writes no other).
+// Anything else (empty, other algorithms, upper case, truncated, path
+// characters) returns an error wrapping errdefs.ErrInvalidArgument; it never
+// panics, and the result is safe to use as a path component.
+func Parse(s string) (digest.Digest, error) {
 	if len(s) != len(prefix)+64 || s[:len(prefix)] != prefix {
 		return "", fmt.Errorf("layer digest %q is not sha256 with 64 hex digits: %w", s, errdefs.ErrInvalidArgument)
 	}
