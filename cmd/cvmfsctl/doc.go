@@ -21,7 +21,8 @@
 //	    the reasons; --ducc prints them as entries of a DUCC recipe's input.
 //
 // Every command that asks the daemon takes --address (default: the admin
-// socket under the default root; unix:///path or host:port) and --json.
+// socket under the default root; unix:///path or host:port); every command
+// takes --json.
 //
 // It is wiring only: the layout lives in package ducc, the pulling in
 // containerd's client.

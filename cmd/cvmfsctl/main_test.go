@@ -198,4 +198,12 @@ func TestIngestPicksPlatform(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(root, "arch")); err != nil || string(b) != "arm64" {
 		t.Errorf("arch file: %q %v", b, err)
 	}
+	out.Reset()
+	if err := run(ctx, []string{"ingest", "--json", "--platform", "linux/arm64", "--repo", dir, "--insecure", r.String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var res ingestResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res.Layers) != 1 || res.Layers[0].Digest != wantLayer || res.Layers[0].Result != "present" {
+		t.Errorf("ingest --json again: %+v, %v\n%s", res, err, out.String())
+	}
 }

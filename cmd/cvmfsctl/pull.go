@@ -23,6 +23,7 @@ func runPull(ctx context.Context, args []string, stdout io.Writer) error {
 	namespace := fs.String("namespace", "default", "containerd namespace")
 	snapshotter := fs.String("snapshotter", "cvmfs-snapshotter", "snapshotter to unpack into (the proxy plugin's name)")
 	plainHTTP := fs.Bool("plain-http", false, "talk plain HTTP to every registry (localhost always is)")
+	asJSON := fs.Bool("json", false, "print the outcome as JSON (no progress lines)")
 	ref, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -42,7 +43,11 @@ func runPull(ctx context.Context, args []string, stdout io.Writer) error {
 		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(match)),
 	})
 	sn := client.SnapshotService(*snapshotter)
-	tr := newTracker(client.ContentStore(), sn, stdout)
+	progress := stdout
+	if *asJSON {
+		progress = io.Discard
+	}
+	tr := newTracker(client.ContentStore(), sn, progress)
 	stop := tr.poll(ctx, 100*time.Millisecond)
 	start := time.Now()
 	img, err := client.Pull(ctx, ref,
@@ -58,6 +63,13 @@ func runPull(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	sum := tr.finish(ctx)
+	if *asJSON {
+		return printJSON(stdout, struct {
+			Image  string        `json:"image"`
+			Digest string        `json:"digest"`
+			Layers []layerResult `json:"layers"`
+		}{img.Name(), img.Target().Digest.String(), sum.results})
+	}
 	fmt.Fprintf(stdout, "pulled %s (%s) in %s: %d layers, %d from CVMFS (%s), %d downloaded (%s)\n",
 		img.Name(), img.Target().Digest, time.Since(start).Round(time.Millisecond),
 		sum.layers, sum.remote, humanBytes(sum.remoteBytes), sum.downloaded, humanBytes(sum.downloadedBytes))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -191,8 +192,28 @@ func TestMissingList(t *testing.T) {
 	zstd, zstdLayers := push(t, env, "zstd", base(t), z)
 	ns := harness.Unique("missing")
 	ctx = env.UseNamespace(ctx, ns)
-	for _, ref := range []string{served, absent, zstd} {
+	for _, ref := range []string{served, absent} {
 		cvmfsctlPull(t, env, ns, ref)
+	}
+	bin, err := harness.Binary("cvmfsctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, bin, "pull", zstd, "--json", "--address", env.ContainerdSock, "--namespace", ns,
+		"--snapshotter", harness.SnapshotterName).Output()
+	if err != nil {
+		t.Fatalf("cvmfsctl pull --json: %v\n%s", err, out)
+	}
+	var pulled struct {
+		Image  string
+		Layers []struct {
+			Digest digest.Digest
+			From   string
+		}
+	}
+	if err := json.Unmarshal(out, &pulled); err != nil || pulled.Image != zstd || len(pulled.Layers) != 2 ||
+		pulled.Layers[0].From != "cvmfs" || pulled.Layers[1].Digest != zstdLayers[1] || pulled.Layers[1].From != "registry" {
+		t.Errorf("cvmfsctl pull --json: %+v, %v\n%s", pulled, err, out)
 	}
 	check := func(when string) {
 		t.Helper()
