@@ -9,6 +9,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 var _ snapshot.LayerFS = (*fusefs.Manager)(nil)
@@ -16,7 +17,7 @@ var _ snapshot.LayerFS = (*fusefs.Manager)(nil)
 // newManager builds the FUSE manager that serves every remote layer, with
 // extra options after those of cfg.
 func newManager(cfg config, repo *ducc.Repo, extra ...fusefs.Opt) (*fusefs.Manager, error) {
-	acct, err := fusefs.ParseAccounting(cfg.Accounting)
+	acct, err := usage.ParseAccounting(cfg.Accounting)
 	if err != nil {
 		return nil, err
 	}

@@ -15,9 +15,9 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Options choose what an Env runs.
@@ -48,6 +48,9 @@ type Options struct {
 	// applied; set SeparateFUSEServer if it asks for a separate FUSE
 	// server, so that Close stops it.
 	SnapshotterConfig string
+	// ProfileFlushInterval is the daemon's profile-flush-interval ("" keeps
+	// its default).
+	ProfileFlushInterval string
 }
 
 // Env is one running stack in its own directory. Its methods are safe for
@@ -179,7 +182,7 @@ func (e *Env) Close(ctx context.Context) (leftovers []string, err error) {
 
 // LayerStats returns the daemon's per-layer accounting from /stats; it
 // needs Options.Metrics.
-func (e *Env) LayerStats(ctx context.Context) ([]fusefs.LayerStats, error) {
+func (e *Env) LayerStats(ctx context.Context) ([]usage.LayerStats, error) {
 	if e.MetricsAddr == "" {
 		return nil, fmt.Errorf("the environment was started without Options.Metrics")
 	}
@@ -195,7 +198,7 @@ func (e *Env) LayerStats(ctx context.Context) ([]fusefs.LayerStats, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
 	}
-	var stats []fusefs.LayerStats
+	var stats []usage.LayerStats
 	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
 		return nil, fmt.Errorf("decode /stats: %w", err)
 	}

@@ -54,6 +54,9 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 	if o.SeparateFUSEServer {
 		fmt.Fprintf(&cfg, "fuse-server = \"separate\"\n")
 	}
+	if o.ProfileFlushInterval != "" {
+		fmt.Fprintf(&cfg, "profile-flush-interval = %q\n", o.ProfileFlushInterval)
+	}
 	if o.Metrics {
 		if metrics, err = freeAddr(); err != nil {
 			return "", "", err
