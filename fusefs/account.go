@@ -8,55 +8,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
-
-// LayerStats is the accounting of one layer digest, summed over its mounts
-// since the layer was last unmounted everywhere (the Manager forgets a
-// layer with its last mount).
-type LayerStats struct {
-	Layer digest.Digest
-	// Mounts is the number of mounts of the layer served now.
-	Mounts int
-	// Passthrough reports whether kernel passthrough serves the reads of
-	// the layer's mounts (of the most recent one, if they differ).
-	Passthrough bool
-	Accounting  Accounting
-
-	// Readdirs counts the directory listings read from the backing tree
-	// (the kernel keeps them, so a directory is read about once).
-	Lookups, Getattrs, Opens, Readdirs, Readlinks int64
-	// UniqueFiles is the number of distinct paths opened; it stops growing
-	// at the profile limit (ProfileTruncated is then set).
-	UniqueFiles int64
-	// BytesRead is the bytes served to the kernel by read requests or, when
-	// BytesAreFileSizes is set (accounting "open" with passthrough), the
-	// sum of the sizes of the files opened: the daemon sees no reads then.
-	BytesRead         int64
-	BytesAreFileSizes bool
-	// Reads is the number of read requests the daemon served; 0 under
-	// passthrough.
-	Reads int64
-	// Errors counts failed requests by errno name ("ENOENT", "EROFS", ...);
-	// a failed lookup of a name that does not exist counts as ENOENT.
-	Errors map[string]int64
-	// Panics counts handler panics, answered with EIO.
-	Panics                  int64
-	FirstAccess, LastAccess time.Time
-	// CacheHits and CacheMisses count this layer's lookups in the shared
-	// attribute cache.
-	CacheHits, CacheMisses int64
-	ProfileTruncated       bool
-}
-
-// FileAccess is one entry of a layer's access profile.
-type FileAccess struct {
-	Path  string // relative to the layer root, as presented
-	Opens int64
-	// Bytes is counted as LayerStats.BytesRead is.
-	Bytes int64
-}
 
 // fileStat is the profile entry of one path; nil-safe.
 type fileStat struct {
@@ -153,7 +108,7 @@ func (a *account) profiled(path string, open bool) *fileStat {
 }
 
 // stats fills the counters of s.
-func (a *account) stats(s *LayerStats) {
+func (a *account) stats(s *usage.LayerStats) {
 	s.Lookups = a.lookups.Load()
 	s.Getattrs = a.getattrs.Load()
 	s.Opens = a.opens.Load()
@@ -181,14 +136,14 @@ func (a *account) stats(s *LayerStats) {
 }
 
 // profile returns the per-file profile, most bytes first, then by path.
-func (a *account) profile() []FileAccess {
+func (a *account) profile() []usage.FileAccess {
 	a.mu.Lock()
-	out := make([]FileAccess, 0, len(a.files))
+	out := make([]usage.FileAccess, 0, len(a.files))
 	for p, f := range a.files {
-		out = append(out, FileAccess{Path: p, Opens: f.opens.Load(), Bytes: f.bytes.Load()})
+		out = append(out, usage.FileAccess{Path: p, Opens: f.opens.Load(), Bytes: f.bytes.Load()})
 	}
 	a.mu.Unlock()
-	slices.SortFunc(out, func(x, y FileAccess) int {
+	slices.SortFunc(out, func(x, y usage.FileAccess) int {
 		if c := cmp.Compare(y.Bytes, x.Bytes); c != 0 {
 			return c
 		}

@@ -3,7 +3,6 @@
 package fusefs
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // accountingLayer writes the layer of the scripted workload.
@@ -108,7 +107,7 @@ func TestAccounting(t *testing.T) {
 			if s.FirstAccess.IsZero() || s.LastAccess.Before(s.FirstAccess) {
 				t.Errorf("access times %v, %v", s.FirstAccess, s.LastAccess)
 			}
-			prof := map[string]FileAccess{}
+			prof := map[string]usage.FileAccess{}
 			for _, fa := range m.Profile(layer) {
 				prof[fa.Path] = fa
 			}
@@ -120,7 +119,7 @@ func TestAccounting(t *testing.T) {
 				if s.BytesRead != small+big {
 					t.Errorf("bytes read %d, want %d (each file once, nothing for the unread one)", s.BytesRead, small+big)
 				}
-				want := map[string]FileAccess{"small": {"small", 1, small}, "big": {"big", 1, big}}
+				want := map[string]usage.FileAccess{"small": {Path: "small", Opens: 1, Bytes: small}, "big": {Path: "big", Opens: 1, Bytes: big}}
 				if len(prof) != 2 || prof["small"] != want["small"] || prof["big"] != want["big"] {
 					t.Errorf("profile %v, want %v", prof, want)
 				}
@@ -131,10 +130,10 @@ func TestAccounting(t *testing.T) {
 				if s.BytesRead != small+big {
 					t.Errorf("bytes read %d, want %d (each file once, nothing for the unread one)", s.BytesRead, small+big)
 				}
-				want := map[string]FileAccess{
-					"small":  {"small", 2, small},
-					"big":    {"big", 1, big},
-					"unread": {"unread", 1, 0},
+				want := map[string]usage.FileAccess{
+					"small":  {Path: "small", Opens: 2, Bytes: small},
+					"big":    {Path: "big", Opens: 1, Bytes: big},
+					"unread": {Path: "unread", Opens: 1, Bytes: 0},
 				}
 				if len(prof) != 3 || prof["small"] != want["small"] || prof["big"] != want["big"] || prof["unread"] != want["unread"] {
 					t.Errorf("profile %v, want %v", prof, want)
@@ -146,7 +145,7 @@ func TestAccounting(t *testing.T) {
 				if s.BytesRead != 2*small+big+unread {
 					t.Errorf("bytes %d, want the sizes of the files opened, %d", s.BytesRead, 2*small+big+unread)
 				}
-				if prof["small"] != (FileAccess{"small", 2, 2 * small}) || prof["unread"] != (FileAccess{"unread", 1, unread}) {
+				if prof["small"] != (usage.FileAccess{Path: "small", Opens: 2, Bytes: 2 * small}) || prof["unread"] != (usage.FileAccess{Path: "unread", Opens: 1, Bytes: unread}) {
 					t.Errorf("profile %v", prof)
 				}
 			default:
@@ -161,32 +160,13 @@ func TestProfileLimit(t *testing.T) {
 	for _, p := range []string{"a", "b", "c", "a"} {
 		a.opened(p).addBytes(1)
 	}
-	var s LayerStats
+	var s usage.LayerStats
 	a.stats(&s)
 	if s.Opens != 4 || s.UniqueFiles != 2 || !s.ProfileTruncated {
 		t.Errorf("opens %d unique %d truncated %v; want 4 2 true", s.Opens, s.UniqueFiles, s.ProfileTruncated)
 	}
-	if p := a.profile(); len(p) != 2 || p[0] != (FileAccess{"a", 2, 2}) {
+	if p := a.profile(); len(p) != 2 || p[0] != (usage.FileAccess{Path: "a", Opens: 2, Bytes: 2}) {
 		t.Errorf("profile %v", p)
-	}
-}
-
-func TestParseAccounting(t *testing.T) {
-	for in, want := range map[string]Accounting{"": AccountReads, "reads": AccountReads, "open": AccountOpen, "bytes": AccountBytes} {
-		if got, err := ParseAccounting(in); err != nil || got != want {
-			t.Errorf("ParseAccounting(%q) = %v, %v", in, got, err)
-		}
-	}
-	if _, err := ParseAccounting("files"); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("ParseAccounting accepted an unknown mode: %v", err)
-	}
-	b, err := json.Marshal(LayerStats{Accounting: AccountBytes})
-	if err != nil || !strings.Contains(string(b), `"Accounting":"bytes"`) {
-		t.Errorf("LayerStats JSON = %s, %v", b, err)
-	}
-	var a Accounting
-	if err := a.UnmarshalText([]byte("bytes")); err != nil || a != AccountBytes {
-		t.Errorf("UnmarshalText = %v, %v", a, err)
 	}
 }
 

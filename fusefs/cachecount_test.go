@@ -4,6 +4,8 @@ package fusefs
 
 import (
 	"testing"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // TestCacheHitsPerLayer: the attribute cache's hits and misses are counted
@@ -21,7 +23,7 @@ func TestCacheHitsPerLayer(t *testing.T) {
 		t.Fatal("lookup of a missing name succeeded")
 	}
 	// etc and etc/hostname miss once, then hit twice each; missing misses.
-	var st LayerStats
+	var st usage.LayerStats
 	acct.stats(&st)
 	if st.CacheHits != 4 || st.CacheMisses != 3 {
 		t.Fatalf("cache hits, misses = %d, %d; want 4, 3", st.CacheHits, st.CacheMisses)

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Source opens the directory holding a layer's unpacked tree. *ducc.Repo
@@ -279,12 +280,12 @@ func (m *Manager) forget(mountpoint string) *mount {
 // mounted), ordered by digest. A layer's figures are summed over its
 // mounts since it was last unmounted everywhere: the last Unmount of a
 // layer drops them.
-func (m *Manager) Stats() []LayerStats {
+func (m *Manager) Stats() []usage.LayerStats {
 	m.mu.Lock()
-	out := make([]LayerStats, 0, len(m.layers))
+	out := make([]usage.LayerStats, 0, len(m.layers))
 	accts := make([]*account, 0, len(m.layers))
 	for d, ls := range m.layers {
-		out = append(out, LayerStats{
+		out = append(out, usage.LayerStats{
 			Layer:             d,
 			Mounts:            ls.mounts,
 			Passthrough:       ls.passthrough,
@@ -297,13 +298,13 @@ func (m *Manager) Stats() []LayerStats {
 	for i := range out {
 		accts[i].stats(&out[i])
 	}
-	slices.SortFunc(out, func(a, b LayerStats) int { return strings.Compare(string(a.Layer), string(b.Layer)) })
+	slices.SortFunc(out, func(a, b usage.LayerStats) int { return strings.Compare(string(a.Layer), string(b.Layer)) })
 	return out
 }
 
 // Profile returns the per-file access profile of layer, most bytes first;
 // nil for a layer not mounted now.
-func (m *Manager) Profile(layer digest.Digest) []FileAccess {
+func (m *Manager) Profile(layer digest.Digest) []usage.FileAccess {
 	m.mu.Lock()
 	ls := m.layers[layer]
 	m.mu.Unlock()

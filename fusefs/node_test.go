@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // newTestRoot builds the node tree of dir without mounting it, as
@@ -227,7 +228,7 @@ func TestNodeReadOnly(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "d/y")); err != nil {
 		t.Errorf("source changed: %v", err)
 	}
-	var s LayerStats
+	var s usage.LayerStats
 	acct.stats(&s)
 	if s.Errors["EROFS"] != int64(len(checks)) {
 		t.Errorf("EROFS counted %d times, want %d", s.Errors["EROFS"], len(checks))

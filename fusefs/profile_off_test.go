@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // TestProfileLimitZeroTurnsProfileOff: 0 is a valid limit meaning no
@@ -22,7 +24,7 @@ func TestProfileLimitZeroTurnsProfileOff(t *testing.T) {
 	}
 	f := a.opened("bin/sh")
 	f.addBytes(10) // nil-safe
-	var s LayerStats
+	var s usage.LayerStats
 	a.stats(&s)
 	if s.Opens != 2 || s.UniqueFiles != 0 || len(a.profile()) != 0 {
 		t.Errorf("profile off: opens %d unique %d profile %v; want 2, 0, none", s.Opens, s.UniqueFiles, a.profile())

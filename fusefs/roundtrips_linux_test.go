@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Closing a file costs no FLUSH round trip: the first one is answered
@@ -74,11 +76,11 @@ func TestReadsModeOpensWithoutRoundTrip(t *testing.T) {
 	if _, err := f.ReadAt(buf, 3*4096); err != nil || string(buf) != "end" {
 		t.Fatalf("pread = %q, %v", buf, err)
 	}
-	prof := map[string]FileAccess{}
+	prof := map[string]usage.FileAccess{}
 	for _, fa := range m.Profile(layer) {
 		prof[fa.Path] = fa
 	}
-	if prof["f"] != (FileAccess{"f", 1, 7}) {
+	if prof["f"] != (usage.FileAccess{Path: "f", Opens: 1, Bytes: 7}) {
 		t.Errorf("profile of f = %+v, want 1 fetch of 7 bytes", prof["f"])
 	}
 	if fa := prof["tail"]; fa.Opens != 0 || fa.Bytes < 3 {

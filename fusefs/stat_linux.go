@@ -22,12 +22,14 @@ const (
 // never shares an identity with the file its marker is hardlinked to.
 const whiteoutInoBit = 1 << 63
 
-// attrFromStat converts a backing stat to the cached form. rootDev is the
+// attrFromStat converts a backing stat to the cached form, its owner as
+// processOwner reports it. rootDev is the
 // device of the layer root: inode numbers of the root's device are kept as
 // they are, others get the device mixed in (as go-fuse's loopback does) so
 // that a layer spanning devices keeps unique numbers.
 func attrFromStat(st *unix.Stat_t, rootDev uint64) cache.Attr {
 	swap := func(d uint64) uint64 { return d<<32 | d>>32 }
+	uid, gid := processOwner.apply(st.Uid, st.Gid)
 	return cache.Attr{
 		Ino:       st.Ino ^ swap(st.Dev) ^ swap(rootDev),
 		Size:      uint64(st.Size),
@@ -40,8 +42,8 @@ func attrFromStat(st *unix.Stat_t, rootDev uint64) cache.Attr {
 		CtimeNsec: uint32(st.Ctim.Nsec),
 		Mode:      st.Mode,
 		Nlink:     uint32(st.Nlink),
-		UID:       st.Uid,
-		GID:       st.Gid,
+		UID:       uid,
+		GID:       gid,
 		Rdev:      uint32(st.Rdev),
 		Blksize:   uint32(st.Blksize),
 	}

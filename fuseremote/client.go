@@ -17,7 +17,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // ErrServerDown is wrapped (with errdefs.ErrUnavailable) by the errors of
@@ -125,7 +125,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 
 // Stats returns the server's per-layer accounting, or nil (logged) when it
 // cannot be reached.
-func (c *Client) Stats() []fusefs.LayerStats {
+func (c *Client) Stats() []usage.LayerStats {
 	ctx := context.Background()
 	st, err := c.stats(ctx)
 	if err != nil {
@@ -134,17 +134,17 @@ func (c *Client) Stats() []fusefs.LayerStats {
 	return st
 }
 
-func (c *Client) stats(ctx context.Context) ([]fusefs.LayerStats, error) {
-	var st []fusefs.LayerStats
+func (c *Client) stats(ctx context.Context) ([]usage.LayerStats, error) {
+	var st []usage.LayerStats
 	err := c.call(ctx, c.callTimeout, http.MethodGet, pathStats, nil, &st)
 	return st, err
 }
 
 // Profile returns one layer's per-file profile, or nil (logged) when the
 // server cannot be reached.
-func (c *Client) Profile(layer digest.Digest) []fusefs.FileAccess {
+func (c *Client) Profile(layer digest.Digest) []usage.FileAccess {
 	ctx := context.Background()
-	var prof []fusefs.FileAccess
+	var prof []usage.FileAccess
 	if err := c.call(ctx, c.callTimeout, http.MethodGet, pathProfile+"?layer="+url.QueryEscape(layer.String()), nil, &prof); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to read the FUSE server's profile")
 	}

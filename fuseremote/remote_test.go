@@ -17,8 +17,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // fakeManager records mounts in memory.
@@ -71,12 +71,12 @@ func (f *fakeManager) Close(ctx context.Context) error {
 	return nil
 }
 
-func (f *fakeManager) Stats() []fusefs.LayerStats {
-	return []fusefs.LayerStats{{Layer: f.present, Mounts: len(f.mounted), Opens: 3, Errors: map[string]int64{"EIO": 1}}}
+func (f *fakeManager) Stats() []usage.LayerStats {
+	return []usage.LayerStats{{Layer: f.present, Mounts: len(f.mounted), Opens: 3, Errors: map[string]int64{"EIO": 1}}}
 }
 
-func (f *fakeManager) Profile(layer digest.Digest) []fusefs.FileAccess {
-	return []fusefs.FileAccess{{Path: "bin/sh", Opens: 1, Bytes: 10}}
+func (f *fakeManager) Profile(layer digest.Digest) []usage.FileAccess {
+	return []usage.FileAccess{{Path: "bin/sh", Opens: 1, Bytes: 10}}
 }
 
 // serve serves m on a socket for a daemon whose root is a new temporary

@@ -16,8 +16,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Manager is what the server serves; *fusefs.Manager satisfies it. Close
@@ -27,8 +27,8 @@ type Manager interface {
 	Check(ctx context.Context, mountpoint string) error
 	Unmount(ctx context.Context, mountpoint string) error
 	Close(ctx context.Context) error
-	Stats() []fusefs.LayerStats
-	Profile(layer digest.Digest) []fusefs.FileAccess
+	Stats() []usage.LayerStats
+	Profile(layer digest.Digest) []usage.FileAccess
 }
 
 // ServerOpt configures a Server.

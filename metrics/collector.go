@@ -4,24 +4,39 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Source gives the current per-layer numbers; *fusefs.Manager satisfies it.
 type Source interface {
-	Stats() []fusefs.LayerStats
-	Profile(layer digest.Digest) []fusefs.FileAccess
+	Stats() []usage.LayerStats
+	Profile(layer digest.Digest) []usage.FileAccess
 }
 
 type counterDesc struct {
 	desc *prometheus.Desc
-	get  func(*fusefs.LayerStats) int64
+	get  func(*usage.LayerStats) int64
+}
+
+// CollectorOpt configures a Collector.
+type CollectorOpt func(*Collector)
+
+// WithLayerImage labels each layer's series with image = imageOf(layer):
+// one image that uses the layer ("" when none is known). imageOf must
+// answer the same for a layer as long as it is mounted, so that the label
+// adds no series: there is still one series per metric and mounted layer.
+func WithLayerImage(imageOf func(digest.Digest) string) CollectorOpt {
+	return func(c *Collector) { c.imageOf = imageOf }
 }
 
 // Collector is a prometheus.Collector over a Source. It reads the numbers
-// at scrape time and keeps no state of its own.
+// at scrape time and keeps no state of its own. Every per-layer series is
+// labelled layer (the digest), mode (the accounting mode) and image (see
+// WithLayerImage); a layer's series leave with its last unmount, so their
+// number is bounded by the layers mounted.
 type Collector struct {
 	src      Source
+	imageOf  func(digest.Digest) string
 	counters []counterDesc
 	mounts   *prometheus.Desc
 	errors   *prometheus.Desc
@@ -29,28 +44,33 @@ type Collector struct {
 }
 
 // NewCollector returns a Collector over src.
-func NewCollector(src Source) *Collector {
-	layer := []string{"layer"}
-	c := func(name, help string, get func(*fusefs.LayerStats) int64) counterDesc {
+func NewCollector(src Source, opts ...CollectorOpt) *Collector {
+	layer := []string{"layer", "mode", "image"}
+	c := func(name, help string, get func(*usage.LayerStats) int64) counterDesc {
 		return counterDesc{desc: prometheus.NewDesc("cvmfs_snapshotter_layer_"+name, help, layer, nil), get: get}
 	}
-	return &Collector{
-		src: src,
+	col := &Collector{
+		src:     src,
+		imageOf: func(digest.Digest) string { return "" },
 		counters: []counterDesc{
-			c("lookups_total", "FUSE lookups served for the layer.", func(s *fusefs.LayerStats) int64 { return s.Lookups }),
-			c("getattrs_total", "FUSE getattrs served for the layer.", func(s *fusefs.LayerStats) int64 { return s.Getattrs }),
-			c("opens_total", "Files opened in the layer (in \"reads\" accounting: fetches of a file's content from its start; opens served from the page cache are not seen).", func(s *fusefs.LayerStats) int64 { return s.Opens }),
-			c("readdirs_total", "Directories listed in the layer.", func(s *fusefs.LayerStats) int64 { return s.Readdirs }),
-			c("readlinks_total", "Symlinks read in the layer.", func(s *fusefs.LayerStats) int64 { return s.Readlinks }),
-			c("unique_files_opened", "Distinct files opened in the layer (in \"reads\" accounting: distinct files read).", func(s *fusefs.LayerStats) int64 { return s.UniqueFiles }),
-			c("read_bytes_total", "Bytes read from the layer, each byte once while the page cache keeps it (in \"open\" accounting: sizes of the files opened).", func(s *fusefs.LayerStats) int64 { return s.BytesRead }),
-			c("cache_hits_total", "Attribute cache hits for the layer.", func(s *fusefs.LayerStats) int64 { return s.CacheHits }),
-			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *fusefs.LayerStats) int64 { return s.CacheMisses }),
+			c("lookups_total", "FUSE lookups served for the layer.", func(s *usage.LayerStats) int64 { return s.Lookups }),
+			c("getattrs_total", "FUSE getattrs served for the layer.", func(s *usage.LayerStats) int64 { return s.Getattrs }),
+			c("opens_total", "Files opened in the layer (in \"reads\" accounting: fetches of a file's content from its start; opens served from the page cache are not seen).", func(s *usage.LayerStats) int64 { return s.Opens }),
+			c("readdirs_total", "Directories listed in the layer.", func(s *usage.LayerStats) int64 { return s.Readdirs }),
+			c("readlinks_total", "Symlinks read in the layer.", func(s *usage.LayerStats) int64 { return s.Readlinks }),
+			c("unique_files_opened", "Distinct files opened in the layer (in \"reads\" accounting: distinct files read).", func(s *usage.LayerStats) int64 { return s.UniqueFiles }),
+			c("read_bytes_total", "Bytes read from the layer, each byte once while the page cache keeps it (in \"open\" accounting: sizes of the files opened).", func(s *usage.LayerStats) int64 { return s.BytesRead }),
+			c("cache_hits_total", "Attribute cache hits for the layer.", func(s *usage.LayerStats) int64 { return s.CacheHits }),
+			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *usage.LayerStats) int64 { return s.CacheMisses }),
 		},
 		mounts:   prometheus.NewDesc("cvmfs_snapshotter_layer_mounts", "Current FUSE mounts of the layer.", layer, nil),
-		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno.", []string{"layer", "errno"}, nil),
+		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno.", []string{"layer", "mode", "image", "errno"}, nil),
 		lastSeen: prometheus.NewDesc("cvmfs_snapshotter_layer_last_access_seconds", "Unix time of the layer's last access.", layer, nil),
 	}
+	for _, o := range opts {
+		o(col)
+	}
+	return col
 }
 
 // Describe implements prometheus.Collector.
@@ -66,16 +86,16 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range c.src.Stats() {
-		layer := st.Layer.String()
+		lv := []string{st.Layer.String(), st.Accounting.String(), c.imageOf(st.Layer)}
 		for _, cd := range c.counters {
-			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), layer)
+			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), lv...)
 		}
-		ch <- prometheus.MustNewConstMetric(c.mounts, prometheus.GaugeValue, float64(st.Mounts), layer)
+		ch <- prometheus.MustNewConstMetric(c.mounts, prometheus.GaugeValue, float64(st.Mounts), lv...)
 		for errno, n := range st.Errors {
-			ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), layer, errno)
+			ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), append(lv, errno)...)
 		}
 		if !st.LastAccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(c.lastSeen, prometheus.GaugeValue, float64(st.LastAccess.UnixNano())/1e9, layer)
+			ch <- prometheus.MustNewConstMetric(c.lastSeen, prometheus.GaugeValue, float64(st.LastAccess.UnixNano())/1e9, lv...)
 		}
 	}
 }

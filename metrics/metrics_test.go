@@ -12,40 +12,46 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
-type fakeSource struct{ stats []fusefs.LayerStats }
+type fakeSource struct{ stats []usage.LayerStats }
 
-func (f fakeSource) Stats() []fusefs.LayerStats { return f.stats }
-func (f fakeSource) Profile(layer digest.Digest) []fusefs.FileAccess {
-	return []fusefs.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}
+func (f fakeSource) Stats() []usage.LayerStats { return f.stats }
+func (f fakeSource) Profile(layer digest.Digest) []usage.FileAccess {
+	return []usage.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}
 }
 
 var layer = digest.Digest("sha256:" + strings.Repeat("c", 64))
 
 func source() fakeSource {
-	return fakeSource{stats: []fusefs.LayerStats{{
-		Layer: layer, Mounts: 2, Opens: 7, BytesRead: 4096, Lookups: 11,
+	return fakeSource{stats: []usage.LayerStats{{
+		Layer: layer, Mounts: 2, Accounting: usage.AccountReads, Opens: 7, BytesRead: 4096, Lookups: 11,
 		Errors: map[string]int64{"ENOENT": 3}, LastAccess: time.Unix(1700000000, 0),
 	}}}
 }
 
 func TestCollector(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(NewCollector(source())); err != nil {
+	imageOf := func(d digest.Digest) string {
+		if d == layer {
+			return "registry.example/app:1"
+		}
+		return ""
+	}
+	if err := reg.Register(NewCollector(source(), WithLayerImage(imageOf))); err != nil {
 		t.Fatal(err)
 	}
 	want := `
 # HELP cvmfs_snapshotter_layer_opens_total Files opened in the layer (in "reads" accounting: fetches of a file's content from its start; opens served from the page cache are not seen).
 # TYPE cvmfs_snapshotter_layer_opens_total counter
-cvmfs_snapshotter_layer_opens_total{layer="` + layer.String() + `"} 7
+cvmfs_snapshotter_layer_opens_total{image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 7
 # HELP cvmfs_snapshotter_layer_errors_total Errors answered for the layer, by errno.
 # TYPE cvmfs_snapshotter_layer_errors_total counter
-cvmfs_snapshotter_layer_errors_total{errno="ENOENT",layer="` + layer.String() + `"} 3
+cvmfs_snapshotter_layer_errors_total{errno="ENOENT",image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 3
 # HELP cvmfs_snapshotter_layer_mounts Current FUSE mounts of the layer.
 # TYPE cvmfs_snapshotter_layer_mounts gauge
-cvmfs_snapshotter_layer_mounts{layer="` + layer.String() + `"} 2
+cvmfs_snapshotter_layer_mounts{image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"cvmfs_snapshotter_layer_opens_total", "cvmfs_snapshotter_layer_errors_total", "cvmfs_snapshotter_layer_mounts"); err != nil {
@@ -59,12 +65,12 @@ func TestHandler(t *testing.T) {
 	srv := httptest.NewServer(Handler(reg, source()))
 	defer srv.Close()
 
-	var stats []fusefs.LayerStats
+	var stats []usage.LayerStats
 	getJSON(t, srv.URL+"/stats", http.StatusOK, &stats)
 	if len(stats) != 1 || stats[0].Opens != 7 || stats[0].Layer != layer {
 		t.Fatalf("/stats = %+v", stats)
 	}
-	var prof []fusefs.FileAccess
+	var prof []usage.FileAccess
 	getJSON(t, srv.URL+"/stats/profile?layer="+layer.String(), http.StatusOK, &prof)
 	if len(prof) != 1 || prof[0].Path != "bin/sh" {
 		t.Fatalf("/stats/profile = %+v", prof)

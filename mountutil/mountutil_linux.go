@@ -119,7 +119,9 @@ func HasMountsUnder(dir string) (bool, error) {
 
 // Unmount unmounts path: a plain unmount, then a lazy one (MNT_DETACH) if the
 // mount is busy or its server is gone. Never MNT_FORCE. A path that is not
-// mounted (EINVAL) or does not exist (ENOENT) is not an error.
+// mounted (EINVAL) or does not exist (ENOENT) is not an error. A process
+// that may not unmount (EPERM: not root, as a rootless daemon) asks
+// fusermount3, which unmounts the FUSE mounts it made for this user.
 func Unmount(path string) error {
 	for {
 		err := unix.Unmount(path, 0)
@@ -130,6 +132,8 @@ func Unmount(path string) error {
 			continue
 		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
 			return nil
+		case errors.Is(err, unix.EPERM):
+			return fusermountUnmount(path, err)
 		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.EIO):
 			if derr := unix.Unmount(path, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
 				return fmt.Errorf("lazy unmount %s after %v: %w", path, err, derr)

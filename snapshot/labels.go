@@ -30,6 +30,8 @@ const (
 type remoteRequest struct {
 	target string
 	layer  digest.Digest
+	// labels are the Prepare's labels, for the observer.
+	labels map[string]string
 }
 
 // parseRemoteRequest extracts the target and layer digest of a Prepare.
@@ -46,7 +48,7 @@ func parseRemoteRequest(labels map[string]string) (req remoteRequest, ok bool, e
 	if err != nil {
 		return remoteRequest{}, true, err
 	}
-	return remoteRequest{target: target, layer: layer}, true, nil
+	return remoteRequest{target: target, layer: layer, labels: labels}, true, nil
 }
 
 // checkRemoteLabelKept returns an error wrapping errdefs.ErrInvalidArgument

@@ -36,12 +36,16 @@ func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 		req, remote, err = parseRemoteRequest(base.Labels)
 		if err != nil {
 			log.G(ctx).WithError(err).WithField("key", key).Warn("malformed layer digest label, pulling the layer instead")
+			s.observe(ctx, base.Labels, "", ReasonMalformedLabel)
 			remote = false
+		} else if !remote && base.Labels[LabelTarget] != "" {
+			s.observe(ctx, base.Labels, "", ReasonNoLabel)
 		}
 		if remote {
 			if exists, err := s.targetExists(ctx, req.target); err != nil {
 				return nil, err
 			} else if exists {
+				s.observeExisting(ctx, req)
 				return nil, fmt.Errorf("target snapshot %q: %w", req.target, errdefs.ErrAlreadyExists)
 			}
 		}

@@ -22,6 +22,7 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req rem
 	logger := log.G(ctx).WithField("key", key).WithField("layer", req.layer)
 	if err := s.mountLayer(ctx, id, req.layer); err != nil {
 		logger.WithError(err).Info("layer not served from the layer store, pulling it")
+		s.observe(ctx, req.labels, req.layer, fallbackReason(err, req.labels[LabelLayerMediaType]))
 		return nil
 	}
 	usage := snapshots.Usage{}
@@ -50,6 +51,7 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req rem
 		return nil
 	})
 	if err == nil {
+		s.observe(ctx, req.labels, req.layer, "")
 		logger.WithField("remote-snapshot-prepared", true).WithField("target", req.target).Info("layer served from the layer store")
 		return fmt.Errorf("target snapshot %q: %w", req.target, errdefs.ErrAlreadyExists)
 	}
@@ -69,6 +71,7 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req rem
 		return fmt.Errorf("target snapshot %q: %w", req.target, errdefs.ErrAlreadyExists)
 	}
 	logger.WithError(err).Warn("failed to commit remote snapshot, pulling the layer")
+	s.observe(ctx, req.labels, req.layer, ReasonMountFailed)
 	return nil
 }
 

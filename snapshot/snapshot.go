@@ -31,6 +31,8 @@ type config struct {
 	inUserNS   func() bool
 	restore    bool
 	keepMounts bool
+	// observer, if set, learns of every layer unpack (observe.go).
+	observer Observer
 }
 
 // Opt configures a snapshotter.

@@ -18,6 +18,8 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
 // Mount modes, and where FUSE mounts are served.
@@ -62,7 +64,7 @@ type config struct {
 	// positive (snapshot.WithLookupTimeout).
 	LookupTimeout duration `toml:"lookup-timeout"`
 	// Accounting is the FUSE accounting mode: "reads" (default), "open" or
-	// "bytes" (fusefs.ParseAccounting).
+	// "bytes" (usage.ParseAccounting).
 	Accounting string `toml:"accounting"`
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's FUSE
 	// cache timeouts; layers are immutable, so they can be long. 0 turns
@@ -75,6 +77,11 @@ type config struct {
 	// ProfileLimit bounds the per-file access profile of each layer; 0
 	// turns the profile off.
 	ProfileLimit int `toml:"profile-limit"`
+	// ProfileFlushInterval is how often the usage records under
+	// <root>/usage are written from the live accounting (they are also
+	// written around every unmount and at shutdown); 0 writes them only
+	// then (usagestore.WithFlushInterval).
+	ProfileFlushInterval duration `toml:"profile-flush-interval"`
 	// FUSEServer is "in-process" (default: the daemon serves its FUSE
 	// mounts and unmounts them when it stops) or "separate" (a detached
 	// cvmfs-snapshotter fuse-server process serves them and outlives daemon
@@ -102,17 +109,18 @@ type config struct {
 // owns the value.
 func defaultConfig() config {
 	return config{
-		Repository:       ducc.DefaultRepository,
-		MountMode:        modeFUSE,
-		LookupTimeout:    duration(snapshot.DefaultLookupTimeout),
-		Accounting:       fusefs.DefaultAccounting.String(),
-		EntryTimeout:     duration(fusefs.DefaultTimeout),
-		AttrTimeout:      duration(fusefs.DefaultTimeout),
-		NegativeTimeout:  duration(fusefs.DefaultTimeout),
-		AttrCacheSize:    cache.DefaultSize,
-		ProfileLimit:     fusefs.DefaultProfileLimit,
-		FUSEServer:       fuseInProcess,
-		OverlayUserxattr: snapshot.UserxattrAuto.String(),
+		Repository:           ducc.DefaultRepository,
+		MountMode:            modeFUSE,
+		LookupTimeout:        duration(snapshot.DefaultLookupTimeout),
+		Accounting:           usage.DefaultAccounting.String(),
+		EntryTimeout:         duration(fusefs.DefaultTimeout),
+		AttrTimeout:          duration(fusefs.DefaultTimeout),
+		NegativeTimeout:      duration(fusefs.DefaultTimeout),
+		AttrCacheSize:        cache.DefaultSize,
+		ProfileLimit:         fusefs.DefaultProfileLimit,
+		ProfileFlushInterval: duration(usagestore.DefaultFlushInterval),
+		FUSEServer:           fuseInProcess,
+		OverlayUserxattr:     snapshot.UserxattrAuto.String(),
 	}
 }
 

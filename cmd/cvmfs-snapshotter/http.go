@@ -16,6 +16,7 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
 // adminSocket returns the admin socket's path: admin-socket, or
@@ -40,11 +41,18 @@ type httpEndpoints struct {
 // endpoint there. A TCP metrics endpoint serves /metrics and /stats; its
 // /stats/profile (every file each workload opened) answers 403 unless
 // cfg.ExposeProfile. A unix:// one is a 0600 socket and serves everything.
-func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source) (*httpEndpoints, error) {
+//
+// records (may be nil) serves /usage/ (usage records, which name files as
+// the profile does) wherever /stats/profile is served.
+func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {
-		if err := reg.Register(metrics.NewCollector(src)); err != nil {
+		var copts []metrics.CollectorOpt
+		if records != nil {
+			copts = append(copts, metrics.WithLayerImage(records.ImageOf))
+		}
+		if err := reg.Register(metrics.NewCollector(src, copts...)); err != nil {
 			return nil, err
 		}
 	}
@@ -53,8 +61,8 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	e.start(ctx, l, metrics.Handler(reg, src))
-	log.G(ctx).WithField("address", admin).Info("serving /metrics, /stats and /stats/profile on the admin socket")
+	e.start(ctx, l, withRecords(metrics.Handler(reg, src), records))
+	log.G(ctx).WithField("address", admin).Info("serving /metrics, /stats, /stats/profile and /usage/ on the admin socket")
 
 	if cfg.MetricsAddress == "" {
 		return e, nil
@@ -74,7 +82,11 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 		return nil, fmt.Errorf("metrics-address: %w", err)
 	}
 	e.metrics = l.Addr()
-	e.start(ctx, l, metrics.Handler(reg, src, opts...))
+	h := metrics.Handler(reg, src, opts...)
+	if isUnix || cfg.ExposeProfile {
+		h = withRecords(h, records)
+	}
+	e.start(ctx, l, h)
 	entry := log.G(ctx).WithField("address", cfg.MetricsAddress)
 	switch {
 	case isUnix || cfg.ExposeProfile:
@@ -87,6 +99,17 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 		entry.Warn("expose-profile: per-file access profiles are served beyond loopback")
 	}
 	return e, nil
+}
+
+// withRecords serves /usage/ from records (if not nil), the rest from h.
+func withRecords(h http.Handler, records *usagestore.Store) http.Handler {
+	if records == nil {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/usage/", records.Handler())
+	mux.Handle("/", h)
+	return mux
 }
 
 // start serves h on l until stop.

@@ -17,14 +17,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 type profileSource struct{}
 
-func (profileSource) Stats() []fusefs.LayerStats { return nil }
-func (profileSource) Profile(digest.Digest) []fusefs.FileAccess {
-	return []fusefs.FileAccess{{Path: "home/alice/secret", Opens: 1}}
+func (profileSource) Stats() []usage.LayerStats { return nil }
+func (profileSource) Profile(digest.Digest) []usage.FileAccess {
+	return []usage.FileAccess{{Path: "home/alice/secret", Opens: 1}}
 }
 
 // get GETs path over c and returns the status code and body.
@@ -58,7 +58,7 @@ func TestProfileOnlyWhereTrusted(t *testing.T) {
 			cfg.MetricsAddress = "127.0.0.1:0"
 			cfg.ExposeProfile = expose
 			admin := filepath.Join(t.TempDir(), "admin.sock")
-			e, err := serveHTTP(ctx, cfg, admin, profileSource{})
+			e, err := serveHTTP(ctx, cfg, admin, profileSource{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func TestMetricsSocketPathIsAFile(t *testing.T) {
 	}
 	cfg := defaultConfig()
 	cfg.MetricsAddress = "unix://" + file
-	e, err := serveHTTP(context.Background(), cfg, filepath.Join(dir, "admin.sock"), nil)
+	e, err := serveHTTP(context.Background(), cfg, filepath.Join(dir, "admin.sock"), nil, nil)
 	if err == nil {
 		e.stop(context.Background())
 		t.Fatal("serveHTTP over a regular file succeeded")

@@ -8,6 +8,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // The configuration reaches the packages here, and only here: one function
@@ -29,7 +30,7 @@ func (c config) snapshotOpts() ([]snapshot.Opt, error) {
 // fusefsOpts maps the FUSE keys to the options of a fusefs.Manager, with
 // the attribute cache they size.
 func (c config) fusefsOpts() ([]fusefs.Opt, error) {
-	acct, err := fusefs.ParseAccounting(c.Accounting)
+	acct, err := usage.ParseAccounting(c.Accounting)
 	if err != nil {
 		return nil, err
 	}

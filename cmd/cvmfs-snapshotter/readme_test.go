@@ -13,6 +13,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // readmeConfigTable returns the rows of the README's configuration table:
@@ -64,7 +65,7 @@ func documentedDefault(t *testing.T, key, cell string) string {
 var packageDefaults = map[string]any{
 	"repository":       ducc.DefaultRepository,
 	"lookup-timeout":   duration(snapshot.DefaultLookupTimeout),
-	"accounting":       fusefs.DefaultAccounting.String(),
+	"accounting":       usage.DefaultAccounting.String(),
 	"entry-timeout":    duration(fusefs.DefaultTimeout),
 	"attr-timeout":     duration(fusefs.DefaultTimeout),
 	"negative-timeout": duration(fusefs.DefaultTimeout),

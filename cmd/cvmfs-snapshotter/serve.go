@@ -50,11 +50,21 @@ func run(ctx context.Context, f flags) error {
 		}
 	}()
 
+	records, err := openUsage(ctx, cfg, f, &be)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := records.Close(context.WithoutCancel(ctx)); err != nil {
+			log.G(ctx).WithError(err).Error("failed to write the usage records")
+		}
+	}()
+
 	sopts, err := cfg.snapshotOpts()
 	if err != nil {
 		return err
 	}
-	opts := append([]snapshot.Opt{snapshot.WithLayerFS(be.layers)}, sopts...)
+	opts := append([]snapshot.Opt{snapshot.WithLayerFS(be.layers), recordLayers(records)}, sopts...)
 	if be.keepMounts {
 		opts = append(opts, snapshot.WithKeepMountsOnClose())
 	}
@@ -75,7 +85,7 @@ func run(ctx context.Context, f flags) error {
 	srv := grpc.NewServer()
 	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(sn))
 
-	endpoints, err := serveHTTP(ctx, cfg, adminSocket(cfg, f), be.stats)
+	endpoints, err := serveHTTP(ctx, cfg, adminSocket(cfg, f), be.stats, records)
 	if err != nil {
 		l.Close()
 		return err

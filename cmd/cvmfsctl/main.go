@@ -23,7 +23,10 @@ type command struct {
 var commands = []command{
 	{"ingest", "write an image's layers into a directory in DUCC's layout", runIngest},
 	{"pull", "pull an image through containerd with remote-snapshot labels", runPull},
-	{"stats", "show the daemon's per-layer accounting (its metrics-address)", runStats},
+	{"stats", "show the daemon's per-layer accounting of the layers mounted now", runStats},
+	{"profile", "show the files read in a LAYER or each layer of an IMAGE, across daemon restarts", runProfile},
+	{"report", "show, per layer of IMAGEs, the share of files and bytes read; chart it", runReport},
+	{"missing", "list the images not fully served from CVMFS, most pulled first (--ducc: as a wish list)", runMissing},
 }
 
 func main() {
@@ -41,7 +44,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(os.Stderr)
+		printUsage(os.Stderr)
 		return flag.ErrHelp
 	}
 	for _, c := range commands {
@@ -49,11 +52,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return c.run(ctx, args[1:], stdout)
 		}
 	}
-	usage(os.Stderr)
+	printUsage(os.Stderr)
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func usage(w io.Writer) {
+func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: cvmfsctl COMMAND [flags] [IMAGE]")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
@@ -65,16 +68,9 @@ func usage(w io.Writer) {
 // IMAGE argument, and returns IMAGE.
 func parse(fs *flag.FlagSet, args []string) (string, error) {
 	fs.SetOutput(os.Stderr)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return "", err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := positional(fs, args)
+	if err != nil {
+		return "", err
 	}
 	if len(pos) != 1 {
 		fs.Usage()

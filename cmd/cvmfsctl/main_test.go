@@ -20,8 +20,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 func TestIngest(t *testing.T) {
@@ -109,13 +109,13 @@ func TestStats(t *testing.T) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/stats":
-			json.NewEncoder(w).Encode([]fusefs.LayerStats{{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: fusefs.AccountBytes}})
+			json.NewEncoder(w).Encode([]usage.LayerStats{{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: usage.AccountBytes}})
 		case "/stats/profile":
 			if r.URL.Query().Get("layer") != layer.String() {
 				http.Error(w, "bad layer", http.StatusBadRequest)
 				return
 			}
-			json.NewEncoder(w).Encode([]fusefs.FileAccess{{Path: "bin/sh", Opens: 4, Bytes: 1024}})
+			json.NewEncoder(w).Encode([]usage.FileAccess{{Path: "bin/sh", Opens: 4, Bytes: 1024}})
 		default:
 			http.NotFound(w, r)
 		}
@@ -196,5 +196,13 @@ func TestIngestPicksPlatform(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(root, "arch")); err != nil || string(b) != "arm64" {
 		t.Errorf("arch file: %q %v", b, err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"ingest", "--json", "--platform", "linux/arm64", "--repo", dir, "--insecure", r.String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var res ingestResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res.Layers) != 1 || res.Layers[0].Digest != wantLayer || res.Layers[0].Result != "present" {
+		t.Errorf("ingest --json again: %+v, %v\n%s", res, err, out.String())
 	}
 }

@@ -37,6 +37,18 @@ type tracker struct {
 type summary struct {
 	layers, remote, downloaded   int
 	remoteBytes, downloadedBytes int64
+	// results is each layer's outcome, in the order reported.
+	results []layerResult
+}
+
+// layerResult is where one layer of a pull came from (pull --json).
+type layerResult struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+	// From is "cvmfs", "registry", or "" when the layer was not unpacked
+	// (Error then says why).
+	From  string `json:"from,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 func newTracker(cs content.Store, sn snapshots.Snapshotter, out io.Writer) *tracker {
@@ -129,18 +141,23 @@ func (t *tracker) report(ctx context.Context, final bool) {
 		prefix := fmt.Sprintf("layer %d/%d %s %10s", i+1, len(t.layers), l.Digest, humanBytes(l.Size))
 		t.reported[i] = true
 		t.sum.layers++
+		res := layerResult{Digest: l.Digest, Size: l.Size}
 		switch {
 		case err != nil:
+			res.Error = err.Error()
 			fmt.Fprintf(t.out, "%s not unpacked: %v\n", prefix, err)
 		case t.isRemote(ctx, info, l):
 			t.sum.remote++
 			t.sum.remoteBytes += l.Size
+			res.From = "cvmfs"
 			fmt.Fprintf(t.out, "%s from CVMFS\n", prefix)
 		default:
 			t.sum.downloaded++
 			t.sum.downloadedBytes += l.Size
+			res.From = "registry"
 			fmt.Fprintf(t.out, "%s downloaded\n", prefix)
 		}
+		t.sum.results = append(t.sum.results, res)
 	}
 }
 

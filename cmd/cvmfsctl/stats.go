@@ -13,27 +13,31 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
-	address := fs.String("address", "unix://"+defaultAdminSocket, "the daemon's admin socket (unix:///path) or a metrics-address (host:port)")
-	layer := fs.String("layer", "", "print this layer's per-file access profile instead of the per-layer table")
+	var d daemonFlags
+	d.register(fs)
+	layer := fs.String("layer", "", "print this layer's per-file access profile (since its last unmount) instead of the per-layer table")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("stats: unexpected arguments %v", fs.Args())
 	}
-	base, client, err := adminClient(*address)
+	base, client, err := d.client()
 	if err != nil {
 		return err
 	}
 	if *layer != "" {
-		var profile []fusefs.FileAccess
+		var profile []usage.FileAccess
 		if err := getJSON(ctx, client, base+"/stats/profile?layer="+url.QueryEscape(*layer), &profile); err != nil {
 			return err
+		}
+		if d.json {
+			return printJSON(stdout, profile)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "OPENS\tBYTES\tPATH")
@@ -42,9 +46,12 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	var stats []fusefs.LayerStats
+	var stats []usage.LayerStats
 	if err := getJSON(ctx, client, base+"/stats", &stats); err != nil {
 		return err
+	}
+	if d.json {
+		return printJSON(stdout, stats)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "LAYER\tMOUNTS\tACCOUNTING\tPASSTHROUGH\tOPENS\tFILES\tBYTES READ\tERRORS\tLAST ACCESS")

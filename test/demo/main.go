@@ -17,10 +17,11 @@ import (
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, repository) after teardown")
+	reportDir := flag.String("report-dir", filepath.Join("_build", "demo"), "where to write the usage report's chart (report.png) and page (report.html)")
 	accounting := flag.String("accounting", "reads", `daemon accounting: "reads" (the default: no round trip per open, files read and exact bytes), "bytes" (every open and exact bytes) or "open" (kernel passthrough, counts opens)`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, *keep, *accounting)
+	err := run(ctx, os.Stdout, *keep, *accounting, *reportDir)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -28,7 +29,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, out io.Writer, keep bool, accounting string) (err error) {
+func run(ctx context.Context, out io.Writer, keep bool, accounting, reportDir string) (err error) {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run me as root: containerd, runc, overlayfs and FUSE need it")
 	}
@@ -138,6 +139,28 @@ func run(ctx context.Context, out io.Writer, keep bool, accounting string) (err 
 		return err
 	}
 	printTable(out, rows, accounting)
+
+	step("the usage report: which share of each layer the container read (cvmfsctl report, from the records kept under the daemon's root)")
+	return report(ctx, out, env, appRef, reportDir)
+}
+
+// report prints cvmfsctl report's table for ref and writes its chart and
+// page into dir, printing their paths.
+func report(ctx context.Context, out io.Writer, env *harness.Env, ref, dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	chart, page := filepath.Join(dir, "report.png"), filepath.Join(dir, "report.html")
+	table, err := env.Cvmfsctl(ctx, "report", ref, "--png", chart, "--html", page)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(out, indent(string(table)))
+	fmt.Fprintf(out, "  chart: %s\n  page:  %s\n", chart, page)
 	return nil
 }
 

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -25,21 +27,9 @@ func TestCtrPullContainerd2(t *testing.T) {
 	ingest(t, ctx, env, ref)
 	env.Registry.Reset()
 
-	ctr, err := harness.Containerd2Tool("ctr")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ns := harness.Unique("ctr")
 	ctx = env.UseNamespace(ctx, ns)
-	out, err := exec.CommandContext(ctx, ctr, "--address", env.ContainerdSock, "--namespace", ns,
-		"image", "pull", "--plain-http", "--snapshotter", harness.SnapshotterName, ref).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ctr image pull: %v\n%s", err, out)
-	}
-	img, err := env.Client.GetImage(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := ctrPull(t, ctx, env, ns, ref)
 	checkServed(t, env, layers)
 	checkRemote(t, ctx, env, img, true, true, true)
 	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/app/file-003")
@@ -77,6 +67,26 @@ func TestCvmfsctlPullContainerd16(t *testing.T) {
 	run(t, ctx, env, img, harness.RunOptions{}, "cat", "/app/file-004", "/bin/probe")
 }
 
+// ctrPull pulls ref with containerd 2's ctr into our snapshotter, in
+// namespace ns (ctx's), and returns the image.
+func ctrPull(t *testing.T, ctx context.Context, env *harness.Env, ns, ref string) containerd.Image {
+	t.Helper()
+	ctr, err := harness.Containerd2Tool("ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, ctr, "--address", env.ContainerdSock, "--namespace", ns,
+		"image", "pull", "--plain-http", "--snapshotter", harness.SnapshotterName, ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctr image pull: %v\n%s", err, out)
+	}
+	img, err := env.Client.GetImage(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // cvmfsctlPull runs cvmfsctl pull against env's containerd and returns its
 // output.
 func cvmfsctlPull(t *testing.T, env *harness.Env, ns, ref string) string {
@@ -112,13 +122,10 @@ func TestCRIPullImage(t *testing.T) {
 	}
 }
 
-func testCRIPullImage(t *testing.T, c harness.Containerd) {
-	env := start(t, harness.Options{Containerd: c, CRI: true})
-	ctx := testContext(t)
-	ref, layers := pushApp(t, env)
-	ingest(t, ctx, env, ref)
-	env.Registry.Reset()
-
+// criPull pulls ref through env's CRI plugin (ImageService.PullImage),
+// into the k8s.io namespace.
+func criPull(t *testing.T, ctx context.Context, env *harness.Env, ref string) {
+	t.Helper()
 	conn, err := grpc.NewClient("unix://"+env.ContainerdSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +148,16 @@ func testCRIPullImage(t *testing.T, c harness.Containerd) {
 		t.Fatalf("CRI PullImage: %v", err)
 	}
 	t.Logf("CRI pulled %s as %s", ref, resp.ImageRef)
+}
+
+func testCRIPullImage(t *testing.T, c harness.Containerd) {
+	env := start(t, harness.Options{Containerd: c, CRI: true})
+	ctx := testContext(t)
+	ref, layers := pushApp(t, env)
+	ingest(t, ctx, env, ref)
+	env.Registry.Reset()
+
+	criPull(t, ctx, env, ref)
 	ctx = env.UseNamespace(ctx, "k8s.io")
 	img, err := env.Client.GetImage(ctx, ref)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // stack is a snapshotter over a FUSE manager over a DUCC repository that
@@ -38,7 +39,7 @@ const lookupTimeout = 500 * time.Millisecond
 
 // newStack writes one layer per file map into a DUCC repository, serves it
 // through a faultfs and builds the snapshotter over it.
-func newStack(t *testing.T, acct fusefs.Accounting, layers ...map[string]string) *stack {
+func newStack(t *testing.T, acct usage.Accounting, layers ...map[string]string) *stack {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	testutil.RequiresFUSE(t)
@@ -127,7 +128,7 @@ func (s *stack) errors(t *testing.T, i int) map[string]int64 {
 // that is mounted. Readers of files not yet opened get an error, counted
 // for that layer; the other layer keeps being served; nothing panics.
 func TestLayerDeletedWhileMounted(t *testing.T) {
-	s := newStack(t, fusefs.AccountOpen,
+	s := newStack(t, usage.AccountOpen,
 		map[string]string{"a1": "one", "a2": "two"},
 		map[string]string{"b1": "bee"})
 	for i := range s.layers {
@@ -175,7 +176,7 @@ func faultStore(s *stack, path string) string {
 // TestStoreHangsAtPrepare: a lookup that hangs longer than the lookup
 // timeout falls back to a pull instead of blocking containerd.
 func TestStoreHangsAtPrepare(t *testing.T) {
-	s := newStack(t, fusefs.AccountOpen, map[string]string{"f": "x"}, map[string]string{"g": "y"})
+	s := newStack(t, usage.AccountOpen, map[string]string{"f": "x"}, map[string]string{"g": "y"})
 	hang := s.layers[0].Encoded()
 	s.faults.hang.Store(&hang)
 
@@ -206,11 +207,11 @@ func TestStoreHangsAtPrepare(t *testing.T) {
 func TestStoreEIO(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		acct fusefs.Accounting
+		acct usage.Accounting
 		set  func(f *faults, s string)
 	}{
-		{"open fails", fusefs.AccountOpen, func(f *faults, s string) { f.eioOpen.Store(&s) }},
-		{"read fails", fusefs.AccountBytes, func(f *faults, s string) { f.eioRead.Store(&s) }},
+		{"open fails", usage.AccountOpen, func(f *faults, s string) { f.eioOpen.Store(&s) }},
+		{"read fails", usage.AccountBytes, func(f *faults, s string) { f.eioRead.Store(&s) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, tc.acct, map[string]string{"bad": "data"}, map[string]string{"good": "data"})

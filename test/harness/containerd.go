@@ -94,40 +94,71 @@ func Containerd16Available() error {
 	return err
 }
 
-// containerdConfig renders the config of flavour c rooted at dir.
-func containerdConfig(c Containerd, dir, snapshotterSock, registryHost string, cri bool) string {
-	r := strings.NewReplacer("$T", dir, "$SNAP", snapshotterSock, "$REG", registryHost, "$NAME", SnapshotterName)
-	// Top-level keys come before the first table.
-	const common = `root = "$T/root"
+// ContainerdLocalConfig returns the parts of a containerd configuration of
+// flavour c that keep it inside an environment's directory, with the
+// placeholders of Options.ContainerdConfig: top-level keys (root, state,
+// the plugins turned off), which must come before the first table, and
+// tables (sockets, opt, and with cri the CNI and registry settings of the
+// CRI plugin). A deployment snippet goes between the two.
+func ContainerdLocalConfig(c Containerd, cri bool) (keys, tables string) {
+	keys = `root = "$T/root"
 state = "$T/state"
-[grpc]
+`
+	tables = `[grpc]
   address = "$T/containerd.sock"
 [ttrpc]
   address = "$T/containerd.sock.ttrpc"
-[proxy_plugins.$NAME]
-  type = "snapshot"
-  address = "$SNAP"
 [plugins."io.containerd.internal.v1.opt"]
   path = "$T/opt"
 `
-	if c == Containerd2 {
-		disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+	switch {
+	case c == Containerd2 && !cri:
+		keys += `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
 `
-		criConfig := ""
-		if cri {
-			// disable_snapshot_annotations = false makes the CRI plugin
-			// pull locally (not through the transfer service).
-			disabled, criConfig = "", `[plugins."io.containerd.cri.v1.images"]
-  snapshotter = "$NAME"
-  disable_snapshot_annotations = false
-  [plugins."io.containerd.cri.v1.images".registry]
-    config_path = "$T/certs.d"
+	case c == Containerd2:
+		tables += `[plugins."io.containerd.cri.v1.images".registry]
+  config_path = "$T/certs.d"
 [plugins."io.containerd.cri.v1.runtime".cni]
   bin_dirs = ["$T/cni/bin"]
   conf_dir = "$T/cni/conf"
 `
+	case !cri:
+		keys += `disabled_plugins = ["io.containerd.grpc.v1.cri"]
+`
+	default:
+		tables += `[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$T/cni/bin"
+  conf_dir = "$T/cni/conf"
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
+  endpoint = ["http://$REG"]
+`
+	}
+	return keys, tables
+}
+
+// containerdConfig renders the config of flavour c rooted at dir: tmpl if
+// not empty (Options.ContainerdConfig), otherwise the generated one.
+func containerdConfig(c Containerd, dir, snapshotterSock, registryHost string, cri bool, tmpl string) string {
+	r := strings.NewReplacer("$T", dir, "$SNAP", snapshotterSock, "$REG", registryHost, "$NAME", SnapshotterName)
+	if tmpl != "" {
+		return r.Replace(tmpl)
+	}
+	keys, tables := ContainerdLocalConfig(c, cri)
+	tables += `[proxy_plugins.$NAME]
+  type = "snapshot"
+  address = "$SNAP"
+`
+	if c == Containerd2 {
+		criConfig := ""
+		if cri {
+			// disable_snapshot_annotations = false makes the CRI plugin
+			// pull locally (not through the transfer service).
+			criConfig = `[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "$NAME"
+  disable_snapshot_annotations = false
+`
 		}
-		return r.Replace("version = 3\n" + disabled + common + criConfig + `[proxy_plugins.$NAME.exports]
+		return r.Replace("version = 3\n" + keys + tables + criConfig + `[proxy_plugins.$NAME.exports]
   enable_remote_snapshot_annotations = "true"
 [[plugins."io.containerd.transfer.v1.local".unpack_config]]
   platform = "linux/amd64"
@@ -140,23 +171,17 @@ state = "$T/state"
 `)
 	}
 	if !cri {
-		return r.Replace("version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n" + common)
+		return r.Replace("version = 2\n" + keys + tables)
 	}
-	return r.Replace("version = 2\n" + common + `[plugins."io.containerd.grpc.v1.cri"]
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "$NAME"
-    disable_snapshot_annotations = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$T/cni/bin"
-    conf_dir = "$T/cni/conf"
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REG"]
-    endpoint = ["http://$REG"]
+	return r.Replace("version = 2\n" + keys + tables + `[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "$NAME"
+  disable_snapshot_annotations = false
 `)
 }
 
 // startContainerd writes the config and starts containerd of flavour c in
 // dir, waiting until its API answers.
-func startContainerd(ctx context.Context, c Containerd, dir, snapshotterSock, registryHost string, cri bool) (*process, string, error) {
+func startContainerd(ctx context.Context, c Containerd, dir, snapshotterSock, registryHost string, cri bool, tmpl string) (*process, string, error) {
 	bin := "/usr/bin/containerd"
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	if c == Containerd2 {
@@ -179,7 +204,7 @@ func startContainerd(ctx context.Context, c Containerd, dir, snapshotterSock, re
 		}
 	}
 	cfgPath := filepath.Join(dir, "containerd.toml")
-	if err := os.WriteFile(cfgPath, []byte(containerdConfig(c, dir, snapshotterSock, registryHost, cri)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(containerdConfig(c, dir, snapshotterSock, registryHost, cri, tmpl)), 0o644); err != nil {
 		return nil, "", err
 	}
 	env := append(filteredEnv("PATH"), "PATH="+path)

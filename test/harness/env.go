@@ -15,10 +15,10 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Options choose what an Env runs.
@@ -37,6 +37,21 @@ type Options struct {
 	// SeparateFUSEServer sets fuse-server = "separate": the FUSE mounts live
 	// in a detached process that outlives daemon restarts. Close stops it.
 	SeparateFUSEServer bool
+	// ContainerdConfig, if not empty, is containerd's configuration file
+	// instead of the generated one (a shipped snippet between the parts
+	// ContainerdLocalConfig returns, say), with these replaced: $T (the
+	// environment's directory), $SNAP (the daemon's socket), $REG (the
+	// registry's host:port), $NAME (SnapshotterName).
+	ContainerdConfig string
+	// SnapshotterConfig, if not empty, is the daemon's configuration file
+	// instead of the generated one, with $T and $REPO (the repository
+	// directory) replaced. MountMode, Accounting and Metrics are then not
+	// applied; set SeparateFUSEServer if it asks for a separate FUSE
+	// server, so that Close stops it.
+	SnapshotterConfig string
+	// ProfileFlushInterval is the daemon's profile-flush-interval ("" keeps
+	// its default).
+	ProfileFlushInterval string
 }
 
 // Env is one running stack in its own directory. Its methods are safe for
@@ -89,7 +104,7 @@ func New(ctx context.Context, dir string, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.ctrd, e.ContainerdSock, err = startContainerd(ctx, o.Containerd, dir, e.SnapshotterSock, e.Registry.Host(), o.CRI)
+	e.ctrd, e.ContainerdSock, err = startContainerd(ctx, o.Containerd, dir, e.SnapshotterSock, e.Registry.Host(), o.CRI, o.ContainerdConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +183,7 @@ func (e *Env) Close(ctx context.Context) (leftovers []string, err error) {
 
 // LayerStats returns the daemon's per-layer accounting from /stats; it
 // needs Options.Metrics.
-func (e *Env) LayerStats(ctx context.Context) ([]fusefs.LayerStats, error) {
+func (e *Env) LayerStats(ctx context.Context) ([]usage.LayerStats, error) {
 	if e.MetricsAddr == "" {
 		return nil, fmt.Errorf("the environment was started without Options.Metrics")
 	}
@@ -184,7 +199,7 @@ func (e *Env) LayerStats(ctx context.Context) ([]fusefs.LayerStats, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
 	}
-	var stats []fusefs.LayerStats
+	var stats []usage.LayerStats
 	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
 		return nil, fmt.Errorf("decode /stats: %w", err)
 	}

@@ -38,6 +38,11 @@ func startSnapshotter(ctx context.Context, dir, repoDir string, o Options) (*pro
 // writeSnapshotterConfig writes the daemon's configuration file for o into
 // dir and returns its path and the metrics address ("" unless o.Metrics).
 func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics string, err error) {
+	path = filepath.Join(dir, "snapshotter.toml")
+	if o.SnapshotterConfig != "" {
+		text := strings.NewReplacer("$T", dir, "$REPO", repoDir).Replace(o.SnapshotterConfig)
+		return path, "", os.WriteFile(path, []byte(text), 0o644)
+	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "repository = %q\nabsolute-mountpoint = %q\nlookup-timeout = \"5s\"\n", "e2e.local", repoDir)
 	if o.MountMode != "" {
@@ -49,6 +54,9 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 	if o.SeparateFUSEServer {
 		fmt.Fprintf(&cfg, "fuse-server = \"separate\"\n")
 	}
+	if o.ProfileFlushInterval != "" {
+		fmt.Fprintf(&cfg, "profile-flush-interval = %q\n", o.ProfileFlushInterval)
+	}
 	if o.Metrics {
 		if metrics, err = freeAddr(); err != nil {
 			return "", "", err
@@ -56,7 +64,6 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 		// The scenarios read per-file profiles over TCP (cvmfsctl stats --layer).
 		fmt.Fprintf(&cfg, "metrics-address = %q\nexpose-profile = true\n", metrics)
 	}
-	path = filepath.Join(dir, "snapshotter.toml")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		return "", "", err
 	}

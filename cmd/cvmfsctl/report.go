@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"text/tabwriter"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+)
+
+func runReport(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	var d daemonFlags
+	d.register(fs)
+	htmlOut := fs.String("html", "", "also write the chart and table as a self-contained HTML page to this file")
+	svgOut := fs.String("svg", "", "also write the chart as SVG to this file")
+	pngOut := fs.String("png", "", "also write the chart as PNG to this file")
+	images, err := positional(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(images) == 0 {
+		return errArgs("report", "want one or more IMAGEs")
+	}
+	base, client, err := d.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"image": images}
+	var rows []usage.ReportRow
+	if err := getJSON(ctx, client, base+"/usage/report?"+q.Encode(), &rows); err != nil {
+		return err
+	}
+	for _, out := range []struct {
+		path  string
+		write func(string, []usage.ReportRow) error
+	}{{*svgOut, writeChart}, {*pngOut, writeChart}, {*htmlOut, writeHTML}} {
+		if out.path == "" {
+			continue
+		}
+		if err := out.write(out.path, rows); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+	}
+	if d.json {
+		return printJSON(stdout, rows)
+	}
+	return printReport(stdout, rows)
+}
+
+// printReport writes the rows as a table.
+func printReport(w io.Writer, rows []usage.ReportRow) error {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "IMAGE\tLAYER\tFROM\tFILES READ\tOF\tFILES %\tBYTES READ\tOF\tBYTES %\t")
+	for _, r := range rows {
+		from := "cvmfs"
+		if !r.Served {
+			from = "registry (" + r.Reason + ")"
+		}
+		if !r.Served {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t\n", r.Image, shortDigest(string(r.Layer)), from)
+			continue
+		}
+		note := ""
+		if r.Truncated {
+			note = " (truncated)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%s\t%d\t%.1f%%\t%s\t%s\t%.1f%%\t\n", r.Image, shortDigest(string(r.Layer)), from,
+			r.FilesRead, note, r.FilesTotal, percent(r.FilesRead, r.FilesTotal),
+			humanBytes(r.BytesRead), humanBytes(r.BytesTotal), percent(r.BytesRead, r.BytesTotal))
+	}
+	return tw.Flush()
+}

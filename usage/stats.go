@@ -1,0 +1,53 @@
+package usage
+
+import (
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// LayerStats is the accounting of one layer digest, summed over its mounts
+// since the layer was last unmounted everywhere (fusefs forgets a layer
+// with its last mount).
+type LayerStats struct {
+	Layer digest.Digest
+	// Mounts is the number of mounts of the layer served now.
+	Mounts int
+	// Passthrough reports whether kernel passthrough serves the reads of
+	// the layer's mounts (of the most recent one, if they differ).
+	Passthrough bool
+	Accounting  Accounting
+
+	// Readdirs counts the directory listings read from the backing tree
+	// (the kernel keeps them, so a directory is read about once).
+	Lookups, Getattrs, Opens, Readdirs, Readlinks int64
+	// UniqueFiles is the number of distinct paths opened; it stops growing
+	// at the profile limit (ProfileTruncated is then set).
+	UniqueFiles int64
+	// BytesRead is the bytes served to the kernel by read requests or, when
+	// BytesAreFileSizes is set (accounting "open" with passthrough), the
+	// sum of the sizes of the files opened: the daemon sees no reads then.
+	BytesRead         int64
+	BytesAreFileSizes bool
+	// Reads is the number of read requests the daemon served; 0 under
+	// passthrough.
+	Reads int64
+	// Errors counts failed requests by errno name ("ENOENT", "EROFS", ...);
+	// a failed lookup of a name that does not exist counts as ENOENT.
+	Errors map[string]int64
+	// Panics counts handler panics, answered with EIO.
+	Panics                  int64
+	FirstAccess, LastAccess time.Time
+	// CacheHits and CacheMisses count this layer's lookups in the shared
+	// attribute cache.
+	CacheHits, CacheMisses int64
+	ProfileTruncated       bool
+}
+
+// FileAccess is one entry of a layer's access profile.
+type FileAccess struct {
+	Path  string // relative to the layer root, as presented
+	Opens int64
+	// Bytes is counted as LayerStats.BytesRead is.
+	Bytes int64
+}

@@ -1,0 +1,88 @@
+package usagestore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
+)
+
+// maxRecordSize bounds a record file read back: a profile of the maximum
+// limit fits many times over; anything larger is not ours.
+const maxRecordSize = 256 << 20
+
+// writeJSON writes v to path atomically: a temporary file in the same
+// directory, synced, then renamed over path.
+func writeJSON(path string, v any) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	enc := json.NewEncoder(f)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// readJSON decodes the regular file path into v. It returns an error
+// wrapping fs.ErrNotExist if there is none, and another error for anything
+// that is not a regular file of at most maxRecordSize bytes holding JSON.
+// It never follows a symlink.
+func readJSON(path string, v any) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+	}
+	if fi.Size() > maxRecordSize {
+		return fmt.Errorf("%s: %d bytes, more than a record holds (%d)", path, fi.Size(), maxRecordSize)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxRecordSize {
+		return fmt.Errorf("%s grew past %d bytes", path, maxRecordSize)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// isNotExist reports whether err says a record file does not exist.
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// layerFileName returns the record file name of layer, or an error if
+// layer is not a sha256 digest of 64 hex digits (the only names built).
+func layerFileName(layer digest.Digest) (string, error) {
+	d, err := layerdigest.Parse(string(layer))
+	if err != nil {
+		return "", err
+	}
+	return d.Encoded() + ".json", nil
+}

@@ -1,0 +1,223 @@
+package usagestore
+
+import (
+	"cmp"
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+)
+
+const (
+	imagesFile = "images.json"
+	// maxImages bounds the images recorded; the least recently seen go
+	// first.
+	maxImages = 10_000
+	// maxImageLayers bounds the layers recorded per image.
+	maxImageLayers = 512
+	// maxRefLen bounds an image reference or a raw label kept (longer ones
+	// are no valid reference or digest and are cut).
+	maxRefLen = 1024
+)
+
+// Event is one layer unpack: served from the layer store, or pulled and why.
+type Event struct {
+	// Image is the image reference; "" when unknown.
+	Image string
+	// Layer is the layer digest; "" when the label was absent or malformed
+	// (RawLayer then holds the label, if any).
+	Layer    digest.Digest
+	RawLayer string
+	Served   bool
+	// Reason says why the layer was pulled; "" when Served.
+	Reason string
+}
+
+type imagesRecord struct {
+	Version int
+	Images  []usage.ImageUsage
+}
+
+// Record adds a layer unpack to its image's record.
+func (s *Store) Record(ctx context.Context, ev Event) {
+	ref := cut(ev.Image)
+	key := imageLayer{Layer: ev.Layer}
+	if ev.Layer == "" {
+		key.RawLayer = cut(ev.RawLayer)
+	}
+	now := time.Now()
+	s.imu.Lock()
+	img := s.images[ref]
+	if img == nil {
+		s.evictImage()
+		img = &usage.ImageUsage{Image: ref}
+		s.images[ref] = img
+	}
+	img.LastSeen = now
+	i := slices.IndexFunc(img.Layers, func(l usage.ImageLayer) bool { return l.Layer == key.Layer && l.RawLayer == key.RawLayer })
+	if i < 0 && len(img.Layers) < maxImageLayers {
+		img.Layers = append(img.Layers, usage.ImageLayer{Layer: key.Layer, RawLayer: key.RawLayer})
+		i = len(img.Layers) - 1
+	}
+	if ev.Served && ev.Layer != "" {
+		if _, ok := s.layerImage[ev.Layer]; !ok {
+			s.layerImage[ev.Layer] = ref
+		}
+	}
+	if i >= 0 {
+		l := &img.Layers[i]
+		l.Served, l.Reason, l.LastSeen = ev.Served, cut(ev.Reason), now
+		if !ev.Served {
+			l.Pulls++
+		}
+	}
+	if !ev.Served {
+		img.Pulls++
+	}
+	s.imagesDirty = true
+	s.imu.Unlock()
+	if s.cfg.interval == 0 {
+		if err := s.flushImages(); err != nil {
+			log.G(ctx).WithError(err).Warn("failed to write image usage records")
+		}
+	}
+}
+
+type imageLayer struct {
+	Layer    digest.Digest
+	RawLayer string
+}
+
+func cut(s string) string {
+	if len(s) > maxRefLen {
+		return s[:maxRefLen]
+	}
+	return s
+}
+
+// evictImage drops the least recently seen image when the record is full.
+// s.imu is held.
+func (s *Store) evictImage() {
+	if len(s.images) < maxImages {
+		return
+	}
+	var oldest *usage.ImageUsage
+	for _, img := range s.images {
+		if oldest == nil || img.LastSeen.Before(oldest.LastSeen) {
+			oldest = img
+		}
+	}
+	delete(s.images, oldest.Image)
+}
+
+// ImageOf returns the first image recorded to have layer served from the
+// layer store ("" if none): the same answer for as long as the store is
+// open, so that it can label a layer's series.
+func (s *Store) ImageOf(layer digest.Digest) string {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	return s.layerImage[layer]
+}
+
+// Images returns every image recorded, by reference.
+func (s *Store) Images() []usage.ImageUsage {
+	s.imu.Lock()
+	out := make([]usage.ImageUsage, 0, len(s.images))
+	for _, img := range s.images {
+		c := *img
+		c.Layers = slices.Clone(img.Layers)
+		out = append(out, c)
+	}
+	s.imu.Unlock()
+	slices.SortFunc(out, func(a, b usage.ImageUsage) int { return strings.Compare(a.Image, b.Image) })
+	return out
+}
+
+// Image returns the record of ref.
+func (s *Store) Image(ref string) (usage.ImageUsage, bool) {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	img := s.images[ref]
+	if img == nil {
+		return usage.ImageUsage{}, false
+	}
+	c := *img
+	c.Layers = slices.Clone(img.Layers)
+	return c, true
+}
+
+// Missing returns the images not fully served from the layer store at
+// their layers' last unpack, most pulled first (then most recently seen).
+func (s *Store) Missing() []usage.ImageUsage {
+	var out []usage.ImageUsage
+	for _, img := range s.Images() {
+		if !img.FullyServed() {
+			out = append(out, img)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b usage.ImageUsage) int {
+		if c := cmp.Compare(b.Pulls, a.Pulls); c != 0 {
+			return c
+		}
+		return b.LastSeen.Compare(a.LastSeen)
+	})
+	return out
+}
+
+func (s *Store) flushImages() error {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	if !s.imagesDirty {
+		return nil
+	}
+	rec := imagesRecord{Version: recordVersion}
+	for _, img := range s.images {
+		rec.Images = append(rec.Images, *img)
+	}
+	slices.SortFunc(rec.Images, func(a, b usage.ImageUsage) int { return strings.Compare(a.Image, b.Image) })
+	if err := writeJSON(filepath.Join(s.dir, imagesFile), rec); err != nil {
+		return err
+	}
+	s.imagesDirty = false
+	return nil
+}
+
+// loadImages reads the image records; an unreadable file is logged and
+// ignored (and replaced at the next write).
+func (s *Store) loadImages(ctx context.Context) {
+	var rec imagesRecord
+	path := filepath.Join(s.dir, imagesFile)
+	err := readJSON(path, &rec)
+	if isNotExist(err) {
+		return
+	}
+	if err == nil && rec.Version != recordVersion {
+		err = errVersion(rec.Version)
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("path", path).Warn("ignoring unreadable image usage records")
+		return
+	}
+	for _, img := range rec.Images {
+		if len(s.images) >= maxImages {
+			break
+		}
+		img.Image = cut(img.Image)
+		if len(img.Layers) > maxImageLayers {
+			img.Layers = img.Layers[:maxImageLayers]
+		}
+		c := img
+		s.images[c.Image] = &c
+		for _, l := range c.Layers {
+			if _, ok := s.layerImage[l.Layer]; l.Served && l.Layer != "" && !ok {
+				s.layerImage[l.Layer] = c.Image
+			}
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package usagestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+)
+
+const (
+	profilesDir   = "profiles"
+	recordVersion = 1
+)
+
+// layerRecord is a layer's record file: the folded figures of its ended
+// sessions, and those of the live session as last flushed.
+type layerRecord struct {
+	Version    int
+	Layer      digest.Digest
+	Accounting usage.Accounting
+	Base       tally
+	// Session is the live session at the last flush, not folded into
+	// Base. Its Start (the session's first access) tells the next reader
+	// whether the live figures it sees are that session's (a separate FUSE
+	// server outlives daemon restarts) or a new one's (after a crash).
+	Session *session `json:",omitempty"`
+}
+
+type session struct {
+	Start int64
+	tally
+}
+
+// total returns the record's figures, its live session included.
+func (r layerRecord) total(limit int) tally {
+	if r.Session == nil {
+		return r.Base
+	}
+	return merge(r.Base, r.Session.tally, limit)
+}
+
+// liveLayer is a mounted layer: its record with Base loaded and the last
+// live figures seen.
+type liveLayer struct {
+	rec   layerRecord
+	start int64
+	last  tally
+	sig   signature
+	// written is set once rec with last has been written.
+	written bool
+}
+
+// signature is what tells whether a layer's live figures moved.
+type signature struct {
+	opens, bytes, reads, unique, lookups, getattrs, last int64
+}
+
+func sigOf(st usage.LayerStats) signature {
+	return signature{st.Opens, st.BytesRead, st.Reads, st.UniqueFiles, st.Lookups, st.Getattrs, unixNano(st.LastAccess)}
+}
+
+// flushLayers writes the layers whose live figures moved and folds those no
+// longer live. s.mu is held.
+func (s *Store) flushLayers(ctx context.Context) error {
+	if s.cfg.src == nil {
+		return nil
+	}
+	var errs []error
+	seen := map[digest.Digest]bool{}
+	for _, st := range s.cfg.src.Stats() {
+		if seen[st.Layer] {
+			continue
+		}
+		seen[st.Layer] = true
+		start := unixNano(st.FirstAccess)
+		ll := s.live[st.Layer]
+		switch {
+		case ll == nil:
+			ll = s.loadLive(ctx, st.Layer, start)
+			if ll == nil {
+				continue
+			}
+			s.live[st.Layer] = ll
+		case ll.start != 0 && start != ll.start:
+			// Unmounted everywhere and mounted again since the last
+			// flush: the old session ended with the figures last seen.
+			ll.rec.Base = merge(ll.rec.Base, ll.last, s.cfg.limit)
+			ll.last, ll.sig, ll.written = tally{}, signature{}, false
+		}
+		ll.start = start
+		sig := sigOf(st)
+		if ll.written && sig == ll.sig {
+			continue
+		}
+		ll.rec.Accounting = st.Accounting
+		ll.last, ll.sig = liveTally(st, s.cfg.src.Profile(st.Layer)), sig
+		rec := ll.rec
+		rec.Session = &session{Start: ll.start, tally: ll.last}
+		if err := s.writeLayer(rec); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ll.written = true
+	}
+	for d, ll := range s.live {
+		if seen[d] {
+			continue
+		}
+		rec := ll.rec
+		rec.Base = merge(rec.Base, ll.last, s.cfg.limit)
+		rec.Session = nil
+		if err := s.writeLayer(rec); err != nil {
+			errs = append(errs, err)
+		}
+		delete(s.live, d)
+	}
+	return errors.Join(errs...)
+}
+
+// loadLive returns the live state of layer, newly mounted with a session
+// that started at start, from its record (if any). nil if layer cannot
+// name a record.
+func (s *Store) loadLive(ctx context.Context, layer digest.Digest, start int64) *liveLayer {
+	rec, err := s.readLayer(layer)
+	if err != nil {
+		if _, nerr := layerFileName(layer); nerr != nil {
+			return nil
+		}
+		if !isNotExist(err) {
+			log.G(ctx).WithError(err).WithField("layer", layer).Warn("ignoring an unreadable usage record")
+		}
+		rec = layerRecord{Version: recordVersion, Layer: layer}
+	}
+	if rec.Session != nil && (start == 0 || rec.Session.Start != start) {
+		// The recorded session is not the live one: it ended without
+		// being folded (the daemon and its mounts were killed).
+		rec.Base = rec.total(s.cfg.limit)
+	}
+	rec.Session = nil
+	return &liveLayer{rec: rec, start: start}
+}
+
+// readLayer reads and checks layer's record file.
+func (s *Store) readLayer(layer digest.Digest) (layerRecord, error) {
+	name, err := layerFileName(layer)
+	if err != nil {
+		return layerRecord{}, err
+	}
+	var rec layerRecord
+	path := filepath.Join(s.dir, profilesDir, name)
+	if err := readJSON(path, &rec); err != nil {
+		return layerRecord{}, err
+	}
+	if rec.Version != recordVersion || rec.Layer != layer {
+		return layerRecord{}, fmt.Errorf("%s: version %d of layer %q, want version %d of %s", path, rec.Version, rec.Layer, recordVersion, layer)
+	}
+	// Bound what a forged record can make us hold.
+	rec.Base = merge(tally{}, rec.Base, s.cfg.limit)
+	if rec.Session != nil {
+		rec.Session.tally = merge(tally{}, rec.Session.tally, s.cfg.limit)
+	}
+	return rec, nil
+}
+
+func (s *Store) writeLayer(rec layerRecord) error {
+	name, err := layerFileName(rec.Layer)
+	if err != nil {
+		return err
+	}
+	rec.Version = recordVersion
+	if err := writeJSON(filepath.Join(s.dir, profilesDir, name), rec); err != nil {
+		return fmt.Errorf("failed to write the usage record of layer %s: %w", rec.Layer, err)
+	}
+	return nil
+}
+
+// Layer returns layer's usage across daemon runs, its live session
+// included; ok is false when nothing is recorded of it.
+func (s *Store) Layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
+	if _, err := layerFileName(layer); err != nil {
+		return usage.LayerUsage{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Bring the live figures in (and write them out).
+	if err := s.flushLayers(ctx); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to write usage records")
+	}
+	if ll := s.live[layer]; ll != nil {
+		return merge(ll.rec.Base, ll.last, s.cfg.limit).view(ll.rec, true), true, nil
+	}
+	rec, err := s.readLayer(layer)
+	if isNotExist(err) {
+		return usage.LayerUsage{}, false, nil
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("layer", layer).Warn("ignoring an unreadable usage record")
+		return usage.LayerUsage{}, false, nil
+	}
+	return rec.total(s.cfg.limit).view(rec, false), true, nil
+}

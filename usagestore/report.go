@@ -1,0 +1,47 @@
+package usagestore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+)
+
+// Report returns, for each layer of each image (in unpack order), the
+// share of its files and bytes that workloads read. An image never
+// unpacked through the snapshotter returns an error wrapping
+// errdefs.ErrNotFound.
+func (s *Store) Report(ctx context.Context, images []string) ([]usage.ReportRow, error) {
+	var rows []usage.ReportRow
+	for _, ref := range images {
+		img, ok := s.Image(ref)
+		if !ok {
+			return nil, fmt.Errorf("image %q: no unpack of it recorded: %w", ref, errdefs.ErrNotFound)
+		}
+		for _, l := range img.Layers {
+			row := usage.ReportRow{Image: ref, Layer: l.Layer, Served: l.Served, Reason: l.Reason}
+			if l.Layer == "" {
+				rows = append(rows, row)
+				continue
+			}
+			u, ok, err := s.Layer(ctx, l.Layer)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				row.Accounting, row.FilesRead, row.BytesRead, row.Truncated = u.Accounting.String(), u.Files, u.Bytes, u.Truncated
+			}
+			if l.Served {
+				c, err := s.Contents(ctx, l.Layer)
+				if err != nil {
+					row.ContentsError = err.Error()
+				}
+				row.FilesTotal, row.BytesTotal = c.Files, c.Bytes
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows, nil
+}

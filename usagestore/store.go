@@ -1,0 +1,214 @@
+package usagestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+)
+
+// Source gives the live per-layer figures: a FUSE manager, in this process
+// or behind a separate FUSE server's client.
+type Source interface {
+	Stats() []usage.LayerStats
+	Profile(layer digest.Digest) []usage.FileAccess
+}
+
+// ContentsFunc counts what a layer holds in the repository.
+type ContentsFunc func(ctx context.Context, layer digest.Digest) (usage.Contents, error)
+
+// Defaults.
+const (
+	// DefaultFlushInterval is how often live figures are written out, so
+	// that a crash (kill -9) loses at most that much.
+	DefaultFlushInterval = 30 * time.Second
+	// DefaultProfileLimit bounds the paths kept in a layer's merged profile.
+	DefaultProfileLimit = 100_000
+	// contentsTimeout bounds one count of a layer's contents.
+	contentsTimeout = 5 * time.Minute
+)
+
+type config struct {
+	src      Source
+	contents ContentsFunc
+	interval time.Duration
+	limit    int
+}
+
+// Opt configures a Store.
+type Opt func(*config) error
+
+// WithSource makes the store record the layers src serves. Without it the
+// store records only images and fallbacks.
+func WithSource(src Source) Opt {
+	return func(c *config) error {
+		if src == nil {
+			return fmt.Errorf("nil usage source: %w", errdefs.ErrInvalidArgument)
+		}
+		c.src = src
+		return nil
+	}
+}
+
+// WithContents gives the function that counts a layer's files and bytes for
+// reports (each layer is counted once; the result is kept).
+func WithContents(fn ContentsFunc) Opt {
+	return func(c *config) error {
+		if fn == nil {
+			return fmt.Errorf("nil contents function: %w", errdefs.ErrInvalidArgument)
+		}
+		c.contents = fn
+		return nil
+	}
+}
+
+// WithFlushInterval sets how often live figures and new image records are
+// written (default DefaultFlushInterval). 0 writes them only around
+// unmounts and at Close (image records then at once); negative is an error.
+func WithFlushInterval(d time.Duration) Opt {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("flush interval %v is negative: %w", d, errdefs.ErrInvalidArgument)
+		}
+		c.interval = d
+		return nil
+	}
+}
+
+// WithProfileLimit bounds the paths kept in each layer's merged profile
+// (default DefaultProfileLimit; 0 keeps none). Negative is an error.
+func WithProfileLimit(n int) Opt {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("profile limit %d is negative: %w", n, errdefs.ErrInvalidArgument)
+		}
+		c.limit = n
+		return nil
+	}
+}
+
+// Store keeps usage records under a directory. Safe for concurrent use;
+// Close stops it.
+type Store struct {
+	dir string
+	cfg config
+
+	// mu guards live and the layer record files.
+	mu   sync.Mutex
+	live map[digest.Digest]*liveLayer
+
+	imu         sync.Mutex
+	images      map[string]*usage.ImageUsage
+	imagesDirty bool
+	// layerImage is the first image seen served with each layer (ImageOf).
+	layerImage map[digest.Digest]string
+
+	cmu      sync.Mutex
+	contents map[digest.Digest]usage.Contents
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating it 0700 if needed) the store in dir and, with a
+// flush interval, starts writing live figures periodically. Records that
+// cannot be read are logged and ignored.
+func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
+	cfg := config{interval: DefaultFlushInterval, limit: DefaultProfileLimit}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, profilesDir), 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create usage store %s: %w", dir, err)
+	}
+	s := &Store{
+		dir:        dir,
+		cfg:        cfg,
+		live:       map[digest.Digest]*liveLayer{},
+		images:     map[string]*usage.ImageUsage{},
+		layerImage: map[digest.Digest]string{},
+		contents:   map[digest.Digest]usage.Contents{},
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	s.loadImages(ctx)
+	s.loadContents(ctx)
+	if cfg.interval > 0 {
+		go s.loop(context.WithoutCancel(ctx))
+	} else {
+		close(s.done)
+	}
+	return s, nil
+}
+
+func (s *Store) loop(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.Flush(ctx); err != nil {
+				log.G(ctx).WithError(err).Warn("failed to write usage records")
+			}
+		}
+	}
+}
+
+// Flush writes the live figures of every layer that changed since the last
+// flush, folds the layers no longer mounted, and writes new image records.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	err := s.flushLayers(ctx)
+	s.mu.Unlock()
+	return errors.Join(err, s.flushImages())
+}
+
+// Unmounting runs unmount, which may end a layer's last mount (and with it
+// the live figures of its session), between two flushes: the figures up to
+// the unmount are folded into the layer's record.
+//
+// The store is not locked while unmount runs, so unmounts run in parallel:
+// the figures a layer's last flush saw are those of its end, since nothing
+// reads a layer whose last mount is going.
+func (s *Store) Unmounting(ctx context.Context, unmount func() error) error {
+	s.mu.Lock()
+	if err := s.flushLayers(ctx); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to write usage records before an unmount")
+	}
+	s.mu.Unlock()
+	err := unmount()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ferr := s.flushLayers(ctx); ferr != nil {
+		log.G(ctx).WithError(ferr).Warn("failed to write usage records after an unmount")
+	}
+	return err
+}
+
+// Close stops the periodic flush and flushes a last time. Idempotent.
+func (s *Store) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		if s.cfg.interval > 0 {
+			close(s.stop)
+		}
+		<-s.done
+		s.closeErr = s.Flush(ctx)
+	})
+	return s.closeErr
+}
