@@ -9,6 +9,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
 // The configuration reaches the packages here, and only here: one function
@@ -55,5 +56,13 @@ func (c config) supervisorOpts() []fuseremote.SupervisorOpt {
 	lookup := time.Duration(c.LookupTimeout)
 	return []fuseremote.SupervisorOpt{
 		fuseremote.WithClientOptions(fuseremote.WithTimeouts(lookup, min(lookup, fuseremote.DefaultCallTimeout))),
+	}
+}
+
+// usagestoreOpts maps the keys of the usage records to the store's options.
+func (c config) usagestoreOpts() []usagestore.Opt {
+	return []usagestore.Opt{
+		usagestore.WithFlushInterval(time.Duration(c.ProfileFlushInterval)),
+		usagestore.WithProfileLimit(c.ProfileLimit),
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"path/filepath"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -18,14 +17,12 @@ import (
 // goes.
 func openUsage(ctx context.Context, cfg config, f flags, be *backend) (*usagestore.Store, error) {
 	repo := be.layers.repo
-	opts := []usagestore.Opt{
-		usagestore.WithFlushInterval(time.Duration(cfg.ProfileFlushInterval)),
-		usagestore.WithProfileLimit(cfg.ProfileLimit),
+	opts := append(cfg.usagestoreOpts(),
 		usagestore.WithContents(func(ctx context.Context, layer digest.Digest) (usage.Contents, error) {
 			files, bytes, err := repo.Contents(ctx, layer)
 			return usage.Contents{Files: files, Bytes: bytes}, err
 		}),
-	}
+	)
 	if be.stats != nil {
 		opts = append(opts, usagestore.WithSource(be.stats))
 	}
