@@ -58,15 +58,7 @@ func (s *Store) Contents(ctx context.Context, layer digest.Digest) (usage.Conten
 func (s *Store) loadContents(ctx context.Context) {
 	var rec contentsRecord
 	path := filepath.Join(s.dir, contentsFile)
-	err := readJSON(path, &rec)
-	if isNotExist(err) {
-		return
-	}
-	if err == nil && rec.Version != recordVersion {
-		err = errVersion(rec.Version)
-	}
-	if err != nil {
-		log.G(ctx).WithError(err).WithField("path", path).Warn("ignoring an unreadable layer contents record")
+	if !readRecord(ctx, path, "layer contents record", &rec, &rec.Version) {
 		return
 	}
 	for d, c := range rec.Layers {

@@ -1,6 +1,7 @@
 package usagestore
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
@@ -75,6 +77,25 @@ func readJSON(path string, v any) error {
 }
 
 // isNotExist reports whether err says a record file does not exist.
+// readRecord reads the record file at path into rec, whose version field
+// is *version once read. An absent file is no record; an unreadable one, or
+// one of another version, is logged (naming it what) and ignored: the next
+// write replaces it. It reports whether rec was read.
+func readRecord(ctx context.Context, path, what string, rec any, version *int) bool {
+	err := readJSON(path, rec)
+	if isNotExist(err) {
+		return false
+	}
+	if err == nil && *version != recordVersion {
+		err = errVersion(*version)
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("path", path).Warn("ignoring an unreadable " + what)
+		return false
+	}
+	return true
+}
+
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // layerFileName returns the record file name of layer, or an error if

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/containerd/errdefs"
+
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )

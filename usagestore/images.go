@@ -193,15 +193,7 @@ func (s *Store) flushImages() error {
 func (s *Store) loadImages(ctx context.Context) {
 	var rec imagesRecord
 	path := filepath.Join(s.dir, imagesFile)
-	err := readJSON(path, &rec)
-	if isNotExist(err) {
-		return
-	}
-	if err == nil && rec.Version != recordVersion {
-		err = errVersion(rec.Version)
-	}
-	if err != nil {
-		log.G(ctx).WithError(err).WithField("path", path).Warn("ignoring unreadable image usage records")
+	if !readRecord(ctx, path, "image usage record", &rec, &rec.Version) {
 		return
 	}
 	for _, img := range rec.Images {
