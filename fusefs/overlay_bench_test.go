@@ -93,11 +93,18 @@ func readTree(b testing.TB, root string, want int) {
 // in the syscall while the server's goroutines need one), which no
 // container workload does.
 func readTreeElsewhere(b testing.TB, root string, want int) time.Duration {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperReadTree$")
-	cmd.Env = append(os.Environ(), "FUSEFS_READ_TREE="+root, "FUSEFS_READ_TREE_WANT="+strconv.Itoa(want))
+	return inChild(b, "TestHelperReadTree", "FUSEFS_READ_TREE="+root, "FUSEFS_READ_TREE_WANT="+strconv.Itoa(want))
+}
+
+// inChild runs the helper test named helper of this test binary in a child
+// process with env added, and returns the time the child reported
+// ("elapsed-ns N").
+func inChild(b testing.TB, helper string, env ...string) time.Duration {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		b.Fatalf("read %s in a child: %v\n%s", root, err, out)
+		b.Fatalf("%s in a child: %v\n%s", helper, err, out)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if ns, ok := strings.CutPrefix(line, "elapsed-ns "); ok {
@@ -108,7 +115,7 @@ func readTreeElsewhere(b testing.TB, root string, want int) time.Duration {
 			return time.Duration(v)
 		}
 	}
-	b.Fatalf("child printed no time:\n%s", out)
+	b.Fatalf("%s: the child printed no time:\n%s", helper, out)
 	return 0
 }
 
@@ -412,23 +419,7 @@ func BenchmarkNegativeLookup(b *testing.B) {
 // statAbsentElsewhere lstats n distinct absent names in dir from a child
 // process (see readTreeElsewhere) and returns the time it took there.
 func statAbsentElsewhere(b testing.TB, dir string, n, round int) time.Duration {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperStatAbsent$")
-	cmd.Env = append(os.Environ(), "FUSEFS_STAT_ABSENT="+dir, "FUSEFS_STAT_ABSENT_N="+strconv.Itoa(n), "FUSEFS_STAT_ABSENT_ROUND="+strconv.Itoa(round))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		b.Fatalf("stat in a child: %v\n%s", err, out)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if ns, ok := strings.CutPrefix(line, "elapsed-ns "); ok {
-			v, err := strconv.ParseInt(strings.TrimSpace(ns), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return time.Duration(v)
-		}
-	}
-	b.Fatalf("child printed no time:\n%s", out)
-	return 0
+	return inChild(b, "TestHelperStatAbsent", "FUSEFS_STAT_ABSENT="+dir, "FUSEFS_STAT_ABSENT_N="+strconv.Itoa(n), "FUSEFS_STAT_ABSENT_ROUND="+strconv.Itoa(round))
 }
 
 // TestHelperStatAbsent is statAbsentElsewhere's child: not a test on its own.
