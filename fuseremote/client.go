@@ -126,12 +126,17 @@ func (c *Client) Shutdown(ctx context.Context) error {
 // Stats returns the server's per-layer accounting, or nil (logged) when it
 // cannot be reached.
 func (c *Client) Stats() []usage.LayerStats {
-	ctx := context.Background()
-	st, err := c.stats(ctx)
+	st, err := c.ReadStats()
 	if err != nil {
-		log.G(ctx).WithError(err).Warn("failed to read the FUSE server's stats")
+		log.G(context.Background()).WithError(err).Warn("failed to read the FUSE server's stats")
 	}
 	return st
+}
+
+// ReadStats returns the server's per-layer accounting, or the error that
+// kept it from answering.
+func (c *Client) ReadStats() ([]usage.LayerStats, error) {
+	return c.stats(context.Background())
 }
 
 func (c *Client) stats(ctx context.Context) ([]usage.LayerStats, error) {
@@ -143,12 +148,21 @@ func (c *Client) stats(ctx context.Context) ([]usage.LayerStats, error) {
 // Profile returns one layer's per-file profile, or nil (logged) when the
 // server cannot be reached.
 func (c *Client) Profile(layer digest.Digest) []usage.FileAccess {
-	ctx := context.Background()
-	var prof []usage.FileAccess
-	if err := c.call(ctx, c.callTimeout, http.MethodGet, pathProfile+"?layer="+url.QueryEscape(layer.String()), nil, &prof); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to read the FUSE server's profile")
+	prof, err := c.ReadProfile(layer)
+	if err != nil {
+		log.G(context.Background()).WithError(err).Warn("failed to read the FUSE server's profile")
 	}
 	return prof
+}
+
+// ReadProfile returns one layer's per-file profile, or the error that kept
+// the server from answering.
+func (c *Client) ReadProfile(layer digest.Digest) ([]usage.FileAccess, error) {
+	var prof []usage.FileAccess
+	if err := c.call(context.Background(), c.callTimeout, http.MethodGet, pathProfile+"?layer="+url.QueryEscape(layer.String()), nil, &prof); err != nil {
+		return nil, err
+	}
+	return prof, nil
 }
 
 // call makes one request, bounded (dial, request and reply) by timeout

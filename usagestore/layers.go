@@ -65,14 +65,41 @@ func sigOf(st usage.LayerStats) signature {
 }
 
 // flushLayers writes the layers whose live figures moved and folds those no
-// longer live. s.mu is held.
+// longer live. s.mu is not held: the source is asked without it (a remote
+// one may take seconds), then the figures are applied under it. When the
+// source cannot give its figures nothing is folded: the layers stay live.
 func (s *Store) flushLayers(ctx context.Context) error {
 	if s.cfg.src == nil {
 		return nil
 	}
+	s.mu.Lock()
+	s.fetched++
+	seq := s.fetched
+	s.mu.Unlock()
+	stats, err := s.cfg.src.Stats()
+	if err != nil {
+		return fmt.Errorf("failed to read the live usage figures: %w", err)
+	}
+	// The profiles of the layers whose figures moved.
 	var errs []error
+	profiles := map[digest.Digest][]usage.FileAccess{}
+	for _, st := range s.moved(stats) {
+		p, err := s.cfg.src.Profile(st.Layer)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to read the profile of layer %s: %w", st.Layer, err))
+			continue
+		}
+		profiles[st.Layer] = p
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq <= s.applied {
+		// A flush that asked later has applied newer figures.
+		return errors.Join(errs...)
+	}
+	s.applied = seq
 	seen := map[digest.Digest]bool{}
-	for _, st := range s.cfg.src.Stats() {
+	for _, st := range stats {
 		if seen[st.Layer] {
 			continue
 		}
@@ -97,8 +124,13 @@ func (s *Store) flushLayers(ctx context.Context) error {
 		if ll.written && sig == ll.sig {
 			continue
 		}
+		prof, ok := profiles[st.Layer]
+		if !ok {
+			// No profile of these figures: keep the last ones seen.
+			continue
+		}
 		ll.rec.Accounting = st.Accounting
-		ll.last, ll.sig = liveTally(st, s.cfg.src.Profile(st.Layer)), sig
+		ll.last, ll.sig = liveTally(st, prof), sig
 		rec := ll.rec
 		rec.Session = &session{Start: ll.start, tally: ll.last}
 		if err := s.writeLayer(rec); err != nil {
@@ -120,6 +152,26 @@ func (s *Store) flushLayers(ctx context.Context) error {
 		delete(s.live, d)
 	}
 	return errors.Join(errs...)
+}
+
+// moved returns the stats (one per layer) whose figures differ from those
+// last written.
+func (s *Store) moved(stats []usage.LayerStats) []usage.LayerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []usage.LayerStats
+	seen := map[digest.Digest]bool{}
+	for _, st := range stats {
+		if seen[st.Layer] {
+			continue
+		}
+		seen[st.Layer] = true
+		ll := s.live[st.Layer]
+		if ll == nil || !ll.written || ll.start != unixNano(st.FirstAccess) || ll.sig != sigOf(st) {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // loadLive returns the live state of layer, newly mounted with a session
@@ -185,12 +237,12 @@ func (s *Store) Layer(ctx context.Context, layer digest.Digest) (u usage.LayerUs
 	if _, err := layerFileName(layer); err != nil {
 		return usage.LayerUsage{}, false, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	// Bring the live figures in (and write them out).
 	if err := s.flushLayers(ctx); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write usage records")
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if ll := s.live[layer]; ll != nil {
 		return merge(ll.rec.Base, ll.last, s.cfg.limit).view(ll.rec, true), true, nil
 	}

@@ -17,10 +17,11 @@ import (
 )
 
 // Source gives the live per-layer figures: a FUSE manager, in this process
-// or behind a separate FUSE server's client.
+// or behind a separate FUSE server's client. An error (a server out of
+// reach) leaves the live sessions as they were last seen.
 type Source interface {
-	Stats() []usage.LayerStats
-	Profile(layer digest.Digest) []usage.FileAccess
+	Stats() ([]usage.LayerStats, error)
+	Profile(layer digest.Digest) ([]usage.FileAccess, error)
 }
 
 // ContentsFunc counts what a layer holds in the repository.
@@ -102,9 +103,12 @@ type Store struct {
 	dir string
 	cfg config
 
-	// mu guards live and the layer record files.
+	// mu guards live, the flush sequence and the layer record files.
 	mu   sync.Mutex
 	live map[digest.Digest]*liveLayer
+	// fetched numbers the flushes that asked the source; applied is the
+	// last applied (an older one is dropped).
+	fetched, applied uint64
 
 	imu         sync.Mutex
 	images      map[string]*usage.ImageUsage
@@ -173,10 +177,7 @@ func (s *Store) loop(ctx context.Context) {
 // Flush writes the live figures of every layer that changed since the last
 // flush, folds the layers no longer mounted, and writes new image records.
 func (s *Store) Flush(ctx context.Context) error {
-	s.mu.Lock()
-	err := s.flushLayers(ctx)
-	s.mu.Unlock()
-	return errors.Join(err, s.flushImages())
+	return errors.Join(s.flushLayers(ctx), s.flushImages())
 }
 
 // Unmounting runs unmount, which may end a layer's last mount (and with it
@@ -187,14 +188,10 @@ func (s *Store) Flush(ctx context.Context) error {
 // the figures a layer's last flush saw are those of its end, since nothing
 // reads a layer whose last mount is going.
 func (s *Store) Unmounting(ctx context.Context, unmount func() error) error {
-	s.mu.Lock()
 	if err := s.flushLayers(ctx); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write usage records before an unmount")
 	}
-	s.mu.Unlock()
 	err := unmount()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if ferr := s.flushLayers(ctx); ferr != nil {
 		log.G(ctx).WithError(ferr).Warn("failed to write usage records after an unmount")
 	}

@@ -3,6 +3,7 @@ package usagestore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +29,8 @@ type fakeSource struct {
 	mu    sync.Mutex
 	stats map[digest.Digest]usage.LayerStats
 	prof  map[digest.Digest][]usage.FileAccess
+	// down makes Stats fail, noProfile Profile (a server out of reach).
+	down, noProfile bool
 }
 
 func newFakeSource() *fakeSource {
@@ -56,20 +59,26 @@ func (f *fakeSource) unmount(layer digest.Digest) {
 	delete(f.prof, layer)
 }
 
-func (f *fakeSource) Stats() []usage.LayerStats {
+func (f *fakeSource) Stats() ([]usage.LayerStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down {
+		return nil, errors.New("source down")
+	}
 	var out []usage.LayerStats
 	for _, st := range f.stats {
 		out = append(out, st)
 	}
-	return out
+	return out, nil
 }
 
-func (f *fakeSource) Profile(layer digest.Digest) []usage.FileAccess {
+func (f *fakeSource) Profile(layer digest.Digest) ([]usage.FileAccess, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.prof[layer])
+	if f.noProfile {
+		return nil, errors.New("no profile")
+	}
+	return slices.Clone(f.prof[layer]), nil
 }
 
 func open(t *testing.T, dir string, opts ...Opt) *Store {
@@ -148,6 +157,39 @@ func TestSameSessionAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantProfile(t, layerUsage(t, s2, layerA), 2, 20, fa("f", 2, 20))
+}
+
+func (f *fakeSource) setDown(down, noProfile bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down, f.noProfile = down, noProfile
+}
+
+// TestSourceOutage: a flush while the source cannot be reached, or cannot
+// give a profile, neither ends the live session nor loses its files.
+func TestSourceOutage(t *testing.T) {
+	ctx := context.Background()
+	src := newFakeSource()
+	s := open(t, t.TempDir(), WithSource(src))
+	t0 := time.Unix(5000, 0)
+	src.session(layerA, t0, fa("f", 1, 10))
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src.setDown(true, false)
+	s.Flush(ctx)
+	src.setDown(false, false)
+	wantProfile(t, layerUsage(t, s, layerA), 1, 10, fa("f", 1, 10))
+
+	src.session(layerA, t0, fa("f", 2, 20))
+	src.setDown(false, true)
+	s.Flush(ctx)
+	if err := s.Unmounting(ctx, func() error { src.unmount(layerA); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	src.setDown(false, false)
+	s.Flush(ctx)
+	wantProfile(t, layerUsage(t, s, layerA), 1, 10, fa("f", 1, 10))
 }
 
 // TestCrashKeepsLastFlush: a daemon killed with its mounts (no Close, no

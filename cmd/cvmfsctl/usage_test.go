@@ -22,13 +22,13 @@ type oneLayerSource struct {
 	layer digest.Digest
 }
 
-func (s oneLayerSource) Stats() []usage.LayerStats {
+func (s oneLayerSource) Stats() ([]usage.LayerStats, error) {
 	t := time.Unix(100, 0)
-	return []usage.LayerStats{{Layer: s.layer, Mounts: 1, Accounting: usage.AccountReads, Opens: 3, BytesRead: 300, UniqueFiles: 2, FirstAccess: t, LastAccess: t}}
+	return []usage.LayerStats{{Layer: s.layer, Mounts: 1, Accounting: usage.AccountReads, Opens: 3, BytesRead: 300, UniqueFiles: 2, FirstAccess: t, LastAccess: t}}, nil
 }
 
-func (s oneLayerSource) Profile(digest.Digest) []usage.FileAccess {
-	return []usage.FileAccess{{Path: "lib/a,b.so", Opens: 2, Bytes: 200}, {Path: "bin/sh", Opens: 1, Bytes: 100}}
+func (s oneLayerSource) Profile(digest.Digest) ([]usage.FileAccess, error) {
+	return []usage.FileAccess{{Path: "lib/a,b.so", Opens: 2, Bytes: 200}, {Path: "bin/sh", Opens: 1, Bytes: 100}}, nil
 }
 
 // usageDaemon serves a usage store holding app:1 (layer A served, 2 files
