@@ -83,19 +83,25 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lastSeen
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. A series that cannot be made
+// (a label that is not valid UTF-8) is left out, not the whole scrape.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	send := func(desc *prometheus.Desc, vt prometheus.ValueType, v float64, lv ...string) {
+		if m, err := prometheus.NewConstMetric(desc, vt, v, lv...); err == nil {
+			ch <- m
+		}
+	}
 	for _, st := range c.src.Stats() {
 		lv := []string{st.Layer.String(), st.Accounting.String(), c.imageOf(st.Layer)}
 		for _, cd := range c.counters {
-			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), lv...)
+			send(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), lv...)
 		}
-		ch <- prometheus.MustNewConstMetric(c.mounts, prometheus.GaugeValue, float64(st.Mounts), lv...)
+		send(c.mounts, prometheus.GaugeValue, float64(st.Mounts), lv...)
 		for errno, n := range st.Errors {
-			ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), append(lv, errno)...)
+			send(c.errors, prometheus.CounterValue, float64(n), append(lv, errno)...)
 		}
 		if !st.LastAccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(c.lastSeen, prometheus.GaugeValue, float64(st.LastAccess.UnixNano())/1e9, lv...)
+			send(c.lastSeen, prometheus.GaugeValue, float64(st.LastAccess.UnixNano())/1e9, lv...)
 		}
 	}
 }

@@ -115,3 +115,35 @@ func getJSON(t *testing.T, url string, code int, v any) {
 		}
 	}
 }
+
+// TestInvalidLabel: a series whose label is not valid UTF-8 is left out;
+// the others are still gathered.
+func TestInvalidLabel(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	src := source()
+	src.stats = append(src.stats, usage.LayerStats{Layer: digest.Digest("sha256:" + strings.Repeat("d", 64)), Mounts: 1})
+	if err := reg.Register(NewCollector(src, WithLayerImage(func(d digest.Digest) string {
+		if d == layer {
+			return "bad\xffimage"
+		}
+		return "ok:1"
+	}))); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "layer" && lp.GetValue() == layer.String() {
+					t.Errorf("%s: series of the invalid label gathered", mf.GetName())
+				}
+			}
+		}
+	}
+	if len(mfs) == 0 {
+		t.Error("nothing gathered")
+	}
+}

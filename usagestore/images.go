@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
@@ -94,11 +95,18 @@ type imageLayer struct {
 	RawLayer string
 }
 
+// cut returns s as valid UTF-8 (invalid bytes replaced) of at most
+// maxRefLen bytes, cut on a rune boundary: it names metrics series.
 func cut(s string) string {
-	if len(s) > maxRefLen {
-		return s[:maxRefLen]
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxRefLen {
+		return s
 	}
-	return s
+	n := maxRefLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // evictImage drops the least recently seen image when the record is full.

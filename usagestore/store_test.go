@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
@@ -445,5 +446,21 @@ func TestParallelUnmounts(t *testing.T) {
 	wantProfile(t, layerUsage(t, s, layerB), 2, 2, fa("b", 2, 2))
 	if u := layerUsage(t, s, layerA); u.Mounted {
 		t.Error("an unmounted layer is reported mounted")
+	}
+}
+
+// TestLongLabelsStayValid: a reference longer than kept, with a multi-byte
+// rune across the cut (or invalid UTF-8), is kept as valid UTF-8 (it names
+// metrics series).
+func TestLongLabelsStayValid(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	long := strings.Repeat("a", maxRefLen-1) + "é" + "tail"
+	s.Record(ctx, Event{Image: long, Layer: layerA, Served: true})
+	s.Record(ctx, Event{Image: "bad\xffref", Layer: layerB, Served: true})
+	for _, l := range []digest.Digest{layerA, layerB} {
+		if got := s.ImageOf(l); !utf8.ValidString(got) || len(got) > maxRefLen || got == "" {
+			t.Errorf("ImageOf(%s) = %q (%d bytes): want valid UTF-8 of at most %d bytes", l, got, len(got), maxRefLen)
+		}
 	}
 }
