@@ -86,6 +86,9 @@ type ReportRow struct {
 	// with ContentsError set when that failed.
 	FilesTotal, BytesTotal int64
 	ContentsError          string `json:",omitempty"`
+	// Counting is set while the layer's contents are being counted (in
+	// the background: a later report has them).
+	Counting bool `json:",omitempty"`
 	// Truncated is LayerUsage.Truncated.
 	Truncated bool
 }

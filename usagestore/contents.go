@@ -2,6 +2,7 @@ package usagestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -24,35 +25,64 @@ func errVersion(v int) error {
 	return fmt.Errorf("record version %d, want %d", v, recordVersion)
 }
 
-// Contents returns what layer holds in the repository, counted once (by
-// the WithContents function) and kept.
-func (s *Store) Contents(ctx context.Context, layer digest.Digest) (usage.Contents, error) {
-	s.cmu.Lock()
-	c, ok := s.contents[layer]
-	s.cmu.Unlock()
-	if ok {
-		return c, nil
-	}
-	if s.cfg.contents == nil {
-		return usage.Contents{}, fmt.Errorf("contents of layer %s: no repository to count them in: %w", layer, errdefs.ErrUnavailable)
-	}
-	if _, err := layerFileName(layer); err != nil {
-		return usage.Contents{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, contentsTimeout)
-	defer cancel()
-	c, err := s.cfg.contents(ctx, layer)
-	if err != nil {
-		return usage.Contents{}, fmt.Errorf("failed to count the contents of layer %s: %w", layer, err)
-	}
+// errNotCounted is a layer's contents not counted yet, asked by a reader
+// that may not start the count.
+var errNotCounted = errors.New("contents not counted yet (a report on the admin socket counts them)")
+
+// contentsOf returns what layer holds in the repository, counted once (by
+// the WithContents function) and kept. A layer not counted yet is counted
+// in the background, under the store's lifetime (Close stops it), when
+// start is set; counting is then true until the count ends. A count that
+// failed is told once; the next call counts again.
+func (s *Store) contentsOf(layer digest.Digest, start bool) (c usage.Contents, counting bool, err error) {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
+	if c, ok := s.contents[layer]; ok {
+		return c, false, nil
+	}
+	if s.cfg.contents == nil {
+		return usage.Contents{}, false, fmt.Errorf("contents of layer %s: no repository to count them in: %w", layer, errdefs.ErrUnavailable)
+	}
+	if _, err := layerFileName(layer); err != nil {
+		return usage.Contents{}, false, err
+	}
+	if s.counting[layer] {
+		return usage.Contents{}, true, nil
+	}
+	if err := s.countErr[layer]; err != nil {
+		delete(s.countErr, layer)
+		return usage.Contents{}, false, err
+	}
+	if !start {
+		return usage.Contents{}, false, errNotCounted
+	}
+	if s.life.Err() != nil {
+		return usage.Contents{}, false, fmt.Errorf("contents of layer %s: usage store closed: %w", layer, errdefs.ErrUnavailable)
+	}
+	s.counting[layer] = true
+	s.counts.Add(1)
+	go s.count(layer)
+	return usage.Contents{}, true, nil
+}
+
+// count counts layer's contents and keeps them (or the error).
+func (s *Store) count(layer digest.Digest) {
+	defer s.counts.Done()
+	ctx, cancel := context.WithTimeout(s.life, contentsTimeout)
+	defer cancel()
+	c, err := s.cfg.contents(ctx, layer)
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	delete(s.counting, layer)
+	if err != nil {
+		s.countErr[layer] = fmt.Errorf("failed to count the contents of layer %s: %w", layer, err)
+		return
+	}
 	s.contents[layer] = c
 	rec := contentsRecord{Version: recordVersion, Layers: maps.Clone(s.contents)}
 	if err := writeJSON(filepath.Join(s.dir, contentsFile), rec); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write the layer contents record")
 	}
-	return c, nil
 }
 
 func (s *Store) loadContents(ctx context.Context) {

@@ -10,10 +10,16 @@ import (
 )
 
 // Report returns, for each layer of each image (in unpack order), the
-// share of its files and bytes that workloads read. An image never
-// unpacked through the snapshotter returns an error wrapping
-// errdefs.ErrNotFound.
+// share of its files and bytes that workloads read. A served layer whose
+// contents are not counted yet is counted in the background (its row says
+// Counting; a later report has the totals). An image never unpacked
+// through the snapshotter returns an error wrapping errdefs.ErrNotFound.
 func (s *Store) Report(ctx context.Context, images []string) ([]usage.ReportRow, error) {
+	return s.report(ctx, images, true)
+}
+
+// report is Report; count says whether counts may be started.
+func (s *Store) report(ctx context.Context, images []string, count bool) ([]usage.ReportRow, error) {
 	var rows []usage.ReportRow
 	for _, ref := range images {
 		img, ok := s.Image(ref)
@@ -34,11 +40,11 @@ func (s *Store) Report(ctx context.Context, images []string) ([]usage.ReportRow,
 				row.Accounting, row.FilesRead, row.BytesRead, row.Truncated = u.Accounting.String(), u.Files, u.Bytes, u.Truncated
 			}
 			if l.Served {
-				c, err := s.Contents(ctx, l.Layer)
+				c, counting, err := s.contentsOf(l.Layer, count)
 				if err != nil {
 					row.ContentsError = err.Error()
 				}
-				row.FilesTotal, row.BytesTotal = c.Files, c.Bytes
+				row.FilesTotal, row.BytesTotal, row.Counting = c.Files, c.Bytes, counting
 			}
 			rows = append(rows, row)
 		}

@@ -116,8 +116,16 @@ type Store struct {
 	// layerImage is the first image seen served with each layer (ImageOf).
 	layerImage map[digest.Digest]string
 
+	// cmu guards contents, counting and countErr: the layers counted, being
+	// counted (by goroutines under life, counted in counts) and whose
+	// last count failed.
 	cmu      sync.Mutex
 	contents map[digest.Digest]usage.Contents
+	counting map[digest.Digest]bool
+	countErr map[digest.Digest]error
+	life     context.Context
+	endLife  context.CancelFunc
+	counts   sync.WaitGroup
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -145,9 +153,12 @@ func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
 		images:     map[string]*usage.ImageUsage{},
 		layerImage: map[digest.Digest]string{},
 		contents:   map[digest.Digest]usage.Contents{},
+		counting:   map[digest.Digest]bool{},
+		countErr:   map[digest.Digest]error{},
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	s.life, s.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	s.loadImages(ctx)
 	s.loadContents(ctx)
 	if cfg.interval > 0 {
@@ -198,9 +209,14 @@ func (s *Store) Unmounting(ctx context.Context, unmount func() error) error {
 	return err
 }
 
-// Close stops the periodic flush and flushes a last time. Idempotent.
+// Close stops the periodic flush and the contents counts in flight (and
+// waits for them), and flushes a last time. Idempotent.
 func (s *Store) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
+		s.cmu.Lock()
+		s.endLife()
+		s.cmu.Unlock()
+		s.counts.Wait()
 		if s.cfg.interval > 0 {
 			close(s.stop)
 		}

@@ -378,9 +378,11 @@ func TestReportAndHandler(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	var rows []usage.ReportRow
-	for range 2 {
+	for rows == nil || rows[0].Counting {
+		rows = nil
 		getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)
 	}
+	getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)
 	want := []usage.ReportRow{
 		{Image: "app:1", Layer: layerA, Served: true, Accounting: "reads", FilesRead: 2, BytesRead: 250, FilesTotal: 10, BytesTotal: 1000},
 		{Image: "app:1", Layer: layerB, Reason: "not-in-repository"},
@@ -462,5 +464,69 @@ func TestLongLabelsStayValid(t *testing.T) {
 		if got := s.ImageOf(l); !utf8.ValidString(got) || len(got) > maxRefLen || got == "" {
 			t.Errorf("ImageOf(%s) = %q (%d bytes): want valid UTF-8 of at most %d bytes", l, got, len(got), maxRefLen)
 		}
+	}
+}
+
+// TestContentsCountedInBackground: a report does not wait for a layer's
+// count (it says the layer is being counted); the count outlives the
+// request, the next report has it, and Close stops a count in flight.
+func TestContentsCountedInBackground(t *testing.T) {
+	ctx := context.Background()
+	release := make(chan struct{})
+	started := make(chan digest.Digest, 2)
+	stopped := make(chan error, 1)
+	s := open(t, t.TempDir(), WithContents(func(ctx context.Context, layer digest.Digest) (usage.Contents, error) {
+		started <- layer
+		if layer == layerB {
+			<-ctx.Done()
+			stopped <- ctx.Err()
+			return usage.Contents{}, ctx.Err()
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return usage.Contents{}, ctx.Err()
+		}
+		return usage.Contents{Files: 10, Bytes: 1000}, nil
+	}))
+	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	var rows []usage.ReportRow
+	getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)
+	if len(rows) != 1 || !rows[0].Counting || rows[0].FilesTotal != 0 {
+		t.Fatalf("first report %+v: want layer A being counted", rows)
+	}
+	<-started
+	getJSON(t, srv.URL+"/usage/report?image=app:1", &rows) // no second count
+	close(release)
+	for {
+		rows = nil
+		getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)
+		if !rows[0].Counting {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if rows[0].FilesTotal != 10 || rows[0].BytesTotal != 1000 || rows[0].ContentsError != "" {
+		t.Errorf("report after the count %+v", rows)
+	}
+	if len(started) != 0 {
+		t.Errorf("layer A counted again: %v", <-started)
+	}
+
+	s.Record(ctx, Event{Image: "big:1", Layer: layerB, Served: true})
+	getJSON(t, srv.URL+"/usage/report?image=big:1", &rows)
+	<-started
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-stopped:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("count in flight ended with %v, want canceled", err)
+		}
+	default:
+		t.Error("Close returned with a count still in flight")
 	}
 }

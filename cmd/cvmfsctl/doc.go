@@ -13,7 +13,7 @@
 //	cvmfsctl profile LAYER|IMAGE [--csv]
 //	    the files read in a layer (or each layer of an image) across daemon
 //	    restarts, with opens and bytes;
-//	cvmfsctl report IMAGE... [--html FILE] [--svg FILE] [--png FILE]
+//	cvmfsctl report IMAGE... [--html FILE] [--svg FILE] [--png FILE] [--wait 1m]
 //	    per layer, the share of its files and bytes read, as a table and a
 //	    chart (gonum.org/v1/plot);
 //	cvmfsctl missing [--ducc]

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"text/tabwriter"
+	"time"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
@@ -18,6 +19,7 @@ func runReport(ctx context.Context, args []string, stdout io.Writer) error {
 	htmlOut := fs.String("html", "", "also write the chart and table as a self-contained HTML page to this file")
 	svgOut := fs.String("svg", "", "also write the chart as SVG to this file")
 	pngOut := fs.String("png", "", "also write the chart as PNG to this file")
+	wait := fs.Duration("wait", time.Minute, "wait this long for layers still being counted (then report them as counting)")
 	images, err := positional(fs, args)
 	if err != nil {
 		return err
@@ -31,8 +33,22 @@ func runReport(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	q := url.Values{"image": images}
 	var rows []usage.ReportRow
-	if err := getJSON(ctx, client, base+"/usage/report?"+q.Encode(), &rows); err != nil {
-		return err
+	deadline := time.Now().Add(*wait)
+	for {
+		rows = nil
+		// The daemon counts layers in the background; a report waits
+		// only for its live figures.
+		if err := getJSONWithin(ctx, client, base+"/usage/report?"+q.Encode(), &rows, reportTimeout); err != nil {
+			return err
+		}
+		if !counting(rows) || !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(reportPoll):
+		}
 	}
 	for _, out := range []struct {
 		path  string
@@ -49,6 +65,23 @@ func runReport(ctx context.Context, args []string, stdout io.Writer) error {
 		return printJSON(stdout, rows)
 	}
 	return printReport(stdout, rows)
+}
+
+const (
+	// reportTimeout bounds one report request (the daemon reads every
+	// layer's live figures, from a separate FUSE server if so configured).
+	reportTimeout = 2 * time.Minute
+	// reportPoll is how often report asks again while layers are counted.
+	reportPoll = 500 * time.Millisecond
+)
+
+func counting(rows []usage.ReportRow) bool {
+	for _, r := range rows {
+		if r.Counting {
+			return true
+		}
+	}
+	return false
 }
 
 // printReport writes the rows as a table.
@@ -68,9 +101,21 @@ func printReport(w io.Writer, rows []usage.ReportRow) error {
 		if r.Truncated {
 			note = " (truncated)"
 		}
+		if r.Counting {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d%s\tcounting\t-\t%s\tcounting\t-\t\n", r.Image, shortDigest(string(r.Layer)), from,
+				r.FilesRead, note, humanBytes(r.BytesRead))
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%s\t%d\t%.1f%%\t%s\t%s\t%.1f%%\t\n", r.Image, shortDigest(string(r.Layer)), from,
 			r.FilesRead, note, r.FilesTotal, percent(r.FilesRead, r.FilesTotal),
 			humanBytes(r.BytesRead), humanBytes(r.BytesTotal), percent(r.BytesRead, r.BytesTotal))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if counting(rows) {
+		_, err := fmt.Fprintln(w, "some layers are still being counted by the daemon: run the report again in a while")
+		return err
+	}
+	return nil
 }

@@ -94,9 +94,14 @@ func adminClient(address string) (string, *http.Client, error) {
 	return "http://" + strings.TrimPrefix(address, "http://"), http.DefaultClient, nil
 }
 
-// getJSON GETs url with client and decodes its JSON body into v.
+// getJSON GETs url with client and decodes its JSON body into v, within 10 s.
 func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	return getJSONWithin(ctx, client, url, v, 10*time.Second)
+}
+
+// getJSONWithin is getJSON within timeout.
+func getJSONWithin(ctx context.Context, client *http.Client, url string, v any, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

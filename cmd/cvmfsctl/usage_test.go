@@ -167,3 +167,36 @@ func TestHTMLEscapes(t *testing.T) {
 		t.Errorf("unescaped names in the page:\n%s", b)
 	}
 }
+
+// TestReportCounting: a layer whose count outlasts --wait is reported as
+// being counted, with a word to ask again.
+func TestReportCounting(t *testing.T) {
+	ctx := context.Background()
+	a := digest.FromString("a")
+	release := make(chan struct{})
+	defer close(release)
+	st, err := usagestore.Open(ctx, t.TempDir(), usagestore.WithFlushInterval(0),
+		usagestore.WithContents(func(ctx context.Context, _ digest.Digest) (usage.Contents, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return usage.Contents{}, ctx.Err()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	st.Record(ctx, usagestore.Event{Image: "big:1", Layer: a, Served: true})
+	srv := httptest.NewServer(st.Handler())
+	defer srv.Close()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"report", "--wait", "0s", "--address", strings.TrimPrefix(srv.URL, "http://"), "big:1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"counting", "run the report again"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
