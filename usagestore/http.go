@@ -21,7 +21,11 @@ import (
 //
 // The profiles name every file workloads read: serve it only to trusted
 // readers (the 0600 admin socket).
-func (s *Store) Handler() http.Handler {
+func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
+	var cfg handlerConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /usage/profile", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -78,7 +82,7 @@ func (s *Store) Handler() http.Handler {
 			http.Error(w, "want ?image=REF (one or more)", http.StatusBadRequest)
 			return
 		}
-		rows, err := s.Report(r.Context(), images)
+		rows, err := s.report(r.Context(), images, !cfg.cachedOnly)
 		switch {
 		case errdefs.IsNotFound(err):
 			http.Error(w, err.Error(), http.StatusNotFound)
@@ -90,6 +94,20 @@ func (s *Store) Handler() http.Handler {
 		writeJSONResponse(w, rows)
 	})
 	return mux
+}
+
+type handlerConfig struct {
+	cachedOnly bool
+}
+
+// HandlerOpt configures a Handler.
+type HandlerOpt func(*handlerConfig)
+
+// WithoutCounting makes the handler's reports start no count of a layer's
+// contents (a walk of the layer in the repository): they give only the
+// counts already made. For readers beyond the admin socket.
+func WithoutCounting() HandlerOpt {
+	return func(c *handlerConfig) { c.cachedOnly = true }
 }
 
 func writeJSONResponse(w http.ResponseWriter, v any) {

@@ -43,7 +43,9 @@ type httpEndpoints struct {
 // cfg.ExposeProfile. A unix:// one is a 0600 socket and serves everything.
 //
 // records (may be nil) serves /usage/ (usage records, which name files as
-// the profile does) wherever /stats/profile is served.
+// the profile does) wherever /stats/profile is served; over TCP its
+// reports give only the layer contents already counted (a count walks the
+// layer in the repository: only the admin socket's reports start one).
 func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -61,7 +63,7 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	e.start(ctx, l, withRecords(metrics.Handler(reg, src), records))
+	e.start(ctx, l, withRecords(metrics.Handler(reg, src), records, false))
 	log.G(ctx).WithField("address", admin).Info("serving /metrics, /stats, /stats/profile and /usage/ on the admin socket")
 
 	if cfg.MetricsAddress == "" {
@@ -84,7 +86,7 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 	e.metrics = l.Addr()
 	h := metrics.Handler(reg, src, opts...)
 	if isUnix || cfg.ExposeProfile {
-		h = withRecords(h, records)
+		h = withRecords(h, records, !isUnix)
 	}
 	e.start(ctx, l, h)
 	entry := log.G(ctx).WithField("address", cfg.MetricsAddress)
@@ -101,13 +103,18 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 	return e, nil
 }
 
-// withRecords serves /usage/ from records (if not nil), the rest from h.
-func withRecords(h http.Handler, records *usagestore.Store) http.Handler {
+// withRecords serves /usage/ from records (if not nil), the rest from h;
+// cachedOnly: without starting counts of layer contents.
+func withRecords(h http.Handler, records *usagestore.Store, cachedOnly bool) http.Handler {
 	if records == nil {
 		return h
 	}
+	var opts []usagestore.HandlerOpt
+	if cachedOnly {
+		opts = append(opts, usagestore.WithoutCounting())
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/usage/", records.Handler())
+	mux.Handle("/usage/", records.Handler(opts...))
 	mux.Handle("/", h)
 	return mux
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
 type profileSource struct{}
@@ -132,5 +133,58 @@ func TestDaemonMetricsSocketPathIsAFile(t *testing.T) {
 	}
 	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
 		t.Fatalf("file at the metrics socket path: %q, %v", b, err)
+	}
+}
+
+// TestUsageOverTCP: a TCP metrics-address serves /usage/ only with
+// expose-profile, and its reports never start a layer's count (only the
+// admin socket's do).
+func TestUsageOverTCP(t *testing.T) {
+	ctx := context.Background()
+	layer := digest.FromString("layer")
+	for _, expose := range []bool{false, true} {
+		t.Run(fmt.Sprintf("expose-profile=%v", expose), func(t *testing.T) {
+			counts := make(chan digest.Digest, 10)
+			records, err := usagestore.Open(ctx, t.TempDir(), usagestore.WithFlushInterval(0),
+				usagestore.WithContents(func(_ context.Context, d digest.Digest) (usage.Contents, error) {
+					counts <- d
+					return usage.Contents{Files: 1, Bytes: 1}, nil
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer records.Close(ctx)
+			records.Record(ctx, usagestore.Event{Image: "app:1", Layer: layer, Served: true})
+			cfg := defaultConfig()
+			cfg.MetricsAddress = "127.0.0.1:0"
+			cfg.ExposeProfile = expose
+			admin := filepath.Join(t.TempDir(), "admin.sock")
+			e, err := serveHTTP(ctx, cfg, admin, profileSource{}, records)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.stop(ctx)
+			tcp := "http://" + e.metrics.String()
+			for _, p := range []string{"/usage/images", "/usage/report?image=app:1"} {
+				code, body := get(t, http.DefaultClient, tcp, p)
+				if (code == http.StatusOK) != expose || (expose && strings.Contains(body, `"Counting":true`)) {
+					t.Errorf("TCP %s = %d %q; want served only with expose-profile, without counting", p, code, body)
+				}
+			}
+			// The admin socket's report counts the layer (once).
+			for {
+				code, body := get(t, unixClient(admin), "http://admin", "/usage/report?image=app:1")
+				if code != http.StatusOK || !strings.Contains(body, layer.String()) {
+					t.Fatalf("admin socket report = %d %q", code, body)
+				}
+				if !strings.Contains(body, `"Counting":true`) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if len(counts) != 1 {
+				t.Errorf("%d counts, want 1", len(counts))
+			}
+		})
 	}
 }
