@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
@@ -211,6 +212,15 @@ func (s *Store) loadImages(ctx context.Context) {
 		img.Image = cut(img.Image)
 		if len(img.Layers) > maxImageLayers {
 			img.Layers = img.Layers[:maxImageLayers]
+		}
+		for i, l := range img.Layers {
+			if l.Layer == "" {
+				continue
+			}
+			if _, err := layerdigest.Parse(l.Layer.String()); err != nil {
+				// Forged: keep it as a raw label, never as a digest.
+				img.Layers[i].Layer, img.Layers[i].RawLayer = "", cut(l.Layer.String())
+			}
 		}
 		c := img
 		s.images[c.Image] = &c

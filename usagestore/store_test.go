@@ -530,3 +530,27 @@ func TestContentsCountedInBackground(t *testing.T) {
 		t.Error("Close returned with a count still in flight")
 	}
 }
+
+// TestForgedImageDigest: an image record naming an invalid layer digest
+// keeps it only as a raw label; reports still answer.
+func TestForgedImageDigest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	rec := `{"Version":1,"Images":[{"Image":"app:1","Layers":[{"Layer":"sha256:../../etc","Served":true},{"Layer":"` + layerA.String() + `","Served":true}]}]}`
+	if err := os.WriteFile(filepath.Join(dir, imagesFile), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir, WithContents(func(context.Context, digest.Digest) (usage.Contents, error) {
+		return usage.Contents{Files: 1, Bytes: 1}, nil
+	}))
+	rows, err := s.Report(ctx, []string{"app:1"})
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if len(rows) != 2 || rows[0].Layer != "" || rows[1].Layer != layerA {
+		t.Errorf("report %+v: want the forged digest dropped, layer A kept", rows)
+	}
+	if img, _ := s.Image("app:1"); img.Layers[0].RawLayer != "sha256:../../etc" {
+		t.Errorf("image record %+v: want the forged digest kept as a raw label", img)
+	}
+}
