@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
@@ -86,10 +88,30 @@ func removePIDFile(path string) {
 	}
 }
 
+// maxPIDFile bounds what readPIDFile reads.
+const maxPIDFile = 64
+
+// readPIDFile reads the pid in the regular file path: never through a
+// symlink, never waiting on a FIFO, at most maxPIDFile bytes.
 func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("pid file %s is not a regular file (%v)", path, fi.Mode().Type())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPIDFile+1))
+	if err != nil {
+		return 0, err
+	}
+	if len(b) > maxPIDFile {
+		return 0, fmt.Errorf("pid file %s: more than %d bytes", path, maxPIDFile)
 	}
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }

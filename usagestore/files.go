@@ -51,7 +51,13 @@ func writeJSON(path string, v any) (err error) {
 // that is not a regular file of at most maxRecordSize bytes holding JSON.
 // It never follows a symlink.
 func readJSON(path string, v any) error {
-	fi, err := os.Lstat(path)
+	// O_NONBLOCK: a FIFO put there does not block the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
@@ -61,11 +67,6 @@ func readJSON(path string, v any) error {
 	if fi.Size() > maxRecordSize {
 		return fmt.Errorf("%s: %d bytes, more than a record holds (%d)", path, fi.Size(), maxRecordSize)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
 	if err != nil {
 		return err

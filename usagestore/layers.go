@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
@@ -212,11 +213,20 @@ func (s *Store) readLayer(layer digest.Digest) (layerRecord, error) {
 		return layerRecord{}, fmt.Errorf("%s: version %d of layer %q, want version %d of %s", path, rec.Version, rec.Layer, recordVersion, layer)
 	}
 	// Bound what a forged record can make us hold.
-	rec.Base = merge(tally{}, rec.Base, s.cfg.limit)
+	rec.Base = merge(tally{}, forged(rec.Base), s.cfg.limit)
 	if rec.Session != nil {
-		rec.Session.tally = merge(tally{}, rec.Session.tally, s.cfg.limit)
+		rec.Session.tally = merge(tally{}, forged(rec.Session.tally), s.cfg.limit)
 	}
 	return rec, nil
+}
+
+// forged returns t without the profile entries no layer gives: negative
+// figures, or a path that is not local to the layer.
+func forged(t tally) tally {
+	t.Profile = slices.DeleteFunc(slices.Clone(t.Profile), func(f usage.FileAccess) bool {
+		return f.Opens < 0 || f.Bytes < 0 || !filepath.IsLocal(f.Path)
+	})
+	return t
 }
 
 func (s *Store) writeLayer(rec layerRecord) error {

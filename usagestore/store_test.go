@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -288,6 +289,7 @@ func TestHostileRecords(t *testing.T) {
 			return os.WriteFile(p, []byte(`{"Version":1,"Layer":"`+layerA.String()+`","Base":{"Opens":-99,"Bytes":-5,"Profile":[{"Path":"../../etc/shadow","Opens":-1,"Bytes":-1}]}}`), 0o600)
 		}},
 		{"a directory", func(p string) error { return os.Mkdir(p, 0o700) }},
+		{"a FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -309,7 +311,7 @@ func TestHostileRecords(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if u.Opens != 1 || u.Bytes != 10 || len(s.Images()) != 0 {
+			if u.Opens != 1 || u.Bytes != 10 || len(s.Images()) != 0 || len(u.Profile) != 1 || u.Profile[0].Path != "f" {
 				t.Errorf("usage %+v, images %v: a hostile record was taken in", u, s.Images())
 			}
 		})
