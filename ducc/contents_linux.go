@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
 )
@@ -25,11 +26,19 @@ func (r *Repo) Contents(ctx context.Context, layer digest.Digest) (files, bytes 
 		return 0, 0, err
 	}
 	defer dir.Close()
+	// The walk may outlive this call (a stuck CVMFS): it gets a descriptor
+	// of its own, closed when it ends, never dir's, which closes on return.
+	fd, err := unix.FcntlInt(dir.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("walk %s: %w", dir.Name(), err)
+	}
+	name := dir.Name()
 	type counts struct{ files, bytes int64 }
-	c, err := bounded.Call(ctx, dir.Name(), func() (*counts, error) {
+	c, err := bounded.Call(ctx, name, func() (*counts, error) {
+		defer unix.Close(fd)
 		// The open directory itself, not its path again: /proc/self/fd
 		// names exactly what OpenLayer checked.
-		root, err := os.OpenRoot(fmt.Sprintf("/proc/self/fd/%d", dir.Fd()))
+		root, err := os.OpenRoot(fmt.Sprintf("/proc/self/fd/%d", fd))
 		if err != nil {
 			return nil, err
 		}
@@ -55,7 +64,7 @@ func (r *Repo) Contents(ctx context.Context, layer digest.Digest) (files, bytes 
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("walk %s: %w", dir.Name(), err)
+			return nil, fmt.Errorf("walk %s: %w", name, err)
 		}
 		return &c, nil
 	})

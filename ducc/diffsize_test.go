@@ -29,6 +29,8 @@ func TestDiffSize(t *testing.T) {
 		{name: "empty list", json: `[]`, notFound: true, fails: true},
 		{name: "not json", json: `{{{`, fails: true},
 		{name: "size of the wrong type", json: `[{"id":"x","diff-size":"big"}]`, fails: true},
+		// Valid, but larger than any metadata file: not read whole.
+		{name: "huge", json: `[{"id":"x","diff-size":7}` + strings.Repeat(" ", maxMetadataFile) + `]`, fails: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()

@@ -54,10 +54,16 @@ func (r *Repo) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, er
 	})
 }
 
+// maxMetadataFile bounds what is read of a metadata file (layers.json,
+// origin.json): repository content, so hostile input. DUCC writes a few
+// hundred bytes per image.
+const maxMetadataFile = 16 << 20
+
 // readFile reads the regular file rel (relative to the root) resolved as
 // OpenLayer resolves. Anything but a regular file is refused before it is
 // opened for reading (a fifo would block, a device would be opened by
-// root). Errors are classified as OpenLayer's.
+// root), and so is one larger than maxMetadataFile (InvalidArgument).
+// Errors are classified as OpenLayer's.
 func (r *Repo) readFile(ctx context.Context, rel string) ([]byte, error) {
 	type data struct{ b []byte }
 	d, err := bounded.Call(ctx, filepath.Join(r.root, rel), func() (*data, error) {
@@ -79,9 +85,12 @@ func (r *Repo) readFile(ctx context.Context, rel string) ([]byte, error) {
 			return nil, r.pathError(rel, err)
 		}
 		defer f.Close()
-		b, err := io.ReadAll(f)
+		b, err := io.ReadAll(io.LimitReader(f, maxMetadataFile+1))
 		if err != nil {
 			return nil, r.pathError(rel, err)
+		}
+		if len(b) > maxMetadataFile {
+			return nil, fmt.Errorf("%s is larger than %d bytes: %w", filepath.Join(r.root, rel), maxMetadataFile, errdefs.ErrInvalidArgument)
 		}
 		return &data{b}, nil
 	})

@@ -97,9 +97,9 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
-	// No walk starts once closed; stop the running one first.
+	// No walk starts once closed; the running one stops at its next
+	// directory, and is waited for after the unmounts.
 	m.walkCancel()
-	m.walks.Wait()
 	m.mu.Lock()
 	var mps []string
 	for mp, mt := range m.mounts {
@@ -117,6 +117,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 	ctx, cancel := withDefaultTimeout(ctx, closeTimeout)
 	defer cancel()
+	m.waitWalks(ctx)
 	for _, mt := range stopped {
 		select {
 		case <-mt.done:
@@ -178,4 +179,23 @@ func statfsContext(ctx context.Context, path string) (unix.Statfs_t, error) {
 		}
 		return st, nil
 	})
+}
+
+// waitWalks waits for the layer walks to end, at most stopTimeout and
+// within ctx. A walk blocked in a syscall on a stuck layer store cannot be
+// called back: it is left to end on its own (its descriptor is its own,
+// and it only records what it learns).
+func (m *Manager) waitWalks(ctx context.Context) {
+	walked := make(chan struct{})
+	go func() {
+		m.walks.Wait()
+		close(walked)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, stopTimeout)
+	defer cancel()
+	select {
+	case <-walked:
+	case <-ctx.Done():
+		log.G(ctx).Warn("a layer walk does not end (the layer store does not answer): closing without it")
+	}
 }

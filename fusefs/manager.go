@@ -64,6 +64,8 @@ type Manager struct {
 	walkSlot   chan struct{}
 	walkCtx    context.Context
 	walkCancel context.CancelFunc
+	// walk is walkShape; tests replace it.
+	walk func(ctx context.Context, rootfd int) (layerShape, error)
 }
 
 // layerState is what the Manager keeps per digest; guarded by Manager.mu
@@ -156,6 +158,7 @@ func NewManager(src Source, opts ...Opt) (*Manager, error) {
 		walkSlot:   make(chan struct{}, 1),
 		walkCtx:    walkCtx,
 		walkCancel: walkCancel,
+		walk:       walkShape,
 	}, nil
 }
 

@@ -212,7 +212,7 @@ func (m *Manager) learnShape(ctx context.Context, layer digest.Digest, ls *layer
 		case <-m.walkCtx.Done():
 			return
 		}
-		s, err := walkShape(m.walkCtx, fd)
+		s, err := m.walk(m.walkCtx, fd)
 		<-m.walkSlot
 		if err != nil {
 			if m.walkCtx.Err() == nil {

@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
 // waitWalks waits for the layer walks m started.
@@ -233,5 +236,53 @@ func TestCloseStopsWalk(t *testing.T) {
 	m.learnShape(context.Background(), layer, ls, fd)
 	if ls.walking {
 		t.Errorf("a walk started after Close")
+	}
+}
+
+// Close does not wait for ever for a walk stuck in the layer store (a
+// CVMFS that does not answer): it returns once its bound has passed, and
+// the walk ends on its own later.
+func TestCloseDoesNotWaitForStuckWalk(t *testing.T) {
+	requireFUSE(t)
+	src := t.TempDir()
+	writeFile(t, src, "f", "f")
+	layer := testDigest(src)
+	m, err := NewManager(dirSource{layer: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	m.walk = func(context.Context, int) (layerShape, error) {
+		close(started)
+		<-release // a syscall that ignores the context
+		return layerShape{}, errors.New("released")
+	}
+	defer close(release)
+	base := t.TempDir()
+	sweepMounts(t, base)
+	mp := filepath.Join(base, "mnt")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Mount(context.Background(), mp, layer); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		closed <- m.Close(ctx)
+	}()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(time.Minute): // a hang, not a speed check
+		t.Fatal("Close waited for a walk that does not end")
+	}
+	if ok, err := mountutil.IsMounted(mp); err != nil || ok {
+		t.Errorf("after Close the layer is still mounted (%v, %v)", ok, err)
 	}
 }

@@ -12,7 +12,8 @@ import (
 // fusermountUnmount unmounts a FUSE mount that fusermount3 made for this
 // unprivileged user (umount2 answers EPERM to anyone but root): fusermount3
 // -u, then -u -z (lazy) if the mount is busy or its server is gone.
-// fusermount3 itself refuses what is not a FUSE mount of this user's.
+// fusermount3 itself refuses what is not a FUSE mount of this user's, and
+// that refusal is an error here unless nothing is mounted at path.
 // cause is umount2's error, kept in the returned one.
 func fusermountUnmount(path string, cause error) error {
 	bin, err := exec.LookPath("fusermount3")
@@ -26,6 +27,11 @@ func fusermountUnmount(path string, cause error) error {
 		return nil
 	}
 	if msg := string(out); strings.Contains(msg, "not found in") || strings.Contains(msg, "not mounted") {
+		// fusermount3 says so of anything that is not this user's FUSE
+		// mount, mounted or not: only the mount table tells.
+		if mounted, merr := IsMounted(path); merr != nil || mounted {
+			return fmt.Errorf("unmount %s: %w; %s -u: %s (the mount is not this user's)", path, errors.Join(cause, merr), bin, strings.TrimSpace(msg))
+		}
 		return nil
 	}
 	lazy, lerr := exec.Command(bin, "-u", "-z", "--", path).CombinedOutput()

@@ -3,8 +3,12 @@
 package mountutil_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -121,5 +125,67 @@ func TestIsMountedAgreesWithMountinfo(t *testing.T) {
 		if mi, err := mountutil.IsMountedMountinfo(tc.path); err != nil || mi != got {
 			t.Errorf("mount table says %v, %v for %q; openat2 %v", mi, err, tc.path, got)
 		}
+	}
+}
+
+// An unprivileged caller (a rootless daemon) asking to unmount a mount
+// that is not its own FUSE mount gets an error, and the mount stays:
+// fusermount3 answers "not found in /etc/mtab" for it, which is no proof
+// that nothing is mounted there.
+func TestUnmountUnprivilegedRefused(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		testutil.Skip(t, "fusermount3 not installed: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "mountutil-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	mp := filepath.Join(dir, "m")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mp, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mp, unix.MNT_DETACH) })
+	// The test binary, where the unprivileged child can run it.
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "mountutil.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestHelperUnmount$")
+	cmd.Env = append(os.Environ(), "MOUNTUTIL_UNMOUNT="+mp)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "unmount-error:") {
+		t.Errorf("Unmount as uid 65534 of root's tmpfs: %s; want an error", out)
+	}
+	if ok, err := mountutil.IsMounted(mp); err != nil || !ok {
+		t.Errorf("the tmpfs is gone (%v, %v)", ok, err)
+	}
+}
+
+// TestHelperUnmount is TestUnmountUnprivilegedRefused's child.
+func TestHelperUnmount(t *testing.T) {
+	mp := os.Getenv("MOUNTUTIL_UNMOUNT")
+	if mp == "" {
+		t.Skip("the child process of TestUnmountUnprivilegedRefused")
+	}
+	if err := mountutil.Unmount(mp); err != nil {
+		fmt.Printf("unmount-error: %v\n", err)
+	} else {
+		fmt.Println("unmount-ok")
 	}
 }

@@ -269,7 +269,7 @@ func (rep *report) markdown() string {
 	}
 	if len(rep.Prepare) > 0 {
 		b.WriteString("## Daemon memory and remote Prepare latency vs layers mounted\n\n")
-		b.WriteString("A fresh daemon per variant; one-file layers written straight into the repository; then, through the daemon's gRPC socket (containerd's snapshot proxy client, no containerd in between), `Prepare(\"extract-… <chainID>\", parent = previous chainID)` with the labels containerd passes (`containerd.io/snapshot.ref`, `containerd.io/snapshot/cri.layer-digest`), one layer after the other, each answered `AlreadyExists` (served remotely, checked). VmRSS and VmHWM from `/proc/<pid>/status` of the daemon after every 100 layers; latency figures are over the Prepare calls of those 100 layers.\n\n")
+		b.WriteString("A fresh daemon per variant; one-file layers written straight into the repository; then, through the daemon's gRPC socket (containerd's snapshot proxy client, no containerd in between), `Prepare(\"extract-… <chainID>\", parent = previous chainID)` with the labels containerd passes (`containerd.io/snapshot.ref`, `containerd.io/snapshot/cri.layer-digest`), one layer after the other, as images of 20 layers (so that the figures follow the layers mounted, not the depth of one chain, which containerd's metadata store walks on every Prepare), each answered `AlreadyExists` (served remotely, checked). VmRSS and VmHWM from `/proc/<pid>/status` of the daemon after every 100 layers; latency figures are over the Prepare calls of those 100 layers.\n\n")
 		b.WriteString(rep.prepareSummary() + "\n")
 		b.WriteString(rep.prepareTable() + "\n")
 		for _, pr := range rep.Prepare {
