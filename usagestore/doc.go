@@ -8,7 +8,8 @@
 //   - per image, its layers as unpacked, which were served from the layer
 //     store and why the others were pulled (images.json);
 //   - per layer, the files and bytes it holds in the repository, counted
-//     once (contents.json; layers are immutable).
+//     once in the background when first reported, under the store's
+//     lifetime (contents.json; layers are immutable).
 //
 // It reads live figures from a Source (the FUSE manager, in this process or
 // a separate FUSE server) and serves the records as JSON (Handler). It
