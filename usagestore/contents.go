@@ -14,7 +14,12 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
-const contentsFile = "contents.json"
+const (
+	contentsFile = "contents.json"
+	// maxCounts bounds the layers counted at once (each count walks a
+	// layer in the repository).
+	maxCounts = 2
+)
 
 type contentsRecord struct {
 	Version int
@@ -65,12 +70,23 @@ func (s *Store) contentsOf(layer digest.Digest, start bool) (c usage.Contents, c
 	return usage.Contents{}, true, nil
 }
 
-// count counts layer's contents and keeps them (or the error).
+// count counts layer's contents, at most maxCounts layers at a time, and
+// keeps them (or the error).
 func (s *Store) count(layer digest.Digest) {
 	defer s.counts.Done()
-	ctx, cancel := context.WithTimeout(s.life, contentsTimeout)
-	defer cancel()
-	c, err := s.cfg.contents(ctx, layer)
+	var (
+		c   usage.Contents
+		err error
+	)
+	select {
+	case s.countSlots <- struct{}{}:
+		ctx, cancel := context.WithTimeout(s.life, contentsTimeout)
+		c, err = s.cfg.contents(ctx, layer)
+		cancel()
+		<-s.countSlots
+	case <-s.life.Done():
+		err = s.life.Err()
+	}
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	delete(s.counting, layer)
@@ -81,7 +97,7 @@ func (s *Store) count(layer digest.Digest) {
 	s.contents[layer] = c
 	rec := contentsRecord{Version: recordVersion, Layers: maps.Clone(s.contents)}
 	if err := writeJSON(filepath.Join(s.dir, contentsFile), rec); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to write the layer contents record")
+		log.G(s.life).WithError(err).Warn("failed to write the layer contents record")
 	}
 }
 

@@ -126,6 +126,8 @@ type Store struct {
 	life     context.Context
 	endLife  context.CancelFunc
 	counts   sync.WaitGroup
+	// countSlots holds one token per count running (maxCounts at most).
+	countSlots chan struct{}
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -155,6 +157,7 @@ func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
 		contents:   map[digest.Digest]usage.Contents{},
 		counting:   map[digest.Digest]bool{},
 		countErr:   map[digest.Digest]error{},
+		countSlots: make(chan struct{}, maxCounts),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
