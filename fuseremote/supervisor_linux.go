@@ -140,7 +140,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	default:
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.revive(ctx, err)
+		return s.revive(ctx, err, true)
 	}
 }
 
@@ -191,7 +191,7 @@ func (s *Supervisor) retry(ctx context.Context, call func() error) error {
 		return err
 	}
 	s.mu.Lock()
-	rerr := s.revive(ctx, s.Ping(ctx))
+	rerr := s.revive(ctx, s.Ping(ctx), false)
 	s.mu.Unlock()
 	if rerr != nil {
 		return fmt.Errorf("%w (restart: %v)", err, rerr)
@@ -202,8 +202,10 @@ func (s *Supervisor) retry(ctx context.Context, call func() error) error {
 // revive starts the server if pingErr (the result of a ping) says nobody
 // serves the socket and no server process of the root is alive. It returns
 // nil if the server answers (again), and an error wrapping
-// errdefs.ErrUnavailable if it is alive but does not answer. s.mu is held.
-func (s *Supervisor) revive(ctx context.Context, pingErr error) error {
+// errdefs.ErrUnavailable if it is alive but does not answer. atStart says
+// the daemon is starting: a root with no server recorded then simply gets
+// its first one, which is not worth a warning. s.mu is held.
+func (s *Supervisor) revive(ctx context.Context, pingErr error, atStart bool) error {
 	switch {
 	case pingErr == nil:
 		return nil
@@ -213,10 +215,17 @@ func (s *Supervisor) revive(ctx context.Context, pingErr error) error {
 		// It holds its socket but does not answer (logged by the client).
 		return pingErr
 	}
-	if pid, alive := s.serverAlive(); alive {
+	pid, alive := s.serverAlive()
+	if alive {
 		return fmt.Errorf("fuse server (pid %d) is alive but does not serve %s: %w", pid, s.socket, errdefs.ErrUnavailable)
 	}
-	log.G(ctx).WithError(pingErr).WithField("socket", s.socket).Warn("the FUSE server is gone; starting it")
+	if atStart && pid == 0 {
+		// No record: a first start, or the last server exited cleanly.
+		log.G(ctx).WithField("socket", s.socket).Info("no FUSE server runs for this root; starting one")
+	} else {
+		// A call found it down, or it died without removing its record.
+		log.G(ctx).WithError(pingErr).WithField("socket", s.socket).Warn("the FUSE server is gone; starting it")
+	}
 	return s.startServer(ctx)
 }
 
