@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -554,5 +555,103 @@ func TestForgedImageDigest(t *testing.T) {
 	}
 	if img, _ := s.Image("app:1"); img.Layers[0].RawLayer != "sha256:../../etc" {
 		t.Errorf("image record %+v: want the forged digest kept as a raw label", img)
+	}
+}
+
+// TestCountsBounded: a report of an image of many layers counts at most
+// maxCounts layers at once, counts every layer in the end, and Close ends
+// the counts still waiting for a turn.
+func TestCountsBounded(t *testing.T) {
+	ctx := context.Background()
+	const layers = 3 * maxCounts
+	var (
+		mu            sync.Mutex
+		running, peak int
+		counted       int
+		release       = make(chan struct{})
+		entered       = make(chan struct{}, layers)
+	)
+	contents := func(ctx context.Context, layer digest.Digest) (usage.Contents, error) {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			running--
+			mu.Unlock()
+		}()
+		select {
+		case entered <- struct{}{}:
+		case <-ctx.Done():
+			return usage.Contents{}, ctx.Err()
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return usage.Contents{}, ctx.Err()
+		}
+		mu.Lock()
+		counted++
+		mu.Unlock()
+		return usage.Contents{Files: 1, Bytes: 1}, nil
+	}
+	img := func(s *Store, name string) {
+		for i := range layers {
+			s.Record(ctx, Event{Image: name, Layer: digest.FromString(name + strconv.Itoa(i)), Served: true})
+		}
+	}
+
+	s := open(t, t.TempDir(), WithContents(contents))
+	img(s, "big:1")
+	if _, err := s.Report(ctx, []string{"big:1"}); err != nil {
+		t.Fatal(err)
+	}
+	for range maxCounts {
+		<-entered
+	}
+	// The others have every chance to start now; none may.
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	if peak != maxCounts {
+		t.Errorf("%d layer counts ran at once, want %d", peak, maxCounts)
+	}
+	mu.Unlock()
+	close(release)
+	for {
+		rows, err := s.Report(ctx, []string{"big:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(rows, func(r usage.ReportRow) bool { return r.Counting }) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	if counted != layers || peak != maxCounts {
+		t.Errorf("%d of %d layers counted, at most %d at once; want all, at most %d", counted, layers, peak, maxCounts)
+	}
+	mu.Unlock()
+
+	// Close with two counts running and the rest waiting for a turn.
+	release, entered = make(chan struct{}), make(chan struct{}, layers)
+	s2 := open(t, t.TempDir(), WithContents(contents))
+	img(s2, "big:2")
+	if _, err := s2.Report(ctx, []string{"big:2"}); err != nil {
+		t.Fatal(err)
+	}
+	for range maxCounts {
+		<-entered
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s2.Close(ctx) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not end the layer counts running and waiting")
 	}
 }
