@@ -351,7 +351,8 @@ func userCopy(t *testing.T, dir, src string) string {
 }
 
 // ensureUser returns the ids of the account name, creating it (a system
-// account with no home and no shell) if it is missing.
+// account with no home and no shell) if it is missing; an account it
+// created is removed again (with its subordinate ids) when the test ends.
 func ensureUser(t *testing.T, name string) (uid, gid int) {
 	t.Helper()
 	u, err := user.Lookup(name)
@@ -361,9 +362,15 @@ func ensureUser(t *testing.T, name string) (uid, gid int) {
 			t.Fatal(err)
 		}
 		useradd := testutil.RequiresBinary(t, "useradd")
+		userdel := testutil.RequiresBinary(t, "userdel")
 		if out, err := exec.Command(useradd, "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
 			t.Fatalf("useradd %s: %v\n%s", name, err, out)
 		}
+		t.Cleanup(func() {
+			if out, err := exec.Command(userdel, name).CombinedOutput(); err != nil {
+				t.Errorf("userdel %s: %v\n%s", name, err, out)
+			}
+		})
 		if u, err = user.Lookup(name); err != nil {
 			t.Fatal(err)
 		}
