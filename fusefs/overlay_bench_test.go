@@ -254,6 +254,9 @@ func BenchmarkOverlaySmallFiles(b *testing.B) {
 			iters := 0
 			for b.Loop() {
 				for i, v := range overlayVariants {
+					if !overlayVariantOn(v.name) {
+						continue
+					}
 					base := b.TempDir()
 					sweepMounts(b, base)
 					s := mountStack(b, base, layers, v.opts)
@@ -275,13 +278,23 @@ func BenchmarkOverlaySmallFiles(b *testing.B) {
 				iters++
 			}
 			for i, v := range overlayVariants {
+				if !overlayVariantOn(v.name) {
+					continue
+				}
 				b.ReportMetric(float64(tot[i].Microseconds())/float64(iters)/1000, v.name+"-ms")
-				if i > 0 {
+				if i > 0 && overlayVariantOn("native") {
 					b.ReportMetric(float64(tot[i])/float64(tot[0]), v.name+"/native")
 				}
 			}
 		})
 	}
+}
+
+// overlayVariantOn reports whether the overlay variant name is to run:
+// FUSEFS_BENCH_VARIANTS lists them (comma-separated; all when unset).
+func overlayVariantOn(name string) bool {
+	only := os.Getenv("FUSEFS_BENCH_VARIANTS")
+	return only == "" || slices.Contains(strings.Split(only, ","), name)
 }
 
 // envIntTB is envInt for tests and benchmarks alike.
