@@ -14,14 +14,17 @@ import (
 // same image unpacked by containerd into its overlayfs snapshotter. Only
 // the losses DUCC itself causes may differ; the test lists them.
 //
-// It runs on containerd 2 with both accounting modes ("open" reads through
-// kernel passthrough, "bytes" through the daemon) and on containerd 1.6.
+// It runs on containerd 2 with each accounting mode ("reads", the default:
+// no OPEN, content served by the daemon; "open": reads through kernel
+// passthrough; "bytes": every open, reads through the daemon) and on
+// containerd 1.6.
 func TestRootfsEqualsOverlayfs(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		containerd harness.Containerd
 		accounting string
 	}{
+		{"reads", harness.Containerd2, ""}, // the default accounting
 		{"open", harness.Containerd2, "open"},
 		{"bytes", harness.Containerd2, "bytes"},
 		{"containerd-1.6", harness.Containerd16, "open"},
