@@ -4,11 +4,15 @@
 #     systemd (systemd-analyze verify checks the shipped unit), uidmap
 #     (newuidmap, for rootlesskit);
 #   - containerd 2.x (containerd, ctr, containerd-shim-runc-v2) built with go install;
-#   - rootlesskit built with go install (the rootless containerd test).
+#   - rootlesskit built with go install (the rootless containerd test);
+#   - nerdctl, built from its module (the nerdctl test).
 set -euo pipefail
 tools="$(realpath -m "${1:?usage: deps.sh TOOLS_DIR}")"
 containerd2_version="${CONTAINERD2_VERSION:-v2.4.2}"
 rootlesskit_version="${ROOTLESSKIT_VERSION:-v2.3.6}"
+# v2.0.4 and later require a nested module (mod/tigron) through a local
+# replace, which a build from the module proxy cannot resolve.
+nerdctl_version="${NERDCTL_VERSION:-v2.0.3}"
 
 need_apt=()
 command -v runc >/dev/null || need_apt+=(runc)
@@ -47,4 +51,17 @@ if [ ! -x "$rk/bin/rootlesskit" ]; then
 		"github.com/rootless-containers/rootlesskit/v2/cmd/rootlesskit@$rootlesskit_version"
 fi
 ln -sfn "$rk" "$tools/rootlesskit"
-echo "deps: ok (containerd 2: $tools/containerd2/bin, containerd 1.6: /usr/bin, rootlesskit: $tools/rootlesskit/bin)"
+
+nd="$tools/nerdctl-$nerdctl_version"
+if [ ! -x "$nd/bin/nerdctl" ]; then
+	echo "deps: building nerdctl $nerdctl_version into $nd"
+	mkdir -p "$nd/bin" "$nd/src"
+	# `go install ...@version` also asks the module proxy for nerdctl's
+	# version list (to report a deprecation), which the proxy may refuse: a
+	# throwaway module that requires the exact version builds the same
+	# binary from the same sources.
+	printf 'module nerdctl-build\n\ngo 1.26\n\nrequire github.com/containerd/nerdctl/v2 %s\n' "$nerdctl_version" >"$nd/src/go.mod"
+	(cd "$nd/src" && GOFLAGS="-buildvcs=false ${GOFLAGS:-}" go build -mod=mod -o "$nd/bin/nerdctl" github.com/containerd/nerdctl/v2/cmd/nerdctl)
+fi
+ln -sfn "$nd" "$tools/nerdctl"
+echo "deps: ok (containerd 2: $tools/containerd2/bin, containerd 1.6: /usr/bin, rootlesskit: $tools/rootlesskit/bin, nerdctl: $tools/nerdctl/bin)"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -165,4 +166,56 @@ func testCRIPullImage(t *testing.T, c harness.Containerd) {
 	}
 	checkServed(t, env, layers)
 	checkRemote(t, ctx, env, img, true, true, true)
+}
+
+// nerdctl: it adds the remote-snapshot labels itself for a snapshotter
+// named cvmfs-snapshotter, so a plain `nerdctl pull` on containerd 2 takes
+// the layers from CVMFS, and `nerdctl run` starts a container on them.
+func TestNerdctl(t *testing.T) {
+	nerdctl := toolBinary(t, "nerdctl", "nerdctl")
+	env := start(t, harness.Options{})
+	ctx := testContext(t)
+	ref, layers := pushApp(t, env)
+	ingest(t, ctx, env, ref)
+	env.Registry.Reset()
+
+	ns := harness.Unique("nerdctl")
+	dataRoot := testutil.TempDir(t)
+	cmd := func(args ...string) string {
+		t.Helper()
+		full := append([]string{"--address", env.ContainerdSock, "--namespace", ns, "--data-root", dataRoot,
+			"--snapshotter", harness.SnapshotterName, "--insecure-registry", "--cgroup-manager", "cgroupfs"}, args...)
+		out, err := exec.CommandContext(ctx, nerdctl, full...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nerdctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	cmd("pull", "--quiet", ref)
+	ctx = env.UseNamespace(ctx, ns)
+	img, err := env.Client.GetImage(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, env, layers)
+	checkRemote(t, ctx, env, img, true, true, true)
+	out := cmd("run", "--rm", "--net", "none", ref, harness.ProbePath, "cat", "/app/file-003")
+	if !strings.Contains(out, "read 1 files") {
+		t.Errorf("nerdctl run: %q, want the probe's count of one file read", out)
+	}
+}
+
+// toolBinary returns the program name that make deps installs in
+// <tools>/<dir>/bin, or skips the test without it.
+func toolBinary(t *testing.T, dir, name string) string {
+	t.Helper()
+	ctr, err := harness.Containerd2Tool("ctr")
+	if err != nil {
+		testutil.Skip(t, "needs the tools directory: %v", err)
+	}
+	p := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(ctr))), dir, "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		testutil.Skip(t, "needs %s (make deps installs it): %v", name, err)
+	}
+	return p
 }

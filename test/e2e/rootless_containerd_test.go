@@ -46,7 +46,7 @@ func TestRootlessContainerd(t *testing.T) {
 	testutil.RequiresBinary(t, "newuidmap")
 	testutil.RequiresBinary(t, "runc")
 	setpriv := testutil.RequiresBinary(t, "setpriv")
-	rootlesskit := rootlesskitBinary(t)
+	rootlesskit := toolBinary(t, "rootlesskit", "rootlesskit")
 	if err := harness.Containerd2Available(); err != nil {
 		testutil.Skip(t, "needs containerd 2: %v", err)
 	}
@@ -252,21 +252,6 @@ func startRootlessContainerd(t *testing.T, ctx context.Context, setpriv, rootles
 	})
 	t.Cleanup(func() { client.Close() })
 	return client
-}
-
-// rootlesskitBinary returns rootlesskit from the tools directory (make
-// deps installs it there).
-func rootlesskitBinary(t *testing.T) string {
-	t.Helper()
-	ctr, err := harness.Containerd2Tool("ctr")
-	if err != nil {
-		testutil.Skip(t, "needs the tools directory: %v", err)
-	}
-	p := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(ctr))), "rootlesskit", "bin", "rootlesskit")
-	if _, err := os.Stat(p); err != nil {
-		testutil.Skip(t, "needs rootlesskit (make deps installs it): %v", err)
-	}
-	return p
 }
 
 // ensureSubIDs gives name a range of subordinate uids and gids (for
