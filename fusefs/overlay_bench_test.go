@@ -243,7 +243,8 @@ var overlayVariants = []struct {
 // of the same image). With FUSEFS_BENCH_DROP_CACHES=1 the kernel's page, dentry
 // and inode caches are dropped before every pass too, on both sides. Each
 // iteration times every variant in turn and reports its time per pass and
-// its ratio to native.
+// its ratio to native; FUSEFS_BENCH_VARIANTS (e.g. "native,fuse-reads")
+// runs only the variants it lists.
 func BenchmarkOverlaySmallFiles(b *testing.B) {
 	requireFUSE(b)
 	layers, n := smallFileLayers(b)

@@ -596,20 +596,24 @@ func TestCountsBounded(t *testing.T) {
 		mu.Unlock()
 		return usage.Contents{Files: 1, Bytes: 1}, nil
 	}
-	img := func(s *Store, name string) {
+	// startCounts opens a store, records an image of layers layers and
+	// asks for its report, which starts the counts, and returns once
+	// maxCounts of them run.
+	startCounts := func(name string) *Store {
+		s := open(t, t.TempDir(), WithContents(contents))
 		for i := range layers {
 			s.Record(ctx, Event{Image: name, Layer: digest.FromString(name + strconv.Itoa(i)), Served: true})
 		}
+		if _, err := s.Report(ctx, []string{name}); err != nil {
+			t.Fatal(err)
+		}
+		for range maxCounts {
+			<-entered
+		}
+		return s
 	}
 
-	s := open(t, t.TempDir(), WithContents(contents))
-	img(s, "big:1")
-	if _, err := s.Report(ctx, []string{"big:1"}); err != nil {
-		t.Fatal(err)
-	}
-	for range maxCounts {
-		<-entered
-	}
+	s := startCounts("big:1")
 	// The others have every chance to start now; none may.
 	time.Sleep(100 * time.Millisecond)
 	mu.Lock()
@@ -636,14 +640,7 @@ func TestCountsBounded(t *testing.T) {
 
 	// Close with two counts running and the rest waiting for a turn.
 	release, entered = make(chan struct{}), make(chan struct{}, layers)
-	s2 := open(t, t.TempDir(), WithContents(contents))
-	img(s2, "big:2")
-	if _, err := s2.Report(ctx, []string{"big:2"}); err != nil {
-		t.Fatal(err)
-	}
-	for range maxCounts {
-		<-entered
-	}
+	s2 := startCounts("big:2")
 	closed := make(chan error, 1)
 	go func() { closed <- s2.Close(ctx) }()
 	select {
