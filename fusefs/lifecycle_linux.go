@@ -91,8 +91,11 @@ func (m *Manager) Unmount(ctx context.Context, mountpoint string) error {
 }
 
 // Close unmounts every mount the Manager serves and waits (bounded by ctx
-// and a few seconds) for their servers to exit. Later Mounts fail. Close is
-// idempotent.
+// and a few seconds) for their servers to exit. With a custody (see
+// WithCustody) it leaves every mount the custody keeps mounted instead: its
+// requests wait in the kernel for the next daemon, which serves them
+// (Adopt) as soon as it starts; the caller is expected to exit. Later
+// Mounts fail. Close is idempotent.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
@@ -103,7 +106,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	var mps []string
 	for mp, mt := range m.mounts {
-		if mt != nil {
+		if mt != nil && (m.cfg.custody == nil || mt.dev == nil) {
 			mps = append(mps, mp)
 		}
 	}

@@ -91,6 +91,18 @@ type mount struct {
 	lfs        *layerFS
 	server     *fuse.Server
 	done       chan struct{} // closed when the server loop has exited
+
+	// ids gives the kernel node IDs that a successor can serve; journal
+	// records them (see kernelIDs).
+	ids     *kernelIDs
+	journal *nodeJournal
+	// dev is the mount's FUSE device, kept to hand to the custody, and
+	// init and initReply its INIT exchange; dev is nil when go-fuse
+	// mounted the layer itself (no custody then). id names the
+	// connection in the custody.
+	dev             *os.File
+	init, initReply []byte
+	id              string
 }
 
 // mode names how reads are served, for logs.

@@ -3,6 +3,7 @@
 package fusefs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -50,7 +51,7 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	} else if mounted {
 		return fmt.Errorf("failed to mount layer %s: %q is already a mountpoint: %w", layer, mountpoint, errdefs.ErrAlreadyExists)
 	}
-	served, reason, err := m.serve(ctx, dir, mountpoint, layer)
+	served, reason, err := m.serve(ctx, dir, mountpoint, layer, nil)
 	if err != nil {
 		return fmt.Errorf("failed to mount layer %s at %q: %w", layer, mountpoint, err)
 	}
@@ -60,6 +61,7 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 		return fmt.Errorf("failed to mount layer %s: %w", layer, err)
 	}
 	mt = served
+	m.keep(ctx, mt)
 
 	entry := log.G(ctx).WithFields(log.Fields{
 		"layer":      layer,
@@ -75,9 +77,11 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	return nil
 }
 
-// serve mounts the layer root dir at mountpoint and starts its server.
-// reason says why passthrough is off, if it is. dir stays the caller's.
-func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, layer digest.Digest) (*mount, string, error) {
+// serve mounts the layer root dir at mountpoint and starts its server, or,
+// given adopt, serves that mounted connection again. reason says why
+// passthrough is off, if it is. dir stays the caller's; adopt's files are
+// taken.
+func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, layer digest.Digest, adopt *Connection) (_ *mount, reason string, err error) {
 	ls := m.state(layer)
 	acct := ls.acct
 	lfs, root, err := newLayerFS(dir, layer, acct, m.cfg.cache)
@@ -86,6 +90,69 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	}
 	m.learnShape(ctx, layer, ls, lfs.rootfd)
 	logger := log.G(ctx).WithFields(log.Fields{"layer": layer, "mountpoint": mountpoint})
+	opts := m.fsOptions(layer, acct)
+	small := m.cfg.accounting == AccountOpen && m.passthroughKnown(lfs.rootDev)
+	setRequestSizes(&opts.MountOptions, small)
+
+	mt := &mount{mountpoint: mountpoint, layer: layer, lfs: lfs, done: make(chan struct{})}
+	var recs map[uint64]nodeRecord
+	if adopt != nil {
+		mt.journal, recs, err = openNodeJournal(adopt.Nodes)
+		adopt.Nodes = nil
+	} else {
+		mt.journal, err = newNodeJournal()
+	}
+	if err != nil {
+		unix.Close(lfs.rootfd)
+		return nil, "", err
+	}
+	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), noOpenFiles: m.cfg.accounting == AccountReads, noXattrs: &ls.noXattrs}
+	mt.ids = newKernelIDs(raw, mt.journal, recs)
+	if adopt != nil {
+		err = m.resume(ctx, mt, adopt, &opts.MountOptions)
+	} else {
+		err = m.mountNew(ctx, mt, opts)
+	}
+	if err != nil {
+		mt.journal.Close()
+		unix.Close(lfs.rootfd)
+		return nil, "", err
+	}
+	go func() {
+		defer close(mt.done)
+		defer unix.Close(lfs.rootfd)
+		mt.server.Serve()
+		m.serverExited(mt)
+	}()
+	if err := mt.server.WaitMount(); err != nil {
+		m.stop(ctx, mt)
+		return nil, "", err
+	}
+	if mt.dev != nil && !m.cfg.noSelfAccess && adopt == nil {
+		if err := pollOwnMount(mountpoint); err != nil {
+			logger.WithError(err).Debug("cannot turn poll off on the mount")
+		}
+	}
+	raw.enable(mt.server.KernelSettings())
+	reason = fmt.Sprintf("accounting is %q", m.cfg.accounting)
+	if m.cfg.accounting == AccountOpen {
+		reason = probePassthrough(mt.server, lfs.rootfd)
+		lfs.passthrough.Store(reason == "")
+		m.notePassthrough(lfs.rootDev, reason == "")
+		if reason != "" && small {
+			reason += fmt.Sprintf(" (and this mount reads at most %d bytes a request)", opts.MaxWrite)
+		}
+	}
+	if !lfs.passthrough.Load() {
+		if err := setReadahead(mountpoint, readaheadKiB); err != nil {
+			logger.WithError(err).Debug("cannot raise the readahead of the mount")
+		}
+	}
+	return mt, reason, nil
+}
+
+// fsOptions returns the go-fuse options of a mount of layer.
+func (m *Manager) fsOptions(layer digest.Digest, acct *account) *fs.Options {
 	entryTO, attrTO, negTO := m.cfg.entryTimeout, m.cfg.attrTimeout, m.cfg.negTO
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
@@ -106,9 +173,9 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 			// Symlinks never change: let the kernel keep their targets.
 			EnableSymlinkCaching: true,
 			Debug:                m.cfg.debug,
-			// Not logger: requests come long after this Mount's context
-			// (and the fields of the call that made it) is gone.
-			PanicHandler: panicHandler(acct, log.L.WithFields(log.Fields{"layer": layer, "mountpoint": mountpoint})),
+			// Not the Mount's logger: requests come long after its
+			// context (and the fields of the call that made it) is gone.
+			PanicHandler: panicHandler(acct, log.L.WithFields(log.Fields{"layer": layer})),
 		},
 		EntryTimeout:    &entryTO,
 		AttrTimeout:     &attrTO,
@@ -119,8 +186,6 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if m.cfg.accounting != AccountOpen {
 		opts.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
-	small := m.cfg.accounting == AccountOpen && m.passthroughKnown(lfs.rootDev)
-	setRequestSizes(&opts.MountOptions, small)
 	if m.cfg.requestLog != nil {
 		opts.MountOptions.Logger = stdlog.New(m.cfg.requestLog, "", 0)
 	} else if !m.cfg.debug {
@@ -129,48 +194,87 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		// may be logged on the request path.
 		opts.MountOptions.Logger = stdlog.New(io.Discard, "", 0)
 	}
-	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), noOpenFiles: m.cfg.accounting == AccountReads, noXattrs: &ls.noXattrs}
-	serveAt := mountpoint
-	if m.cfg.noSelfAccess {
-		if fd, kerr := mountKernel(mountpoint, &opts.MountOptions, opts.DirectMountFlags); kerr == nil {
-			serveAt = fmt.Sprintf("/dev/fd/%d", fd)
-			opts.MountOptions.DirectMount = false
-		} else {
-			logger.WithError(kerr).Debug("mounting through go-fuse")
-		}
+	return opts
+}
+
+// mountNew mounts mt's layer with mount(2), answers the kernel's INIT
+// through go-fuse (see startServer) and keeps the connection for a
+// successor. Without CAP_SYS_ADMIN (a rootless daemon) go-fuse mounts it
+// through fusermount instead, and that mount cannot outlive the daemon.
+func (m *Manager) mountNew(ctx context.Context, mt *mount, opts *fs.Options) error {
+	fd, kerr := mountKernel(mt.mountpoint, &opts.MountOptions, opts.DirectMountFlags)
+	if kerr != nil {
+		log.G(ctx).WithError(kerr).WithField("mountpoint", mt.mountpoint).
+			Debug("mounting through go-fuse; this mount will not outlive the daemon")
+		server, err := fuse.NewServer(mt.ids, mt.mountpoint, &opts.MountOptions)
+		mt.server = server
+		return err
 	}
-	server, err := fuse.NewServer(raw, serveAt, &opts.MountOptions)
-	if err != nil {
-		unix.Close(lfs.rootfd)
-		if serveAt != mountpoint {
-			_ = mountutil.Unmount(mountpoint)
+	dev := os.NewFile(uintptr(fd), "/dev/fuse")
+	err := func() error {
+		init, err := readInit(fd)
+		if err != nil {
+			return err
 		}
-		return nil, "", err
-	}
-	mt := &mount{mountpoint: mountpoint, layer: layer, lfs: lfs, server: server, done: make(chan struct{})}
-	go func() {
-		defer close(mt.done)
-		defer unix.Close(lfs.rootfd)
-		server.Serve()
+		server, reply, at, err := startServer(mt.ids, init, &opts.MountOptions)
+		if err != nil {
+			return err
+		}
+		if err := attachDevice(dev, at); err != nil {
+			return fmt.Errorf("attach FUSE device: %w", err)
+		}
+		if err := writeDevice(dev, reply); err != nil {
+			return fmt.Errorf("answer INIT: %w", err)
+		}
+		mt.server, mt.dev, mt.init, mt.initReply = server, dev, init, reply
+		return nil
 	}()
-	if err := server.WaitMount(); err != nil {
-		m.stop(ctx, mt)
-		return nil, "", err
+	if err != nil {
+		dev.Close()
+		_ = mountutil.Unmount(mt.mountpoint)
 	}
-	raw.enable(server.KernelSettings())
-	reason := fmt.Sprintf("accounting is %q", m.cfg.accounting)
-	if m.cfg.accounting == AccountOpen {
-		reason = probePassthrough(server, lfs.rootfd)
-		lfs.passthrough.Store(reason == "")
-		m.notePassthrough(lfs.rootDev, reason == "")
-		if reason != "" && small {
-			reason += fmt.Sprintf(" (and this mount reads at most %d bytes a request)", opts.MaxWrite)
-		}
+	return err
+}
+
+// resume serves c, a connection initialised by another process, as mt.
+func (m *Manager) resume(ctx context.Context, mt *mount, c *Connection, o *fuse.MountOptions) error {
+	if !connected(c.Device) {
+		return fmt.Errorf("FUSE connection of %q is closed: %w", mt.mountpoint, errdefs.ErrNotFound)
 	}
-	if !lfs.passthrough.Load() {
-		if err := setReadahead(mountpoint, readaheadKiB); err != nil {
-			logger.WithError(err).Debug("cannot raise the readahead of the mount")
-		}
+	server, reply, at, err := startServer(mt.ids, c.Init, o)
+	if err != nil {
+		return err
 	}
-	return mt, reason, nil
+	if !bytes.Equal(reply, c.InitReply) {
+		// Another build negotiated the connection with other options:
+		// the kernel keeps what it agreed then.
+		log.G(ctx).WithFields(log.Fields{"layer": mt.layer, "mountpoint": mt.mountpoint}).
+			Warn("this build answers INIT differently from the one that mounted the layer; the mount keeps the settings it was mounted with")
+	}
+	if err := attachDevice(c.Device, at); err != nil {
+		return fmt.Errorf("attach FUSE device: %w", err)
+	}
+	if err := resend(c.Device); err != nil {
+		log.G(ctx).WithError(err).WithField("mountpoint", mt.mountpoint).
+			Warn("the kernel cannot resend requests a dead server had read (needs Linux >= 6.9): their callers may wait until interrupted")
+	}
+	mt.server, mt.dev, mt.init, mt.initReply = server, c.Device, c.Init, c.InitReply
+	c.Device = nil
+	return nil
+}
+
+// connected reports whether the FUSE connection of dev is alive: the
+// kernel reports POLLERR on the device of an aborted or unmounted one.
+func connected(dev *os.File) bool {
+	rc, err := dev.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd)}}
+		n, err := unix.Poll(fds, 0)
+		alive = err == nil && (n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) == 0)
+	})
+	return alive
 }

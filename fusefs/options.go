@@ -46,6 +46,8 @@ type config struct {
 	noSelfAccess bool
 	// stateDir keeps what the Manager learns of layers (their shape).
 	stateDir string
+	// custody keeps the mounts' connections while no daemon serves them.
+	custody Custody
 }
 
 // Opt configures a Manager.

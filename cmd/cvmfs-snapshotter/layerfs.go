@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/bindmount"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/custody"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
@@ -79,10 +80,33 @@ func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 		}
 		return backend{layers: sized(sup), stats: sup, close: nothing, keepMounts: true}, nil
 	default:
-		m, err := newManager(cfg, repo, fusefs.WithStateDir(layerStateDir(f.root)))
+		// The custody keeps every mount's FUSE connection while no
+		// daemon serves it, so that running containers outlive this
+		// process; it runs before the Manager serves anything.
+		cl := custody.NewClient(custodySocket(f.root))
+		opts := []fusefs.Opt{fusefs.WithStateDir(layerStateDir(f.root))}
+		if err := cl.Ensure(ctx, custodyCommand(f), custodyLog(f.root)); err != nil {
+			log.G(ctx).WithError(err).Error("no custody of FUSE connections: layer mounts end with this daemon")
+			cl = nil
+		} else {
+			opts = append(opts, fusefs.WithCustody(cl))
+		}
+		m, err := newManager(cfg, repo, opts...)
 		if err != nil {
 			return backend{}, err
 		}
-		return backend{layers: sized(m), stats: m, close: m.Close}, nil
+		if cl == nil {
+			return backend{layers: sized(m), stats: m, close: m.Close}, nil
+		}
+		startCustody(ctx, f, cl, m)
+		wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+		go cl.Watch(wctx, custodyCommand(f), custodyLog(f.root), m.KeepAll)
+		closeAll := func(ctx context.Context) error {
+			stopWatch()
+			err := m.Close(ctx)
+			cl.Close()
+			return err
+		}
+		return backend{layers: sized(m), stats: m, close: closeAll, keepMounts: true}, nil
 	}
 }

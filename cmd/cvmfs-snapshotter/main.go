@@ -75,6 +75,16 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == custodyName {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+		if err := runCustody(ctx, os.Args[2:], os.Stderr); err != nil {
+			log.G(ctx).WithError(err).Error("cvmfs-snapshotter custody failed")
+			os.Exit(1)
+		}
+		return
+	}
 	f, err := parseFlags(os.Args[1:], os.Stderr)
 	if err == flag.ErrHelp {
 		os.Exit(0)

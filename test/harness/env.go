@@ -169,6 +169,9 @@ func (e *Env) Close(ctx context.Context) (leftovers []string, err error) {
 	if e.Options.SeparateFUSEServer {
 		errs = append(errs, e.stopFUSEServer(ctx))
 	}
+	// The daemon leaves its mounts to its custody when it stops; with no
+	// daemon connected, the custody unmounts them when it stops.
+	errs = append(errs, testutil.TerminateCustodies(e.Dir))
 	if e.Registry != nil {
 		e.Registry.Close()
 	}

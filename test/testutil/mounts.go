@@ -11,11 +11,13 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
-// SweepMounts lazily unmounts everything mounted at dir or below it,
-// deepest first, and reports what it found through t.Log. It returns the
-// mountpoints that were still mounted.
+// SweepMounts stops the custody processes of daemons under dir (see
+// StopCustodies), then lazily unmounts everything mounted at dir or below
+// it, deepest first, and reports what it found through t.Log. It returns
+// the mountpoints that were still mounted.
 func SweepMounts(t testing.TB, dir string) []string {
 	t.Helper()
+	StopCustodies(t, dir)
 	ms, err := mountutil.Under(dir)
 	if err != nil {
 		t.Errorf("read mountinfo: %v", err)

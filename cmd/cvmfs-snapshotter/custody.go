@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/log"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/custody"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+)
+
+// custodyName is the subcommand that runs the custody of FUSE connections.
+const custodyName = "custody"
+
+// custodySocket and custodyLog are the custody's socket and log in root.
+func custodySocket(root string) string { return filepath.Join(absRoot(root), "custody.sock") }
+func custodyLog(root string) string    { return filepath.Join(absRoot(root), "custody.log") }
+
+func absRoot(root string) string {
+	if abs, err := filepath.Abs(root); err == nil {
+		return abs
+	}
+	return root
+}
+
+// custodyCommand is the command line that starts the custody of root: this
+// executable's custody subcommand.
+func custodyCommand(f flags) []string {
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	return []string{self, custodyName, "--socket", custodySocket(f.root), "--log-level", f.logLevel}
+}
+
+// runCustody is "cvmfs-snapshotter custody": it holds the FUSE connections
+// the daemon hands it (custody.Serve) until ctx ends (SIGTERM/SIGINT).
+func runCustody(ctx context.Context, args []string, out io.Writer) error {
+	var sock, level string
+	fs := flag.NewFlagSet("cvmfs-snapshotter "+custodyName, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&sock, "socket", "", "unix socket to serve on (in a directory private to this user)")
+	fs.StringVar(&level, "log-level", "info", "log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if sock == "" {
+		return errors.New("custody: --socket is required")
+	}
+	if err := log.SetLevel(level); err != nil {
+		return err
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("snapshotter", "cvmfs-custody"))
+	return custody.Serve(ctx, sock)
+}
+
+// startCustody makes sure the custody of the daemon of f runs, and serves
+// again (m.Adopt) every mount it holds: the mounts of running containers,
+// left by a previous daemon. A connection that cannot be served again is
+// released and its mount detached, so that its users get errors rather
+// than wait forever. It returns the custody's client, or nil (logged) if
+// no custody can run: mounts then end with the daemon.
+func startCustody(ctx context.Context, f flags, cl *custody.Client, m *fusefs.Manager) {
+	conns, err := cl.List(ctx)
+	if err != nil {
+		log.G(ctx).WithError(err).Error("cannot list the mounts the custody keeps")
+		return
+	}
+	for _, c := range conns {
+		id, mp, layer := c.ID, c.Mountpoint, c.Layer
+		if err := m.Adopt(ctx, c); err != nil {
+			log.G(ctx).WithError(err).WithFields(log.Fields{"layer": layer, "mountpoint": mp}).
+				Error("cannot serve a mount of the previous daemon again: detaching it (its users get errors)")
+			if err := cl.Release(ctx, id); err != nil {
+				log.G(ctx).WithError(err).Warn("custody did not release a connection")
+			}
+			if err := mountutil.Unmount(mp); err != nil {
+				log.G(ctx).WithError(err).WithField("mountpoint", mp).Warn("cannot unmount")
+			}
+		}
+	}
+}
