@@ -56,6 +56,14 @@ type daemon struct {
 
 func startDaemon(t *testing.T, bin, dir, configTOML string) *daemon {
 	t.Helper()
+	d := startDaemonNoWait(t, bin, dir, configTOML)
+	waitSocket(t, d)
+	return d
+}
+
+// startDaemonNoWait starts the daemon without waiting for its socket.
+func startDaemonNoWait(t *testing.T, bin, dir, configTOML string) *daemon {
+	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "run", "snap.sock"), root: filepath.Join(dir, "root")}
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(configTOML), 0o600); err != nil {
@@ -78,16 +86,21 @@ func startDaemon(t *testing.T, bin, dir, configTOML string) *daemon {
 			d.cmd.Wait()
 		}
 	})
+	return d
+}
+
+// waitSocket waits for d to answer on its socket.
+func waitSocket(t *testing.T, d *daemon) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !canDial(d.sock) {
 		if time.Now().After(deadline) {
 			d.cmd.Process.Kill()
 			d.cmd.Wait()
-			t.Fatalf("daemon did not create its socket; log:\n%s", readFile(filepath.Join(dir, "daemon.log")))
+			t.Fatalf("daemon did not create its socket; log:\n%s", readFile(d.log.Name()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return d
 }
 
 // canDial reports whether something accepts connections on the socket (a

@@ -1,0 +1,394 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+)
+
+// restartFixture is a daemon serving one remote layer, in the default
+// configuration but with the kernel's FUSE caches off, so that every
+// open, stat and listing of the readers reaches the FUSE server.
+type restartFixture struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	cfg    string
+	d      *daemon
+	mp     string // the layer's mountpoint
+	nFiles int
+}
+
+const restartBig = 4 << 20
+
+func newRestartFixture(t *testing.T) *restartFixture {
+	testutil.RequiresRoot(t)
+	testutil.RequiresFUSE(t)
+	f := &restartFixture{t: t, bin: buildDaemon(t), dir: t.TempDir(), nFiles: 200}
+	t.Cleanup(func() { testutil.SweepMounts(t, f.dir) })
+	repo := filepath.Join(f.dir, "repo")
+	layer := layerDigest("restart")
+	lfs := filepath.Join(repo, ".layers", layer.Encoded()[:2], layer.Encoded(), "layerfs")
+	for i := range f.nFiles {
+		p := filepath.Join(lfs, fmt.Sprintf("d%d", i%10), fmt.Sprintf("f%03d", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(fileBody(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := make([]byte, restartBig)
+	for i := range big {
+		big[i] = byte(i / 4096)
+	}
+	if err := os.WriteFile(filepath.Join(lfs, "big"), big, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lfs, ducc.CatalogMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = fmt.Sprintf("absolute-mountpoint = %q\nentry-timeout = \"0s\"\nattr-timeout = \"0s\"\nnegative-timeout = \"0s\"\n", repo)
+	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+	sn := f.d.client(t)
+	_, err := sn.Prepare(context.Background(), "extract-1 chain-1", "", snapshots.WithLabels(map[string]string{
+		"containerd.io/snapshot.ref":              "chain-1",
+		"containerd.io/snapshot/cri.layer-digest": layer.String(),
+	}))
+	if !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare of a present layer = %v, want AlreadyExists", err)
+	}
+	mps, _ := mountutil.Under(f.d.root)
+	if len(mps) != 1 {
+		t.Fatalf("mounts = %+v, want the layer's", mps)
+	}
+	f.mp = mps[0].Mountpoint
+	return f
+}
+
+func fileBody(i int) string { return fmt.Sprintf("file %d\n", i) }
+
+// readers hammers the layer mount from n goroutines: fresh opens and full
+// reads (their pages dropped after each read, so that the next read asks
+// the server), stats, listings, and reads of a mapped file whose pages are
+// dropped too (a dead mount kills such a reader with SIGBUS). Every error
+// is recorded; so is the longest operation.
+type readers struct {
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	ops     atomic.Int64
+	mu      sync.Mutex
+	errs    []string
+	longest time.Duration
+}
+
+func startReaders(t *testing.T, f *restartFixture, n int) *readers {
+	r := &readers{stop: make(chan struct{})}
+	big, err := os.Open(filepath.Join(f.mp, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := unix.Mmap(int(big.Fd()), 0, restartBig, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(mapped); big.Close() })
+	for g := range n {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			for {
+				select {
+				case <-r.stop:
+					return
+				default:
+				}
+				start := time.Now()
+				err := r.op(f, rng, big, mapped)
+				d := time.Since(start)
+				r.ops.Add(1)
+				r.mu.Lock()
+				if err != nil {
+					r.errs = append(r.errs, fmt.Sprintf("%s: %v", start.Format("15:04:05.000"), err))
+				}
+				r.longest = max(r.longest, d)
+				r.mu.Unlock()
+			}
+		}()
+	}
+	return r
+}
+
+func (r *readers) op(f *restartFixture, rng *rand.Rand, big *os.File, mapped []byte) (err error) {
+	i := rng.IntN(f.nFiles)
+	dir := filepath.Join(f.mp, fmt.Sprintf("d%d", i%10))
+	switch rng.IntN(4) {
+	case 0:
+		p := filepath.Join(dir, fmt.Sprintf("f%03d", i))
+		fd, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer fd.Close()
+		b := make([]byte, 64)
+		n, err := fd.Read(b)
+		if err != nil || string(b[:n]) != fileBody(i) {
+			return fmt.Errorf("read %s: %q, %v", p, b[:n], err)
+		}
+		return unix.Fadvise(int(fd.Fd()), 0, 0, unix.FADV_DONTNEED)
+	case 1:
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, fmt.Sprintf("f%03d", i)), &st); err != nil {
+			return err
+		}
+		if st.Size != int64(len(fileBody(i))) {
+			return fmt.Errorf("stat: size %d", st.Size)
+		}
+		return nil
+	case 2:
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		if len(ents) != f.nFiles/10 {
+			return fmt.Errorf("listing of %s: %d entries", dir, len(ents))
+		}
+		return nil
+	default:
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("fault reading the mapped file: %v", p)
+			}
+		}()
+		page := rng.IntN(restartBig / 4096)
+		if got := mapped[page*4096+17]; got != byte(page) {
+			return fmt.Errorf("mapped page %d holds %d", page, got)
+		}
+		return unix.Fadvise(int(big.Fd()), int64(page*4096), 4096, unix.FADV_DONTNEED)
+	}
+}
+
+// check stops the readers and fails the test on any error they saw.
+func (r *readers) check(t *testing.T, what string) {
+	t.Helper()
+	close(r.stop)
+	r.wg.Wait()
+	t.Logf("%s: %d reader operations, longest %v", what, r.ops.Load(), r.longest)
+	if len(r.errs) > 0 {
+		t.Fatalf("%s: %d reader errors, first: %s", what, len(r.errs), strings.Join(r.errs[:min(5, len(r.errs))], "; "))
+	}
+	if r.ops.Load() == 0 {
+		t.Fatalf("%s: the readers did nothing", what)
+	}
+}
+
+// kill kills the daemon with SIGKILL and reaps it.
+func (d *daemon) kill(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Wait()
+	d.log.Close()
+}
+
+// after waits until the readers have done n more operations since the
+// event, and fails the test if they saw an error.
+func (r *readers) after(t *testing.T, event string, n int64) {
+	t.Helper()
+	r.waitOps(t, n)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.errs) > 0 {
+		t.Fatalf("after %s: %d reader errors, first: %s", event, len(r.errs), strings.Join(r.errs[:min(5, len(r.errs))], "; "))
+	}
+	t.Logf("after %s: no reader error; longest operation so far %v", event, r.longest)
+}
+
+// waitOps waits until the readers have done n more operations.
+func (r *readers) waitOps(t *testing.T, n int64) {
+	t.Helper()
+	target := r.ops.Load() + n
+	deadline := time.Now().Add(30 * time.Second)
+	for r.ops.Load() < target {
+		if time.Now().After(deadline) {
+			t.Fatalf("readers stalled at %d operations", r.ops.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRestartKeepsMounts: in the default configuration, readers of a
+// layer mount (8 of them, among them a reader of a mapped file) see no
+// error while the daemon is stopped and started, killed and started,
+// upgraded to another build, while the custody is killed under a running
+// daemon, and while a Prepare runs across a restart. Every event is
+// followed by reads that reach the new server.
+func TestRestartKeepsMounts(t *testing.T) {
+	f := newRestartFixture(t)
+	ctx := context.Background()
+	upgraded := filepath.Join(t.TempDir(), "cvmfs-snapshotter-v2")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=restart-test-v2", "-o", upgraded, ".")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the second version: %v\n%s", err, b)
+	}
+	r := startReaders(t, f, 8)
+	r.waitOps(t, 200)
+
+	f.d.stop(t)
+	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+	r.after(t, "SIGTERM and start", 200)
+
+	f.d.kill(t)
+	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+	r.after(t, "kill -9 and start", 200)
+
+	f.d.stop(t)
+	f.d = startDaemon(t, upgraded, f.dir, f.cfg)
+	r.after(t, "an upgrade", 200)
+	if log := readFile(filepath.Join(f.dir, "daemon.log")); !strings.Contains(log, "layer mount taken over") {
+		t.Fatalf("the upgraded daemon did not take the mount over; log:\n%s", log)
+	}
+	out, err := exec.Command(upgraded, "--version").Output()
+	if err != nil || !strings.Contains(string(out), "restart-test-v2") {
+		t.Fatalf("second build's version: %q, %v", out, err)
+	}
+
+	// The custody dies under a running daemon: the daemon starts another
+	// and hands it the mount, so that a crash of the daemon right after
+	// loses nothing either.
+	pids := testutil.Custodies(f.dir)
+	if len(pids) != 1 {
+		t.Fatalf("custody processes = %v, want 1", pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now := testutil.Custodies(f.dir)
+		if len(now) == 1 && now[0] != pids[0] && strings.Contains(readFile(filepath.Join(f.dir, "daemon.log")), "custody of FUSE connections restarted") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new custody after the first was killed: %v", now)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.d.kill(t)
+	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+	r.after(t, "the custody killed, then the daemon", 200)
+
+	// A Prepare sent while the daemon restarts is retried by its client
+	// until the new daemon answers, and is served.
+	prepared := make(chan error, 1)
+	f.d.stop(t)
+	go func() {
+		var err error
+		for range 100 {
+			if canDial(f.d.sock) {
+				_, err = f.d.client(t).Prepare(ctx, "container-1", "chain-1")
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		prepared <- err
+	}()
+	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+	if err := <-prepared; err != nil {
+		t.Fatalf("Prepare across a restart: %v", err)
+	}
+	r.waitOps(t, 200)
+	r.check(t, "restarts")
+
+	if mps, _ := mountutil.Under(f.d.root); len(mps) != 1 {
+		t.Fatalf("mounts after the restarts = %+v, want the one layer", mps)
+	}
+	start := time.Now()
+	f.d.stop(t)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("SIGTERM with a layer in use took %v", took)
+	}
+	t.Logf("SIGTERM with a layer in use returned in %v", time.Since(start))
+}
+
+// TestRestartFaults: a successor killed in the middle of taking over,
+// two successors started at once, and the custody killed while no
+// daemon runs. Readers see no error through the first two; through the
+// last the mount ends, and the next daemon mounts the layer again.
+func TestRestartFaults(t *testing.T) {
+	f := newRestartFixture(t)
+	r := startReaders(t, f, 4)
+	r.waitOps(t, 100)
+
+	for i, delay := range []time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond} {
+		f.d.kill(t)
+		d := startDaemonNoWait(t, f.bin, f.dir, f.cfg)
+		time.Sleep(delay)
+		d.kill(t)
+		f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+		r.waitOps(t, 50)
+		t.Logf("successor %d killed after %v", i, delay)
+	}
+
+	// Two successors at once: one takes the root, the other exits.
+	f.d.kill(t)
+	a := startDaemonNoWait(t, f.bin, f.dir, f.cfg)
+	b := startDaemonNoWait(t, f.bin, f.dir, f.cfg)
+	exited := make(chan *daemon, 2)
+	for _, d := range []*daemon{a, b} {
+		go func() { d.cmd.Wait(); exited <- d }()
+	}
+	loser := <-exited
+	f.d = a
+	if loser == a {
+		f.d = b
+	}
+	if code := loser.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Fatalf("the second of two daemons on one root exited %d", code)
+	}
+	waitSocket(t, f.d)
+	r.waitOps(t, 100)
+	r.check(t, "faults")
+	// The winner is waited for by the goroutine above: stop it by hand.
+	f.d.cmd.Process.Kill()
+	<-exited
+	f.d.log.Close()
+	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+
+	// Both holders of the connection gone: the mount ends; the next
+	// daemon detaches it and mounts the layer again for new users.
+	f.d.kill(t)
+	for _, pid := range testutil.Custodies(f.dir) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+	if got := readFile(filepath.Join(f.mp, "d1", "f001")); got != fileBody(1) {
+		t.Fatalf("layer not mounted again after the custody and daemon died: %q", got)
+	}
+	if mps, _ := mountutil.Under(f.d.root); len(mps) != 1 {
+		t.Fatalf("mounts = %+v, want the one layer", mps)
+	}
+}
