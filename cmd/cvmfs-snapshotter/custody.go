@@ -60,13 +60,11 @@ func runCustody(ctx context.Context, args []string, out io.Writer) error {
 	return custody.Serve(ctx, sock)
 }
 
-// startCustody makes sure the custody of the daemon of f runs, and serves
-// again (m.Adopt) every mount it holds: the mounts of running containers,
-// left by a previous daemon. A connection that cannot be served again is
-// released and its mount detached, so that its users get errors rather
-// than wait forever. It returns the custody's client, or nil (logged) if
-// no custody can run: mounts then end with the daemon.
-func startCustody(ctx context.Context, f flags, cl *custody.Client, m *fusefs.Manager) {
+// adoptAll serves again (m.Adopt) every mount the custody holds: the
+// mounts of running containers, left by a previous daemon. A connection
+// that cannot be served again is released and its mount detached, so that
+// its users get errors rather than wait forever.
+func adoptAll(ctx context.Context, cl *custody.Client, m *fusefs.Manager) {
 	conns, err := cl.List(ctx)
 	if err != nil {
 		log.G(ctx).WithError(err).Error("cannot list the mounts the custody keeps")
@@ -84,5 +82,34 @@ func startCustody(ctx context.Context, f flags, cl *custody.Client, m *fusefs.Ma
 				log.G(ctx).WithError(err).WithField("mountpoint", mp).Warn("cannot unmount")
 			}
 		}
+	}
+}
+
+// releaseCustody is for a daemon that serves no FUSE mounts in process
+// (bind mode, a separate FUSE server): if a previous daemon's custody runs
+// at root, every mount it keeps is detached and released, since nothing
+// would serve them (running containers on them then get errors; the
+// layers are mounted the new way for new containers).
+func releaseCustody(ctx context.Context, root string) {
+	cl := custody.NewClient(custodySocket(root))
+	defer cl.Close()
+	if cl.Ping(ctx) != nil {
+		return
+	}
+	conns, err := cl.List(ctx)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("cannot list the mounts the custody keeps")
+		return
+	}
+	for _, c := range conns {
+		log.G(ctx).WithFields(log.Fields{"layer": c.Layer, "mountpoint": c.Mountpoint}).
+			Warn("detaching a FUSE layer mount of a previous daemon: this daemon does not serve FUSE mounts in process")
+		if err := mountutil.Unmount(c.Mountpoint); err != nil {
+			log.G(ctx).WithError(err).WithField("mountpoint", c.Mountpoint).Warn("cannot unmount")
+		}
+		if err := cl.Release(ctx, c.ID); err != nil {
+			log.G(ctx).WithError(err).Warn("custody did not release a connection")
+		}
+		c.Close()
 	}
 }

@@ -62,6 +62,9 @@ func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 	repo := ducc.New(cfg.AbsoluteMountpoint)
 	sized := func(l snapshot.LayerFS) sizedLayerFS { return sizedLayerFS{LayerFS: l, repo: repo} }
 	nothing := func(context.Context) error { return nil }
+	if cfg.MountMode == modeBind || cfg.FUSEServer == fuseSeparate {
+		releaseCustody(ctx, f.root)
+	}
 	switch {
 	case cfg.MountMode == modeBind:
 		return backend{layers: sized(bindmount.New(repo)), close: nothing}, nil
@@ -98,7 +101,7 @@ func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 		if cl == nil {
 			return backend{layers: sized(m), stats: m, close: m.Close}, nil
 		}
-		startCustody(ctx, f, cl, m)
+		adoptAll(ctx, cl, m)
 		wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 		go cl.Watch(wctx, custodyCommand(f), custodyLog(f.root), m.KeepAll)
 		closeAll := func(ctx context.Context) error {

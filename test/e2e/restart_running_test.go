@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,22 +12,17 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
-// Issue 5 item 6: what a running container that keeps reading a file from
-// a remote layer sees while the daemon restarts (SIGTERM, then kill -9),
-// in both mount modes.
+// TestRestartRunning: a running container that keeps reading a file from
+// a remote layer, with a fresh open and a read on a descriptor held since
+// it started, while running the reader binary itself from a remote layer
+// (a dead mount kills it with SIGBUS), sees no error while the daemon is
+// stopped and started, killed and started, upgraded to another build, or
+// has its custody killed and is then killed itself; in every mount mode.
+// New containers start after every event. The pause (the longest time
+// between two rounds of the reader) is logged as "restart-running: ...".
 //
-// Guaranteed, and asserted: the daemon stops on SIGTERM and starts again
-// within bounds (it never hangs on a busy mount); new containers start
-// after every restart; in bind mode running containers keep reading
-// throughout (no process serves a bind mount). Measured, and logged as
-// "restart-running: mode=... kind=...": what running containers on FUSE
-// layers see (their overlay holds the old FUSE connection, which ends with
-// the daemon that served it, so reads answer ENOTCONN from then on, while
-// new containers get the re-mounted layers).
-//
-// FUSE runs twice: with the default accounting (kernel passthrough: a
-// descriptor opened before the restart reads from the backing file, with
-// no daemon involved) and with accounting = "bytes" (no passthrough).
+// FUSE runs with the default accounting ("reads"), with "bytes", and with
+// a separate FUSE server.
 func TestRestartRunning(t *testing.T) {
 	for _, tc := range []struct {
 		name, mode, accounting string
@@ -43,15 +39,47 @@ func TestRestartRunning(t *testing.T) {
 	}
 }
 
+// restartEvent is what happens to the daemon while a container runs.
+type restartEvent struct {
+	name string
+	// stop ends the daemon (and whatever else the event kills); start
+	// starts it again.
+	stop  func(env *harness.Env) error
+	start func(ctx context.Context, env *harness.Env) error
+}
+
+func restartEvents(t *testing.T, o harness.Options) []restartEvent {
+	start := func(ctx context.Context, env *harness.Env) error { return env.StartSnapshotter(ctx) }
+	events := []restartEvent{
+		{"sigterm", func(env *harness.Env) error { return env.StopSnapshotter(harness.Graceful) }, start},
+		// kill -9 is also what the kernel's OOM killer does.
+		{"kill", func(env *harness.Env) error { return env.StopSnapshotter(harness.Kill) }, start},
+	}
+	if o.MountMode == "bind" || o.SeparateFUSEServer {
+		return events
+	}
+	upgraded, err := harness.UpgradedBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(events,
+		restartEvent{"upgrade", func(env *harness.Env) error { return env.StopSnapshotter(harness.Graceful) },
+			func(ctx context.Context, env *harness.Env) error { return env.StartSnapshotterBinary(ctx, upgraded) }},
+		restartEvent{"custody-kill", func(env *harness.Env) error {
+			if err := env.KillCustody(); err != nil {
+				return err
+			}
+			return env.StopSnapshotter(harness.Kill)
+		}, start},
+	)
+}
+
 // readFile is the file the running containers read: in a remote layer of
 // its own, above the base layer with the probe.
 const readFile = "/data/file"
 
 func testRestartRunning(t *testing.T, name string, o harness.Options) {
 	env := start(t, o)
-	// Mounts that need no daemon: bind mounts, and FUSE mounts served by a
-	// separate process.
-	survives := o.MountMode == "bind" || o.SeparateFUSEServer
 	ctx := testContext(t)
 	data := testutil.File(readFile[1:], "")
 	data.Body = []byte(strings.Repeat("cvmfs restart ", 64<<10/14))
@@ -65,44 +93,43 @@ func testRestartRunning(t *testing.T, name string, o harness.Options) {
 	}
 	checkRemote(t, ctx, env, img, true, true)
 
-	for _, kind := range []harness.StopKind{harness.Graceful, harness.Kill} {
+	for _, ev := range restartEvents(t, o) {
 		task, err := env.StartTask(ctx, img, harness.RunOptions{}, harness.ProbePath, "readloop", "50", readFile)
 		if err != nil {
-			t.Fatalf("%s: start the reader: %v", kind, err)
+			t.Fatalf("%s: start the reader: %v", ev.name, err)
 		}
-		// Enough rounds before the restart to know reads work.
+		// Enough rounds before the event to know reads work.
 		before := waitRounds(t, task, 5, 15*time.Second)
 
 		t0 := time.Now()
-		stopErr := env.StopSnapshotter(kind)
+		stopErr := ev.stop(env)
 		stopTook := time.Since(t0)
 		if stopErr != nil {
-			t.Errorf("%s: stop the daemon: %v (after %s)", kind, stopErr, stopTook)
+			t.Errorf("%s: stop the daemon: %v (after %s)", ev.name, stopErr, stopTook)
 		}
-		// From the signal to the daemon's exit: after SIGTERM it still
-		// serves the mounts it had to detach lazily for a while.
 		stopping := rounds(task.Stdout())
 		// While the daemon is down.
 		time.Sleep(500 * time.Millisecond)
 		down := rounds(task.Stdout())
 		t1 := time.Now()
-		if err := env.StartSnapshotter(ctx); err != nil {
-			t.Fatalf("%s: start the daemon again: %v", kind, err)
+		if err := ev.start(ctx, env); err != nil {
+			t.Fatalf("%s: start the daemon again: %v", ev.name, err)
 		}
 		startTook := time.Since(t1)
 		// After the restart: at least ~20 rounds.
 		after := waitRounds(t, task, len(down)+20, 15*time.Second)
+		pause := task.LongestSilence()
 
 		// A new container on the same image after the restart.
 		newContainer := "ok"
 		if res, err := env.Run(ctx, img, harness.RunOptions{}, harness.ProbePath, "cat", readFile); err != nil {
 			newContainer = "failed"
-			t.Errorf("%s: a new container after the restart: %v (stderr %q)", kind, err, res.Stderr)
+			t.Errorf("%s: a new container after the restart: %v (stderr %q)", ev.name, err, res.Stderr)
 		}
 		exited := task.Exited()
 		code, err := task.Stop(ctx, 15*time.Second)
 		if err != nil {
-			t.Errorf("%s: stop and remove the reader: %v", kind, err)
+			t.Errorf("%s: stop and remove the reader: %v", ev.name, err)
 		}
 		// 128+n: killed by signal n (135: SIGBUS, a page fault on a
 		// mapping of a file on a dead mount).
@@ -112,23 +139,19 @@ func testRestartRunning(t *testing.T, name string, o harness.Options) {
 		}
 
 		b, s, d, a := tally(before), tally(stopping[len(before):]), tally(down[len(stopping):]), tally(after[len(down):])
-		t.Logf("restart-running: mode=%s kind=%s ok_before=%d/%d ok_stopping=%d/%d ok_down=%d/%d ok_after=%d/%d held_ok_after=%d/%d errors=%s errors_down=%s new_container=%s task=%s stop=%s start=%s",
-			name, kind, b.openOK, b.n, s.openOK, s.n, d.openOK, d.n, a.openOK, a.n, a.heldOK, a.n, a.errors(), tally(down[len(before):]).errors(),
-			newContainer, state, stopTook.Round(time.Millisecond), startTook.Round(time.Millisecond))
+		t.Logf("restart-running: mode=%s kind=%s ok_before=%d/%d ok_stopping=%d/%d ok_down=%d/%d ok_after=%d/%d held_ok_after=%d/%d errors=%s errors_down=%s new_container=%s task=%s stop=%s start=%s pause=%s",
+			name, ev.name, b.openOK, b.n, s.openOK, s.n, d.openOK, d.n, a.openOK, a.n, a.heldOK, a.n, a.errors(), tally(down[len(before):]).errors(),
+			newContainer, state, stopTook.Round(time.Millisecond), startTook.Round(time.Millisecond), pause.Round(time.Millisecond))
 		if exited {
-			t.Logf("restart-running: mode=%s kind=%s reader stderr: %q", name, kind, task.Stderr())
+			t.Logf("restart-running: mode=%s kind=%s reader stderr: %q", name, ev.name, task.Stderr())
 		}
 
 		if b.openOK == 0 || b.openOK != b.n {
-			t.Errorf("%s: before the restart %d of %d reads succeeded; want all (%s)", kind, b.openOK, b.n, b.errors())
+			t.Errorf("%s: before the restart %d of %d reads succeeded; want all (%s)", ev.name, b.openOK, b.n, b.errors())
 		}
-		if survives {
-			// No process that restarts serves these mounts: nothing a
-			// restart does may reach the reader.
-			if s.openOK != s.n || d.openOK != d.n || a.openOK != a.n || a.heldOK != a.n || a.n == 0 || state != "running" {
-				t.Errorf("%s: %s, a running container's reads across the restart: down %d/%d ok, after %d/%d ok (held %d), task %s, errors %s; want every read to succeed",
-					kind, name, d.openOK, d.n, a.openOK, a.n, a.heldOK, state, a.errors())
-			}
+		if s.openOK != s.n || d.openOK != d.n || a.openOK != a.n || a.heldOK != a.n || a.n == 0 || state != "running" {
+			t.Errorf("%s: %s, a running container's reads across the restart: down %d/%d ok, after %d/%d ok (held %d), task %s, errors %s; want every read to succeed",
+				ev.name, name, d.openOK, d.n, a.openOK, a.n, a.heldOK, state, a.errors())
 		}
 	}
 }

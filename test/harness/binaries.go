@@ -53,4 +53,38 @@ func CleanupBinaries() {
 	if binaries.dir != "" {
 		os.RemoveAll(binaries.dir)
 	}
+	if upgraded.path != "" {
+		os.RemoveAll(filepath.Dir(upgraded.path))
+	}
+}
+
+// upgraded builds, once per process, cvmfs-snapshotter again with another
+// version string: a different build of the same tree, for upgrade tests.
+var upgraded struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// UpgradedVersion is the version string of UpgradedBinary.
+const UpgradedVersion = "e2e-upgraded"
+
+// UpgradedBinary returns cvmfs-snapshotter built from this tree with
+// version UpgradedVersion, in a temporary directory that CleanupBinaries
+// removes.
+func UpgradedBinary() (string, error) {
+	upgraded.once.Do(func() {
+		dir, err := os.MkdirTemp("", "cvmfs-e2e-upgraded-")
+		if err != nil {
+			upgraded.err = err
+			return
+		}
+		upgraded.path = filepath.Join(dir, "cvmfs-snapshotter")
+		cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+UpgradedVersion, "-o", upgraded.path,
+			"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cmd/cvmfs-snapshotter")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			upgraded.err = fmt.Errorf("go build the upgraded daemon: %w\n%s", err, out)
+		}
+	})
+	return upgraded.path, upgraded.err
 }

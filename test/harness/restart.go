@@ -12,6 +12,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
 // StopKind is how StopSnapshotter ends the daemon.
@@ -19,12 +21,37 @@ type StopKind int
 
 const (
 	// Graceful sends SIGTERM and waits: the daemon finishes in-flight
-	// requests and unmounts its layers.
+	// requests and leaves its FUSE mounts to its custody (bind mounts
+	// stay as they are).
 	Graceful StopKind = iota
-	// Kill sends SIGKILL: FUSE mounts are left dead (ENOTCONN) and the
-	// socket file stays behind.
+	// Kill sends SIGKILL: the socket file stays behind; FUSE mounts wait,
+	// kept by the custody, for the next daemon.
 	Kill
 )
+
+// KillCustody kills (SIGKILL) the custody process of the daemon and waits
+// until the running daemon has started another: at most 10 s.
+func (e *Env) KillCustody() error {
+	root := filepath.Join(e.Dir, "snapshotter")
+	old := testutil.Custodies(root)
+	if len(old) != 1 {
+		return fmt.Errorf("custody processes under %s: %v, want 1", root, old)
+	}
+	const restarted = "custody of FUSE connections restarted"
+	before := strings.Count(e.SnapshotterLog(), restarted)
+	if err := unix.Kill(old[0], unix.SIGKILL); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if now := testutil.Custodies(root); len(now) == 1 && now[0] != old[0] &&
+			strings.Count(e.SnapshotterLog(), restarted) > before {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("no custody started again within 10s of killing %d", old[0])
+}
 
 func (k StopKind) String() string {
 	if k == Kill {
@@ -173,6 +200,16 @@ func (e *Env) abortWaitingFUSE() (string, error) {
 // existence. It returns an error if a daemon is already running, or if
 // the new one exits or does not listen within 30 s.
 func (e *Env) StartSnapshotter(ctx context.Context) error {
+	bin, err := Binary("cvmfs-snapshotter")
+	if err != nil {
+		return err
+	}
+	return e.StartSnapshotterBinary(ctx, bin)
+}
+
+// StartSnapshotterBinary is StartSnapshotter with the daemon's executable
+// bin (another build, for an upgrade).
+func (e *Env) StartSnapshotterBinary(ctx context.Context, bin string) error {
 	e.mu.Lock()
 	closed, old := e.closed, e.snap
 	e.mu.Unlock()
@@ -181,10 +218,6 @@ func (e *Env) StartSnapshotter(ctx context.Context) error {
 	}
 	if old != nil && !old.exited() {
 		return errors.New("the snapshotter is still running")
-	}
-	bin, err := Binary("cvmfs-snapshotter")
-	if err != nil {
-		return err
 	}
 	cfgPath := filepath.Join(e.Dir, "snapshotter.toml")
 	if _, err := os.Stat(cfgPath); err != nil {

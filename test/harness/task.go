@@ -76,6 +76,15 @@ func (e *Env) StartTask(ctx context.Context, img containerd.Image, o RunOptions,
 // Stdout returns the task's standard output so far.
 func (t *Task) Stdout() string { return t.stdout.String() }
 
+// LongestSilence returns the longest time between two writes of the
+// task to its standard output so far: for a task that prints at a steady
+// pace, its interval plus the longest pause it suffered.
+func (t *Task) LongestSilence() time.Duration {
+	t.stdout.mu.Lock()
+	defer t.stdout.mu.Unlock()
+	return t.stdout.longest
+}
+
 // Stderr returns the task's standard error so far.
 func (t *Task) Stderr() string { return t.stderr.String() }
 
@@ -127,11 +136,20 @@ func (t *Task) Stop(ctx context.Context, timeout time.Duration) (uint32, error) 
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+	// last is when the last write came, longest the longest time between
+	// two writes.
+	last    time.Time
+	longest time.Duration
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := time.Now()
+	if !b.last.IsZero() {
+		b.longest = max(b.longest, now.Sub(b.last))
+	}
+	b.last = now
 	return b.buf.Write(p)
 }
 
