@@ -392,3 +392,62 @@ func TestRestartFaults(t *testing.T) {
 		t.Fatalf("mounts = %+v, want the one layer", mps)
 	}
 }
+
+// TestRestartCycles: 50 restarts, SIGTERM and kill -9 in turn, under a
+// reader, leave exactly what one restart leaves: one mount, one custody
+// process holding as many descriptors as after the first, no other
+// process of the daemon, and no reader error.
+func TestRestartCycles(t *testing.T) {
+	f := newRestartFixture(t)
+	r := startReaders(t, f, 2)
+	var custodyFDs int
+	for i := range 50 {
+		if i%2 == 0 {
+			f.d.stop(t)
+		} else {
+			f.d.kill(t)
+		}
+		f.d = startDaemon(t, f.bin, f.dir, f.cfg)
+		r.waitOps(t, 20)
+		pids := testutil.Custodies(f.dir)
+		if len(pids) != 1 {
+			t.Fatalf("cycle %d: custody processes %v, want 1", i, pids)
+		}
+		held := heldConnections(t, pids[0])
+		if i == 0 {
+			custodyFDs = held
+		} else if held != custodyFDs {
+			t.Fatalf("cycle %d: the custody holds %d FUSE devices and journals, %d after the first cycle", i, held, custodyFDs)
+		}
+		if mps, _ := mountutil.Under(f.d.root); len(mps) != 1 {
+			t.Fatalf("cycle %d: mounts %+v, want the one layer", i, mps)
+		}
+	}
+	r.check(t, "50 restarts")
+	if n := strings.Count(readFile(filepath.Join(f.dir, "daemon.log")), "layer mount taken over"); n != 50 {
+		t.Errorf("the mount was taken over %d times in 50 restarts", n)
+	}
+	t.Logf("the custody holds %d FUSE devices and journals", custodyFDs)
+	if custodyFDs != 2 {
+		t.Errorf("the custody holds %d FUSE devices and journals, want 2 (one mount)", custodyFDs)
+	}
+}
+
+// heldConnections counts the FUSE devices and node journals process pid
+// has open.
+func heldConnections(t *testing.T, pid int) int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		target, _ := os.Readlink(filepath.Join(dir, fd.Name()))
+		if target == "/dev/fuse" || strings.HasPrefix(target, "/memfd:cvmfs-layer-nodes") {
+			n++
+		}
+	}
+	return n
+}
