@@ -46,6 +46,17 @@ type server struct {
 	conns map[string]*held
 }
 
+// Opt configures Serve.
+type Opt func(*options)
+
+type options struct{ exitWhenIdle bool }
+
+// ExitWhenIdle makes Serve return once it has held nothing, with no peer
+// connected, for two sweeps in a row (no daemon, no mount: nothing to
+// keep). A custody the daemon starts itself exits so; one run by a
+// service manager (a sidecar container) need not.
+func ExitWhenIdle() Opt { return func(o *options) { o.exitWhenIdle = true } }
+
 // PIDFile is where Serve writes its pid, next to its socket.
 func PIDFile(socket string) string { return filepath.Join(filepath.Dir(socket), "custody.pid") }
 
@@ -54,12 +65,15 @@ func PIDFile(socket string) string { return filepath.Join(filepath.Dir(socket), 
 // a stale socket is replaced), answers peers of its own uid, and drops
 // connections whose mount is gone. It writes its pid to PIDFile(path).
 //
-// It also returns once it has held nothing, with no peer connected, for two
-// sweeps in a row (no daemon, no mount: nothing to keep). When ctx ends
+// With ExitWhenIdle it also returns once it has nothing to keep. When ctx ends
 // while no daemon is connected, it unmounts every mount it holds (plainly,
 // else lazily; never forced) before returning: nothing would serve them
 // again. Either way it closes every descriptor it holds.
-func Serve(ctx context.Context, path string) error {
+func Serve(ctx context.Context, path string, opts ...Opt) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	l, err := listen(path)
 	if err != nil {
 		return err
@@ -72,6 +86,9 @@ func Serve(ctx context.Context, path string) error {
 		<-ctx.Done()
 		l.Close()
 	}()
+	if !o.exitWhenIdle {
+		idle = nil
+	}
 	go s.sweep(ctx, idle)
 	log.G(ctx).WithField("socket", path).WithField("pid", os.Getpid()).Info("custody serving")
 	for {
@@ -225,8 +242,8 @@ func (s *server) drop(id string) {
 }
 
 // sweep drops, every sweepInterval, the connections the kernel has ended,
-// and ends the custody (idle) when it has had nothing to keep and no peer
-// for two sweeps.
+// and, given idle, ends the custody when it has had nothing to keep and no
+// peer for two sweeps.
 func (s *server) sweep(ctx context.Context, idle context.CancelCauseFunc) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
@@ -251,7 +268,7 @@ func (s *server) sweep(ctx context.Context, idle context.CancelCauseFunc) {
 		} else {
 			empty = 0
 		}
-		if empty >= 2 {
+		if empty >= 2 && idle != nil {
 			idle(errIdle)
 			return
 		}

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"maps"
 	"bufio"
 	"bytes"
 	"errors"
@@ -125,10 +126,15 @@ func TestManifest(t *testing.T) {
 		}
 	}
 	pod := ds.Spec.Template.Spec
-	if len(pod.Containers) != 1 {
-		t.Fatalf("%d containers, want 1", len(pod.Containers))
+	containers := map[string]corev1.Container{}
+	for _, c := range pod.Containers {
+		containers[c.Name] = c
 	}
-	c := pod.Containers[0]
+	c, ok := containers["cvmfs-snapshotter"]
+	if len(pod.Containers) != 2 || !ok {
+		t.Fatalf("containers %v, want the daemon (cvmfs-snapshotter) and its custody", slices.Collect(maps.Keys(containers)))
+	}
+	checkCustodyContainer(t, containers["custody"], defaults.Root, c.Image)
 	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
 		t.Errorf("container is not privileged")
 	}
@@ -205,4 +211,28 @@ func TestManifest(t *testing.T) {
 	if !slices.Equal(p.Exec.Command, wantProbe) {
 		t.Errorf("liveness probe %v, want %v", p.Exec.Command, wantProbe)
 	}
+}
+
+// checkCustodyContainer checks the custody container: the image's custody
+// subcommand on <root>/custody.sock, where the daemon looks for it,
+// without --exit-when-idle (a container that exits is restarted), with the
+// state directory shared Bidirectional and the privilege to unmount.
+func checkCustodyContainer(t *testing.T, c corev1.Container, root, image string) {
+	t.Helper()
+	want := []string{"custody", "--socket", filepath.Join(root, "custody.sock")}
+	if !slices.Equal(c.Args, want) || len(c.Command) != 0 || c.Image != image {
+		t.Errorf("custody container: image %q command %v args %v; want the daemon's image %q with args %v", c.Image, c.Command, c.Args, image, want)
+	}
+	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
+		t.Errorf("custody container is not privileged")
+	}
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == root {
+			if vm.MountPropagation == nil || *vm.MountPropagation != corev1.MountPropagationBidirectional {
+				t.Errorf("custody container: %s is not Bidirectional", root)
+			}
+			return
+		}
+	}
+	t.Errorf("custody container: the state directory %s is not mounted", root)
 }

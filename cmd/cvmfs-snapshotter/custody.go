@@ -36,17 +36,19 @@ func custodyCommand(f flags) []string {
 	if err != nil {
 		self = os.Args[0]
 	}
-	return []string{self, custodyName, "--socket", custodySocket(f.root), "--log-level", f.logLevel}
+	return []string{self, custodyName, "--socket", custodySocket(f.root), "--exit-when-idle", "--log-level", f.logLevel}
 }
 
 // runCustody is "cvmfs-snapshotter custody": it holds the FUSE connections
 // the daemon hands it (custody.Serve) until ctx ends (SIGTERM/SIGINT).
 func runCustody(ctx context.Context, args []string, out io.Writer) error {
 	var sock, level string
+	var exitWhenIdle bool
 	fs := flag.NewFlagSet("cvmfs-snapshotter "+custodyName, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&sock, "socket", "", "unix socket to serve on (in a directory private to this user)")
 	fs.StringVar(&level, "log-level", "info", "log level")
+	fs.BoolVar(&exitWhenIdle, "exit-when-idle", false, "exit once no mount is kept and no daemon is connected (set by the daemon that starts it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,7 +59,11 @@ func runCustody(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("snapshotter", "cvmfs-custody"))
-	return custody.Serve(ctx, sock)
+	var opts []custody.Opt
+	if exitWhenIdle {
+		opts = append(opts, custody.ExitWhenIdle())
+	}
+	return custody.Serve(ctx, sock, opts...)
 }
 
 // adoptAll serves again (m.Adopt) every mount the custody holds: the
