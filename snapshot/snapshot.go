@@ -225,20 +225,26 @@ func (s *snapshotter) Stat(ctx context.Context, key string) (info snapshots.Info
 }
 
 // Update changes the labels of the snapshot, all of them (no fieldpaths,
-// or "labels") or those named as "labels.<key>". An update that would add,
-// change or remove LabelRemote returns an error wrapping
-// errdefs.ErrInvalidArgument and changes nothing: that label is what
-// restore mounts the layer from.
+// or "labels") or those named as "labels.<key>". The markers only the
+// snapshotter sets (LabelRemote) are never added, changed or removed by it:
+// a caller's are dropped and the snapshot's own kept, and the rest of the
+// update applies. Dropping rather than refusing: containerd replaces a
+// snapshot's labels with its own copy of them, which need not hold them.
 func (s *snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (newInfo snapshots.Info, err error) {
 	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
 		_, old, _, err := storage.GetInfo(ctx, info.Name)
 		if err != nil {
 			return err
 		}
-		if err := checkRemoteLabelKept(old.Labels, info, fieldpaths); err != nil {
-			return err
+		if dropped := callerMarkers(info.Labels); len(dropped) > 0 {
+			log.G(ctx).WithField("key", info.Name).WithField("labels", dropped).Warn("dropped labels only the snapshotter sets from an update")
 		}
-		newInfo, err = storage.UpdateInfo(ctx, info, fieldpaths...)
+		info, paths, ok := keepMarkers(old.Labels, info, fieldpaths)
+		if !ok {
+			newInfo = old
+			return nil
+		}
+		newInfo, err = storage.UpdateInfo(ctx, info, paths...)
 		return err
 	})
 	return newInfo, err

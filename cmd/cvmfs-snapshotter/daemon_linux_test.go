@@ -26,6 +26,7 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
@@ -179,7 +180,7 @@ func TestDaemon(t *testing.T) {
 				t.Fatalf("Prepare of a present layer = %v, want AlreadyExists", err)
 			}
 			info, err := sn.Stat(ctx, "chain-1")
-			if err != nil || info.Labels["containerd.io/snapshot/remote"] != present.String() {
+			if err != nil || info.Labels[snapshot.LabelRemote] != present.String() {
 				t.Fatalf("Stat target = %+v, %v", info, err)
 			}
 			mps, _ := mountutil.Under(d.root)
