@@ -17,8 +17,10 @@ import (
 func writeLayersJSON(t *testing.T, root string, layer digest.Digest, body string) string {
 	t.Helper()
 	dir := filepath.Join(root, layersDir, layer.Encoded()[:2], layer.Encoded(), metadataDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{dir, filepath.Join(filepath.Dir(dir), layerFSDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	path := filepath.Join(dir, layersJSON)
 	if body != "" {
@@ -38,48 +40,54 @@ func TestDiffID(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name     string
-		json     string // "" = no layers.json
-		notFound bool   // error wraps ErrNotFound
-		invalid  bool   // error wraps ErrInvalidArgument
+		name string
+		json string // "" = no layers.json
+		bad  bool   // no usable diff ID: error wraps ErrFailedPrecondition
 	}{
 		{name: "as DUCC writes it", json: string(ducc)},
 		{name: "minimal", json: `[{"diff-digest":"` + diff.String() + `"}]`},
 		{name: "repeated", json: `[{"diff-digest":"` + diff.String() + `"},{"diff-digest":"` + diff.String() + `"}]`},
-		{name: "absent", notFound: true},
-		{name: "no diff-digest", json: `[{"id":"x","diff-size":3}]`, notFound: true},
-		{name: "empty list", json: `[]`, notFound: true},
-		{name: "another layer's entry", json: `[{"compressed-diff-digest":"` + other.String() + `","diff-digest":"` + diff.String() + `"}]`, notFound: true},
-		{name: "not sha256", json: `[{"diff-digest":"sha512:` + strings.Repeat("d", 128) + `"}]`, invalid: true},
-		{name: "upper case", json: `[{"diff-digest":"sha256:` + strings.Repeat("D", 64) + `"}]`, invalid: true},
-		{name: "bare hex", json: `[{"diff-digest":"` + strings.Repeat("d", 64) + `"}]`, invalid: true},
-		{name: "path characters", json: `[{"diff-digest":"sha256:../../etc"}]`, invalid: true},
-		{name: "two different", json: `[{"diff-digest":"` + diff.String() + `"},{"diff-digest":"sha256:` + strings.Repeat("f", 64) + `"}]`, invalid: true},
-		{name: "not json", json: `{{{`},
-		{name: "wrong type", json: `[{"diff-digest":7}]`},
-		{name: "huge", json: string(ducc[:len(ducc)-1]) + strings.Repeat(" ", maxMetadataFile) + `]`, invalid: true},
+		{name: "absent", bad: true},
+		{name: "no diff-digest", json: `[{"id":"x","diff-size":3}]`, bad: true},
+		{name: "empty list", json: `[]`, bad: true},
+		{name: "another layer's entry", json: `[{"compressed-diff-digest":"` + other.String() + `","diff-digest":"` + diff.String() + `"}]`, bad: true},
+		{name: "not sha256", json: `[{"diff-digest":"sha512:` + strings.Repeat("d", 128) + `"}]`, bad: true},
+		{name: "upper case", json: `[{"diff-digest":"sha256:` + strings.Repeat("D", 64) + `"}]`, bad: true},
+		{name: "bare hex", json: `[{"diff-digest":"` + strings.Repeat("d", 64) + `"}]`, bad: true},
+		{name: "path characters", json: `[{"diff-digest":"sha256:../../etc"}]`, bad: true},
+		{name: "two different", json: `[{"diff-digest":"` + diff.String() + `"},{"diff-digest":"sha256:` + strings.Repeat("f", 64) + `"}]`, bad: true},
+		{name: "not json", json: `{{{`, bad: true},
+		{name: "wrong type", json: `[{"diff-digest":7}]`, bad: true},
+		{name: "huge", json: string(ducc[:len(ducc)-1]) + strings.Repeat(" ", maxMetadataFile) + `]`, bad: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			writeLayersJSON(t, root, layer, tc.json)
 			got, err := New(root).DiffID(context.Background(), layer)
-			ok := !tc.notFound && !tc.invalid && tc.json != "" && tc.json != `{{{` && !strings.Contains(tc.json, ":7}")
-			if ok {
+			if !tc.bad {
 				if err != nil || got != diff {
 					t.Fatalf("DiffID = %q, %v; want %s", got, err, diff)
 				}
 				return
 			}
-			if err == nil || got != "" {
-				t.Fatalf("DiffID = %q, %v; want an error", got, err)
-			}
-			if tc.notFound && !errdefs.IsNotFound(err) {
-				t.Fatalf("DiffID error %v does not wrap ErrNotFound", err)
-			}
-			if tc.invalid && !errdefs.IsInvalidArgument(err) {
-				t.Fatalf("DiffID error %v does not wrap ErrInvalidArgument", err)
+			if got != "" || !errdefs.IsFailedPrecondition(err) || errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) {
+				t.Fatalf("DiffID = %q, %v; want an error wrapping ErrFailedPrecondition alone", got, err)
 			}
 		})
+	}
+}
+
+// TestDiffIDAbsentLayer: a layer the repository does not hold is not found,
+// whatever a stray layers.json says.
+func TestDiffIDAbsentLayer(t *testing.T) {
+	layer := digest.Digest("sha256:" + strings.Repeat("c", 64))
+	root := t.TempDir()
+	writeLayersJSON(t, root, layer, `[{"diff-digest":"sha256:`+strings.Repeat("d", 64)+`"}]`)
+	if err := os.Remove(filepath.Join(root, layersDir, layer.Encoded()[:2], layer.Encoded(), layerFSDir)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := New(root).DiffID(context.Background(), layer); !errdefs.IsNotFound(err) {
+		t.Fatalf("DiffID = %q, %v; want ErrNotFound", got, err)
 	}
 }
 
@@ -97,7 +105,7 @@ func TestDiffIDNoSymlink(t *testing.T) {
 	if err := os.Symlink(elsewhere, path); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := New(root).DiffID(context.Background(), layer); err == nil {
-		t.Fatalf("DiffID followed a symlink: %s", got)
+	if got, err := New(root).DiffID(context.Background(), layer); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("DiffID = %q, %v; want ErrFailedPrecondition, not the symlink followed", got, err)
 	}
 }

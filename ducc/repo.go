@@ -142,14 +142,34 @@ func (r *Repo) readMetadata(ctx context.Context, layer digest.Digest, name strin
 // recorded in layers.json as diff-digest. The file is repository content,
 // so hostile input: it is read as Metadata reads it (bounded, through no
 // symlink) and the value must be sha256 with 64 lower-case hex digits.
-// Entries that record another compressed digest are ignored. It returns an
-// error wrapping errdefs.ErrNotFound when no diff-digest is recorded,
-// errdefs.ErrInvalidArgument when one is malformed or two disagree, and
-// Metadata's errors otherwise; never a guess.
+// Entries that record another compressed digest are ignored.
+//
+// It returns an error wrapping errdefs.ErrNotFound when the repository
+// does not hold the layer (Lookup's), errdefs.ErrUnavailable when the
+// repository does not answer, and errdefs.ErrFailedPrecondition when it
+// holds the layer but no usable diff ID: layers.json missing, not a regular
+// file, too large, not JSON, recording no diff-digest, a malformed one or
+// two that disagree. Never a guess.
 func (r *Repo) DiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
-	infos, err := r.Metadata(ctx, layer)
+	if _, err := r.Lookup(ctx, layer); err != nil {
+		return "", fmt.Errorf("diff id: %w", err)
+	}
+	diffID, err := r.recordedDiffID(ctx, layer)
+	if err != nil && !errdefs.IsUnavailable(err) {
+		// The layer is there: whatever is wrong with its metadata is
+		// not "not found" to a caller.
+		err = fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition)
+	}
 	if err != nil {
 		return "", fmt.Errorf("diff id of layer %s: %w", layer, err)
+	}
+	return diffID, nil
+}
+
+func (r *Repo) recordedDiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
+	var infos []LayerInfo
+	if err := r.readMetadata(ctx, layer, layersJSON, &infos); err != nil {
+		return "", err
 	}
 	var diffID digest.Digest
 	for _, in := range infos {
@@ -158,15 +178,15 @@ func (r *Repo) DiffID(ctx context.Context, layer digest.Digest) (digest.Digest, 
 		}
 		d, err := layerdigest.Parse(in.DiffDigest)
 		if err != nil {
-			return "", fmt.Errorf("diff id of layer %s: diff-digest in %s: %w", layer, layersJSON, err)
+			return "", fmt.Errorf("diff-digest in %s: %w", layersJSON, err)
 		}
 		if diffID != "" && d != diffID {
-			return "", fmt.Errorf("diff id of layer %s: %s records both %s and %s: %w", layer, layersJSON, diffID, d, errdefs.ErrInvalidArgument)
+			return "", fmt.Errorf("%s records both %s and %s", layersJSON, diffID, d)
 		}
 		diffID = d
 	}
 	if diffID == "" {
-		return "", fmt.Errorf("diff id of layer %s: no diff-digest in %s: %w", layer, layersJSON, errdefs.ErrNotFound)
+		return "", fmt.Errorf("no diff-digest in %s", layersJSON)
 	}
 	return diffID, nil
 }
