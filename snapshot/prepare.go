@@ -57,7 +57,7 @@ func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 		return nil, err
 	}
 	if remote {
-		if err := s.prepareRemote(ctx, key, sn.ID, req); err != nil {
+		if err := s.prepareRemote(ctx, key, parent, sn.ID, req); err != nil {
 			return nil, err
 		}
 	}

@@ -33,6 +33,9 @@ type config struct {
 	keepMounts bool
 	// observer, if set, learns of every layer unpack (observe.go).
 	observer Observer
+	// chainCheck: serve and restore layers only under the chain ID their
+	// recorded diff ID makes (chain.go).
+	chainCheck bool
 }
 
 // Opt configures a snapshotter.
@@ -129,6 +132,7 @@ func defaultConfig() config {
 		userxattr:     UserxattrAuto,
 		inUserNS:      userns.RunningInUserNS,
 		restore:       true,
+		chainCheck:    true,
 	}
 }
 
@@ -207,8 +211,12 @@ type remoteLayer struct {
 	// answer ErrUnavailable. Set before the layer is shared, then only read.
 	broken error
 
-	// mu serialises revivals of this mount and guards unavailable.
+	// mu serialises revivals of this mount and guards unavailable and
+	// check.
 	mu sync.Mutex
+	// check, if set, is the chain check a restored snapshot must pass
+	// before its layer is mounted again; cleared once passed.
+	check func(ctx context.Context) error
 	// unavailable is set when the layer could not be mounted (at restore,
 	// or when a dead mount could not be revived). Mounts that stack on it
 	// answer ErrUnavailable; the snapshot itself is never deleted for it.
