@@ -36,6 +36,10 @@ type LayerDiffIDer interface {
 	LayerDiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error)
 }
 
+// DefaultChainCheck is whether the chain check is on when WithChainCheck is
+// not given.
+const DefaultChainCheck = true
+
 // WithChainCheck turns the chain check on (the default) or off. With it on,
 // a layer is served, and a remote snapshot restored at start, only under
 // the chain ID its recorded diff ID makes on top of its parent's:

@@ -132,7 +132,7 @@ func defaultConfig() config {
 		userxattr:     UserxattrAuto,
 		inUserNS:      userns.RunningInUserNS,
 		restore:       true,
-		chainCheck:    true,
+		chainCheck:    DefaultChainCheck,
 	}
 }
 
