@@ -94,6 +94,46 @@ func TestChainCheckServesGenuineChain(t *testing.T) {
 	}
 }
 
+// TestChainCheckOnPulledParent: a layer is served on top of one containerd
+// pulled, whose chain id is the one containerd's unpacker recorded at
+// Commit.
+func TestChainCheckOnPulledParent(t *testing.T) {
+	ctx := context.Background()
+	rec := &recorder{}
+	lfs := newFakeLayerFS(layerB)
+	sn := newCheckedSnapshotter(t, t.TempDir(), lfs, rec)
+	pulled := digest.FromString("a layer containerd pulled")
+	labels := unpackLabels("", pulled, layerA) // layerA is not in the store
+	if _, err := sn.Prepare(ctx, "extract-base", "", snapshots.WithLabels(labels)); err != nil {
+		t.Fatal(err)
+	}
+	// containerd's metadata store names the backend's snapshots itself.
+	const name = "default/1/" + "sha256:base"
+	if err := sn.Commit(ctx, name, "extract-base", snapshots.WithLabels(labels)); err != nil {
+		t.Fatal(err)
+	}
+	l := unpackLabels(pulled.String(), diffOf(layerB), layerB)
+	if _, err := sn.Prepare(ctx, "extract-top", name, snapshots.WithLabels(l)); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare on a pulled parent = %v, want ErrAlreadyExists", err)
+	}
+	// A parent that records no chain id (not an unpacked layer) cannot
+	// be verified.
+	if _, err := sn.Prepare(ctx, "rw", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Commit(ctx, "committed-container", "rw"); err != nil {
+		t.Fatal(err)
+	}
+	l = unpackLabels(pulled.String(), diffOf(layerB), layerB)
+	l[LabelTarget] = chainOf(digest.FromString("x"), diffOf(layerB))
+	if _, err := sn.Prepare(ctx, "extract-other", "committed-container", snapshots.WithLabels(l)); err != nil {
+		t.Fatalf("Prepare on a parent without a chain id = %v, want a pull", err)
+	}
+	if ev := rec.last(t); ev.Reason != ReasonChainMismatch {
+		t.Fatalf("event %+v, want reason %s", ev, ReasonChainMismatch)
+	}
+}
+
 // TestChainCheckRefusesMismatch: a layer is not committed under a chain ID
 // its recorded diff ID does not make (an image whose config lies about
 // its diff IDs, or labels that disagree): Prepare falls back to a pull,
@@ -236,6 +276,15 @@ func TestChainCheckAtRestore(t *testing.T) {
 	}
 	if n := lfs.mountCount(); n != 1 {
 		t.Fatalf("%d layers mounted after restart, want the genuine one", n)
+	}
+	// Checked again on each use: once the store records a diff id that
+	// makes the chain, the layer is mounted.
+	lfs.setDiffID(layerB, digest.FromString("popular"))
+	if _, err := sn2.Mounts(ctx, "on-bad"); err != nil {
+		t.Fatalf("Mounts once the chain checks out = %v", err)
+	}
+	if n := lfs.mountCount(); n != 2 {
+		t.Fatalf("%d layers mounted, want both", n)
 	}
 }
 
