@@ -37,7 +37,7 @@ const privateLabelPrefix = "cvmfs-snapshotter.internal/"
 // lies in containerd's inherited namespace: containerd's unpacker copied it
 // from any image's layer annotations into the labels of Prepare and Commit.
 // It is never taken from a caller; restore migrates the marker of
-// snapshots committed by earlier versions (restore.go).
+// snapshots committed by earlier versions (migrate.go).
 const legacyLabelRemote = "containerd.io/snapshot/remote"
 
 // isMarker reports whether a label key is one only the snapshotter may set.
