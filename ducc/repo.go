@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -83,13 +84,29 @@ func (r *Repo) Lookup(ctx context.Context, layer digest.Digest) (string, error) 
 	return path, f.Close()
 }
 
-// LayerInfo is one entry of .metadata/layers.json.
+// LayerInfo is one entry of .metadata/layers.json, with DUCC's field names
+// and in DUCC's order (its StoreLayerInfo): ID is the hex of the diff ID
+// without algorithm, Created an RFC 3339 time, DiffDigest the diff ID and
+// DiffSize the uncompressed size.
 type LayerInfo struct {
-	ID                   string `json:"id"`
-	CompressedDiffDigest string `json:"compressed-diff-digest"`
-	DiffDigest           string `json:"diff-digest"`
-	DiffSize             int64  `json:"diff-size"`
+	ID                   string `json:"id,omitempty"`
 	Created              string `json:"created,omitempty"`
+	CompressedDiffDigest string `json:"compressed-diff-digest,omitempty"`
+	DiffDigest           string `json:"diff-digest,omitempty"`
+	DiffSize             int64  `json:"diff-size,omitempty"`
+}
+
+// LayersJSON returns the layers.json DUCC writes for a layer (compressed
+// digest layer) whose uncompressed tar has digest diffID and size diffSize:
+// a list of one entry, indented by one space.
+func LayersJSON(layer, diffID digest.Digest, diffSize int64, created time.Time) ([]byte, error) {
+	return json.MarshalIndent([]LayerInfo{{
+		ID:                   diffID.Encoded(),
+		Created:              created.Format(time.RFC3339Nano),
+		CompressedDiffDigest: layer.String(),
+		DiffDigest:           diffID.String(),
+		DiffSize:             diffSize,
+	}}, "", " ")
 }
 
 // Metadata reads the layer's .metadata/layers.json, resolved beneath the
@@ -119,6 +136,59 @@ func (r *Repo) readMetadata(ctx context.Context, layer digest.Digest, name strin
 		return fmt.Errorf("parse %s: %w", filepath.Join(r.root, rel), err)
 	}
 	return nil
+}
+
+// DiffID returns the digest of the layer's uncompressed tar (its diff ID)
+// recorded in layers.json as diff-digest. The file is repository content,
+// so hostile input: it is read as Metadata reads it (bounded, through no
+// symlink) and the value must be sha256 with 64 lower-case hex digits.
+// Entries that record another compressed digest are ignored.
+//
+// It returns an error wrapping errdefs.ErrNotFound when the repository
+// does not hold the layer (Lookup's), errdefs.ErrUnavailable when the
+// repository does not answer, and errdefs.ErrFailedPrecondition when it
+// holds the layer but no usable diff ID: layers.json missing, not a regular
+// file, too large, not JSON, recording no diff-digest, a malformed one or
+// two that disagree. Never a guess.
+func (r *Repo) DiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
+	if _, err := r.Lookup(ctx, layer); err != nil {
+		return "", fmt.Errorf("diff id: %w", err)
+	}
+	diffID, err := r.recordedDiffID(ctx, layer)
+	if err != nil && !errdefs.IsUnavailable(err) {
+		// The layer is there: whatever is wrong with its metadata is
+		// not "not found" to a caller.
+		err = fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		return "", fmt.Errorf("diff id of layer %s: %w", layer, err)
+	}
+	return diffID, nil
+}
+
+func (r *Repo) recordedDiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
+	var infos []LayerInfo
+	if err := r.readMetadata(ctx, layer, layersJSON, &infos); err != nil {
+		return "", err
+	}
+	var diffID digest.Digest
+	for _, in := range infos {
+		if in.DiffDigest == "" || (in.CompressedDiffDigest != "" && in.CompressedDiffDigest != layer.String()) {
+			continue
+		}
+		d, err := layerdigest.Parse(in.DiffDigest)
+		if err != nil {
+			return "", fmt.Errorf("diff-digest in %s: %w", layersJSON, err)
+		}
+		if diffID != "" && d != diffID {
+			return "", fmt.Errorf("%s records both %s and %s", layersJSON, diffID, d)
+		}
+		diffID = d
+	}
+	if diffID == "" {
+		return "", fmt.Errorf("no diff-digest in %s", layersJSON)
+	}
+	return diffID, nil
 }
 
 // DiffSize returns the uncompressed size recorded in layers.json. It

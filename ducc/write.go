@@ -170,14 +170,11 @@ func writeTree(ctx context.Context, dir string, blob LayerBlob) (WriteResult, er
 	if err := os.Mkdir(meta, 0o755); err != nil {
 		return WriteResult{}, err
 	}
-	infos := []LayerInfo{{
-		ID:                   diffID.String(),
-		CompressedDiffDigest: blob.Digest.String(),
-		DiffDigest:           diffID.String(),
-		DiffSize:             counter.n,
-		Created:              time.Now().UTC().Format(time.RFC3339),
-	}}
-	if err := writeJSON(filepath.Join(meta, layersJSON), infos); err != nil {
+	infos, err := LayersJSON(blob.Digest, diffID, counter.n, time.Now().UTC())
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if err := writeFile(filepath.Join(meta, layersJSON), infos); err != nil {
 		return WriteResult{}, err
 	}
 	origins := []string{}
@@ -248,21 +245,35 @@ func (r *Repo) addOrigin(ctx context.Context, layer, origin digest.Digest) error
 
 // writeJSON writes v to path through a temporary file and a rename.
 func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFile(path, append(b, '\n'))
+}
+
+// writeFile writes b to path through a temporary file and a rename.
+func writeFile(path string, b []byte) error {
 	dirfd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: filepath.Dir(path), Err: err}
 	}
 	defer unix.Close(dirfd)
-	return writeJSONAt(dirfd, filepath.Base(path), v)
+	return writeFileAt(dirfd, filepath.Base(path), b)
 }
 
-// writeJSONAt writes v to name in dirfd through a temporary file and a
-// rename; neither is written through a symlink.
+// writeJSONAt writes v to name in dirfd as writeFileAt does.
 func writeJSONAt(dirfd int, name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	return writeFileAt(dirfd, name, append(b, '\n'))
+}
+
+// writeFileAt writes b to name in dirfd through a temporary file and a
+// rename; neither is written through a symlink.
+func writeFileAt(dirfd int, name string, b []byte) error {
 	var suffix [6]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return err
@@ -273,7 +284,7 @@ func writeJSONAt(dirfd int, name string, v any) error {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
 	f := os.NewFile(uintptr(fd), tmp)
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -151,9 +151,12 @@ func TestWriteLayerPreservesMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(infos) != 1 || infos[0].ID != res.DiffID.String() || infos[0].DiffDigest != res.DiffID.String() ||
+	if len(infos) != 1 || infos[0].ID != res.DiffID.Encoded() || infos[0].DiffDigest != res.DiffID.String() ||
 		infos[0].CompressedDiffDigest != blob.Digest.String() || infos[0].DiffSize != int64(len(raw)) || infos[0].Created == "" {
 		t.Errorf("layers.json: %+v", infos)
+	}
+	if got, err := repo.DiffID(ctx, blob.Digest); err != nil || got != res.DiffID {
+		t.Errorf("DiffID = %s, %v; want %s", got, err, res.DiffID)
 	}
 	if got, err := repo.Origins(blob.Digest); err != nil || len(got) != 1 || got[0] != origin.String() {
 		t.Errorf("origin.json: %v %v", got, err)

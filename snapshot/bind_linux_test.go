@@ -4,7 +4,6 @@ package snapshot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -17,35 +16,18 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/bindmount"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
 // writeDUCCLayer lays out a layer by hand the way DUCC does.
 func writeDUCCLayer(t *testing.T, repo string, layer digest.Digest, files map[string]string, diffSize int64) {
 	t.Helper()
-	dir := filepath.Join(repo, ".layers", layer.Encoded()[:2], layer.Encoded())
-	for name, body := range files {
-		p := filepath.Join(dir, "layerfs", name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "layerfs", ducc.CatalogMarker), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	meta, _ := json.Marshal([]ducc.LayerInfo{{ID: "x", CompressedDiffDigest: layer.String(), DiffSize: diffSize}})
-	if err := os.MkdirAll(filepath.Join(dir, ".metadata"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, ".metadata", "layers.json"), meta, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ducctest.WriteLayer(t, repo, layer, files, diffSize)
 }
 
-// sizedBind is what the daemon wires: bind mounts plus repository sizes.
+// sizedBind is what the daemon wires: bind mounts plus repository sizes
+// and diff ids.
 type sizedBind struct {
 	*bindmount.Mounter
 	repo *ducc.Repo
@@ -53,6 +35,10 @@ type sizedBind struct {
 
 func (s sizedBind) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
 	return s.repo.DiffSize(ctx, layer)
+}
+
+func (s sizedBind) LayerDiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
+	return s.repo.DiffID(ctx, layer)
 }
 
 // TestBindRemoteLayerEndToEnd mounts a DUCC-shaped layer for real: the
@@ -68,16 +54,18 @@ func TestBindRemoteLayerEndToEnd(t *testing.T) {
 	repo := ducc.New(repoDir)
 	lfs := sizedBind{bindmount.New(repo), repo}
 	root := filepath.Join(tmp, "root")
+	// The chain its recorded diff id makes: the check is on.
+	chainA := ducctest.DiffID(layerA).String()
 
-	sn := newTestSnapshotter(t, root, lfs)
-	if _, err := prepareLayer(t, sn, "chain-a", "", layerA); !errdefs.IsAlreadyExists(err) {
+	sn := newTestSnapshotter(t, root, lfs, WithChainCheck(true))
+	if _, err := prepareLayer(t, sn, chainA, "", layerA); !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("Prepare = %v, want ErrAlreadyExists", err)
 	}
-	u, err := sn.Usage(ctx, "chain-a")
+	u, err := sn.Usage(ctx, chainA)
 	if err != nil || u.Size != 1234 {
 		t.Fatalf("Usage = %+v, %v; want 1234 from layers.json", u, err)
 	}
-	ms, err := sn.Prepare(ctx, "container", "chain-a")
+	ms, err := sn.Prepare(ctx, "container", chainA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +97,7 @@ func TestBindRemoteLayerEndToEnd(t *testing.T) {
 	if ms, _ := mountutil.Under(root); len(ms) != 0 {
 		t.Fatalf("mounts left after Close: %+v", ms)
 	}
-	sn2 := newTestSnapshotter(t, root, lfs)
+	sn2 := newTestSnapshotter(t, root, lfs, WithChainCheck(true))
 	ms, err = sn2.Mounts(ctx, "container")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +113,7 @@ func TestBindRemoteLayerEndToEnd(t *testing.T) {
 	if err := sn2.Remove(ctx, "container"); err != nil {
 		t.Fatal(err)
 	}
-	if err := sn2.Remove(ctx, "chain-a"); err != nil {
+	if err := sn2.Remove(ctx, chainA); err != nil {
 		t.Fatal(err)
 	}
 	if ms, _ := mountutil.Under(root); len(ms) != 0 {
@@ -201,7 +189,9 @@ func TestLeftoverMountOfAnUncommittedSnapshot(t *testing.T) {
 }
 
 // TestBindBrokenLayerMetadata: a layer whose layers.json is broken is
-// served, and its Usage says the size is unknown instead of 0.
+// served with the chain check off, and its Usage says the size is unknown
+// instead of 0. With the check on it is pulled: its chain cannot be
+// verified.
 func TestBindBrokenLayerMetadata(t *testing.T) {
 	testutil.RequiresRoot(t)
 	ctx := context.Background()
@@ -220,5 +210,10 @@ func TestBindBrokenLayerMetadata(t *testing.T) {
 	}
 	if u, err := sn.Usage(ctx, "chain-a"); !errdefs.IsUnavailable(err) {
 		t.Fatalf("Usage = %+v, %v; want ErrUnavailable", u, err)
+	}
+
+	checked := newTestSnapshotter(t, filepath.Join(tmp, "checked"), sizedBind{bindmount.New(repo), repo}, WithChainCheck(true))
+	if ms, err := prepareLayer(t, checked, ducctest.DiffID(layerA).String(), "", layerA); err != nil || len(ms) == 0 {
+		t.Fatalf("Prepare with the chain check = %+v, %v; want writable mounts (a pull)", ms, err)
 	}
 }

@@ -13,7 +13,9 @@ import (
 
 // Commit turns the active snapshot key into the committed snapshot name,
 // recording the disk usage of its upper dir.
+// Labels only the snapshotter sets (LabelRemote) are dropped from opts.
 func (s *snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	opts = s.dropMarkers(ctx, key, opts)
 	return s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
 		id, _, _, err := storage.GetInfo(ctx, key)
 		if err != nil {

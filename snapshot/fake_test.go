@@ -21,13 +21,17 @@ type fakeLayerFS struct {
 	hang    bool  // Mount blocks until ctx ends
 	failAll bool  // Mount fails with ErrUnavailable
 	sizeErr error // LayerSize fails with it
+	// diffIDs are the diff IDs the store records (diffOf by default); a
+	// present layer missing here has none (no usable layers.json).
+	diffIDs map[digest.Digest]digest.Digest
 	calls   []string
 }
 
 func newFakeLayerFS(layers ...digest.Digest) *fakeLayerFS {
-	f := &fakeLayerFS{present: map[digest.Digest]int64{}, mounted: map[string]digest.Digest{}, dead: map[string]bool{}}
+	f := &fakeLayerFS{present: map[digest.Digest]int64{}, mounted: map[string]digest.Digest{}, dead: map[string]bool{}, diffIDs: map[digest.Digest]digest.Digest{}}
 	for _, l := range layers {
 		f.present[l] = 4096
+		f.diffIDs[l] = diffOf(l)
 	}
 	return f
 }
@@ -93,6 +97,38 @@ func (f *fakeLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64
 		return 0, f.sizeErr
 	}
 	return f.present[layer], nil
+}
+
+// diffOf is the diff ID the fake store records for layer by default.
+func diffOf(layer digest.Digest) digest.Digest {
+	return digest.FromString("uncompressed " + layer.String())
+}
+
+func (f *fakeLayerFS) LayerDiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "diffid "+layer.String())
+	if _, ok := f.present[layer]; !ok {
+		return "", fmt.Errorf("fake: layer %s: %w", layer, errdefs.ErrNotFound)
+	}
+	if f.failAll {
+		return "", fmt.Errorf("fake: store down: %w", errdefs.ErrUnavailable)
+	}
+	d, ok := f.diffIDs[layer]
+	if !ok {
+		return "", fmt.Errorf("fake: layer %s has no layers.json: %w", layer, errdefs.ErrFailedPrecondition)
+	}
+	return d, nil
+}
+
+func (f *fakeLayerFS) setDiffID(layer, diffID digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if diffID == "" {
+		delete(f.diffIDs, layer)
+		return
+	}
+	f.diffIDs[layer] = diffID
 }
 
 func (f *fakeLayerFS) mountCount() int {

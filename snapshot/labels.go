@@ -1,12 +1,11 @@
 package snapshot
 
 import (
-	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
-	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
@@ -22,9 +21,51 @@ const (
 	// using snapshotters.AppendInfoHandlerWrapper.
 	LabelLayerDigest = "containerd.io/snapshot/cri.layer-digest"
 	// LabelRemote marks a committed snapshot served from the layer store.
-	// Its value is the layer digest; restore re-mounts from it.
-	LabelRemote = "containerd.io/snapshot/remote"
+	// Its value is the layer digest; restore re-mounts from it. It lies
+	// under privateLabelPrefix: only the snapshotter writes it.
+	LabelRemote = privateLabelPrefix + "remote"
 )
+
+// privateLabelPrefix is the namespace of the labels only the snapshotter
+// writes. containerd forwards to a snapshotter only the labels of a client
+// (and the annotations of an image's layer descriptors) under
+// containerd.io/snapshot/, so none reaches us under this prefix through
+// containerd; the snapshotter drops any a caller passes all the same.
+const privateLabelPrefix = "cvmfs-snapshotter.internal/"
+
+// legacyLabelRemote is where earlier versions kept the remote marker. It
+// lies in containerd's inherited namespace: containerd's unpacker copied it
+// from any image's layer annotations into the labels of Prepare and Commit.
+// It is never taken from a caller; restore migrates the marker of
+// snapshots committed by earlier versions (migrate.go).
+const legacyLabelRemote = "containerd.io/snapshot/remote"
+
+// isMarker reports whether a label key is one only the snapshotter may set.
+func isMarker(key string) bool {
+	return key == legacyLabelRemote || strings.HasPrefix(key, privateLabelPrefix)
+}
+
+// withoutMarkers is a snapshots.Opt, applied after the caller's, that drops
+// the labels only the snapshotter sets. Dropping rather than refusing: the
+// containerd unpacker copies every containerd.io/snapshot/* annotation of an
+// image blindly, and refusing would fail the pull of any image carrying
+// one, for labels that mean nothing to the caller.
+func withoutMarkers(info *snapshots.Info) error {
+	maps.DeleteFunc(info.Labels, func(k, _ string) bool { return isMarker(k) })
+	return nil
+}
+
+// callerMarkers returns the marker labels among labels, for a log line.
+func callerMarkers(labels map[string]string) []string {
+	var keys []string
+	for k := range labels {
+		if isMarker(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
 
 // remoteRequest is what a Prepare's labels ask of the remote path.
 type remoteRequest struct {
@@ -51,32 +92,36 @@ func parseRemoteRequest(labels map[string]string) (req remoteRequest, ok bool, e
 	return remoteRequest{target: target, layer: layer, labels: labels}, true, nil
 }
 
-// checkRemoteLabelKept returns an error wrapping errdefs.ErrInvalidArgument
-// if updating a snapshot whose labels are old with info and fieldpaths
-// (with storage.UpdateInfo's semantics) would add, change or remove
-// LabelRemote.
-func checkRemoteLabelKept(old map[string]string, info snapshots.Info, fieldpaths []string) error {
-	labels := maps.Clone(old)
-	if len(fieldpaths) == 0 {
-		labels = info.Labels
-	}
+// keepMarkers rewrites an Update of a snapshot whose labels are old
+// (info and fieldpaths with storage.UpdateInfo's semantics) so that it
+// changes every label but the markers: a caller's markers are dropped and
+// the snapshot's own are kept, whether the update replaces every label (no
+// fieldpaths, or "labels") or names them ("labels.<key>"). ok is false when
+// nothing is left to update.
+func keepMarkers(old map[string]string, info snapshots.Info, fieldpaths []string) (_ snapshots.Info, _ []string, ok bool) {
+	info.Labels = maps.Clone(info.Labels)
+	withoutMarkers(&info)
+	replaceAll := len(fieldpaths) == 0
+	var paths []string
 	for _, p := range fieldpaths {
-		if p == "labels" {
-			labels = maps.Clone(info.Labels)
+		if key, found := strings.CutPrefix(p, "labels."); found && isMarker(key) {
 			continue
 		}
-		if key, ok := strings.CutPrefix(p, "labels."); ok {
-			if labels == nil {
-				labels = map[string]string{}
+		replaceAll = replaceAll || p == "labels"
+		paths = append(paths, p)
+	}
+	if len(fieldpaths) > 0 && len(paths) == 0 {
+		return info, nil, false
+	}
+	if replaceAll {
+		for k, v := range old {
+			if isMarker(k) {
+				if info.Labels == nil {
+					info.Labels = map[string]string{}
+				}
+				info.Labels[k] = v
 			}
-			labels[key] = info.Labels[key]
 		}
 	}
-	was, had := old[LabelRemote]
-	now, has := labels[LabelRemote]
-	if had != has || was != now {
-		return fmt.Errorf("label %s of snapshot %q is set by the snapshotter and cannot be updated (%q to %q): %w",
-			LabelRemote, info.Name, was, now, errdefs.ErrInvalidArgument)
-	}
-	return nil
+	return info, paths, true
 }

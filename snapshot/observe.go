@@ -49,6 +49,15 @@ const (
 	// ReasonPulledBefore: the layer's snapshot already exists, made by an
 	// earlier pull (not served from the store).
 	ReasonPulledBefore FallbackReason = "pulled-before"
+	// ReasonChainMismatch: the store holds the layer, but the chain ID
+	// containerd asks for is not the one the layer's recorded diff ID makes
+	// on its parent (the image config's diff IDs, or the labels, disagree
+	// with the store; see WithChainCheck).
+	ReasonChainMismatch FallbackReason = "chain-mismatch"
+	// ReasonNoDiffID: the store holds the layer but no usable diff ID for
+	// it (DUCC's layers.json missing, unreadable or malformed), so its
+	// chain cannot be checked.
+	ReasonNoDiffID FallbackReason = "no-diff-id"
 )
 
 // LayerEvent is what an observer learns of each layer unpack (a Prepare

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -21,6 +22,7 @@ import (
 // name instead, and Prepare returns an error wrapping errdefs.ErrAlreadyExists
 // (the remote-snapshot protocol); otherwise it returns writable mounts.
 func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	opts = s.dropMarkers(ctx, key, opts)
 	var base snapshots.Info
 	for _, o := range opts {
 		if err := o(&base); err != nil {
@@ -55,7 +57,7 @@ func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 		return nil, err
 	}
 	if remote {
-		if err := s.prepareRemote(ctx, key, sn.ID, req); err != nil {
+		if err := s.prepareRemote(ctx, key, parent, sn.ID, req); err != nil {
 			return nil, err
 		}
 	}
@@ -64,6 +66,7 @@ func (s *snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 
 // View creates a read-only snapshot of parent.
 func (s *snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	opts = s.dropMarkers(ctx, key, opts)
 	sn, err := s.createSnapshot(ctx, snapshots.KindView, key, parent, opts)
 	if err != nil {
 		return nil, err
@@ -89,6 +92,21 @@ func (s *snapshotter) Mounts(ctx context.Context, key string) (_ []mount.Mount, 
 		return nil, err
 	}
 	return s.mounts(ctx, sn, info.Kind)
+}
+
+// dropMarkers returns opts followed by withoutMarkers, having logged the
+// markers the caller passed (an image's layer annotations reach us so).
+func (s *snapshotter) dropMarkers(ctx context.Context, key string, opts []snapshots.Opt) []snapshots.Opt {
+	var info snapshots.Info
+	for _, o := range opts {
+		if o(&info) != nil {
+			break // the caller's error surfaces where opts are applied
+		}
+	}
+	if dropped := callerMarkers(info.Labels); len(dropped) > 0 {
+		log.G(ctx).WithField("key", key).WithField("labels", dropped).Warn("dropped labels only the snapshotter sets")
+	}
+	return append(slices.Clone(opts), withoutMarkers)
 }
 
 func (s *snapshotter) targetExists(ctx context.Context, target string) (bool, error) {

@@ -14,12 +14,27 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
-// prepareRemote tries to serve the active snapshot key (id) from the layer
-// store. On success it commits the snapshot under req.target and returns an
-// error wrapping ErrAlreadyExists. It returns nil when the caller should
-// fall back to an ordinary pull, having logged why.
-func (s *snapshotter) prepareRemote(ctx context.Context, key, id string, req remoteRequest) error {
+// prepareRemote tries to serve the active snapshot key (id), on parent,
+// from the layer store. With the chain check on, the layer is mounted only
+// if it makes req.target (chain.go). On success it commits the snapshot
+// under req.target and returns an error wrapping ErrAlreadyExists. It
+// returns nil when the caller should fall back to an ordinary pull, having
+// logged why.
+func (s *snapshotter) prepareRemote(ctx context.Context, key, parent, id string, req remoteRequest) error {
 	logger := log.G(ctx).WithField("key", key).WithField("layer", req.layer)
+	if s.config.chainCheck {
+		if err := s.checkRemoteRequest(ctx, parent, req); err != nil {
+			reason := chainReason(err)
+			entry := logger.WithError(err).WithField("target", req.target).WithField("reason", reason)
+			if reason == ReasonChainMismatch || reason == ReasonNoDiffID {
+				entry.Warn("layer not served from the layer store: its chain does not check out, pulling it")
+			} else {
+				entry.Info("layer not served from the layer store, pulling it")
+			}
+			s.observe(ctx, req.labels, req.layer, reason)
+			return nil
+		}
+	}
 	if err := s.mountLayer(ctx, id, req.layer); err != nil {
 		logger.WithError(err).Info("layer not served from the layer store, pulling it")
 		s.observe(ctx, req.labels, req.layer, fallbackReason(err, req.labels[LabelLayerMediaType]))
@@ -120,12 +135,24 @@ func (s *snapshotter) ensureMounted(ctx context.Context, id string) error {
 		}
 		log.G(ctx).WithError(cerr).WithField("layer", rl.layer).WithField("mountpoint", path).Warn("remote layer mount is dead, re-mounting")
 	}
-	if err := s.remount(ctx, path, rl.layer); err != nil {
+	if err := s.revive(ctx, path, rl); err != nil {
 		rl.unavailable = err
 		return fmt.Errorf("remote layer %s of snapshot %s: %v: %w", rl.layer, id, err, errdefs.ErrUnavailable)
 	}
 	rl.unavailable = nil
 	return nil
+}
+
+// revive runs rl's pending chain check, if any, then mounts its layer again
+// at path. rl.mu must be held.
+func (s *snapshotter) revive(ctx context.Context, path string, rl *remoteLayer) error {
+	if rl.check != nil {
+		if err := rl.check(ctx); err != nil {
+			return err
+		}
+		rl.check = nil
+	}
+	return s.remount(ctx, path, rl.layer)
 }
 
 // remount clears whatever is (or was) mounted at path, lazily if needed,

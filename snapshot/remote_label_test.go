@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"maps"
 	"strings"
 	"testing"
 
@@ -60,90 +59,5 @@ func TestMalformedRemoteLabelAtRestore(t *testing.T) {
 	// The well-formed layer above it was still restored.
 	if n := lfs.mountCount(); n != 1 {
 		t.Fatalf("%d layers mounted after restart, want 1", n)
-	}
-}
-
-// TestUpdateKeepsRemoteLabel: Update may change any label but
-// containerd.io/snapshot/remote, in either the fieldpath or the
-// full-labels form.
-func TestUpdateKeepsRemoteLabel(t *testing.T) {
-	ctx := context.Background()
-	sn := newTestSnapshotter(t, t.TempDir(), newFakeLayerFS(layerA))
-	if _, err := prepareLayer(t, sn, "remote", "", layerA); !errdefs.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	if _, err := sn.Prepare(ctx, "plain-active", ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := sn.Commit(ctx, "plain", "plain-active"); err != nil {
-		t.Fatal(err)
-	}
-	remoteInfo, err := sn.Stat(ctx, "remote")
-	if err != nil {
-		t.Fatal(err)
-	}
-	with := func(labels map[string]string, k, v string) map[string]string {
-		out := maps.Clone(labels)
-		out[k] = v
-		return out
-	}
-	without := func(labels map[string]string, k string) map[string]string {
-		out := maps.Clone(labels)
-		delete(out, k)
-		return out
-	}
-	fp := "labels." + LabelRemote
-	for _, tc := range []struct {
-		name       string
-		key        string
-		labels     map[string]string
-		fieldpaths []string
-		refused    bool
-	}{
-		{"add by fieldpath", "plain", map[string]string{LabelRemote: layerA.String()}, []string{fp}, true},
-		{"add empty by fieldpath", "plain", nil, []string{fp}, true},
-		{"add in full labels", "plain", map[string]string{LabelRemote: layerA.String()}, nil, true},
-		{"add with labels fieldpath", "plain", map[string]string{LabelRemote: layerA.String()}, []string{"labels"}, true},
-		{"change by fieldpath", "remote", map[string]string{LabelRemote: layerB.String()}, []string{fp}, true},
-		{"change in full labels", "remote", with(remoteInfo.Labels, LabelRemote, layerB.String()), nil, true},
-		{"remove by fieldpath", "remote", map[string]string{}, []string{fp}, true},
-		{"remove in full labels", "remote", without(remoteInfo.Labels, LabelRemote), nil, true},
-		{"remove with labels fieldpath", "remote", without(remoteInfo.Labels, LabelRemote), []string{"labels"}, true},
-		{"other label by fieldpath", "remote", map[string]string{"foo": "bar"}, []string{"labels.foo"}, false},
-		{"full labels keeping it", "remote", with(remoteInfo.Labels, "foo", "baz"), nil, false},
-		{"same value by fieldpath", "remote", map[string]string{LabelRemote: layerA.String()}, []string{fp}, false},
-		{"other label on a plain snapshot", "plain", map[string]string{"foo": "bar"}, nil, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before, err := sn.Stat(ctx, tc.key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = sn.Update(ctx, snapshots.Info{Name: tc.key, Labels: tc.labels}, tc.fieldpaths...)
-			after, serr := sn.Stat(ctx, tc.key)
-			if serr != nil {
-				t.Fatal(serr)
-			}
-			if tc.refused {
-				if !errdefs.IsInvalidArgument(err) {
-					t.Fatalf("Update = %v, want ErrInvalidArgument", err)
-				}
-				if len(after.Labels) != len(before.Labels) || after.Labels[LabelRemote] != before.Labels[LabelRemote] {
-					t.Fatalf("refused Update changed labels: %v -> %v", before.Labels, after.Labels)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Update = %v", err)
-			}
-			if after.Labels[LabelRemote] != before.Labels[LabelRemote] {
-				t.Fatalf("remote label changed: %v -> %v", before.Labels, after.Labels)
-			}
-			for k, v := range tc.labels {
-				if after.Labels[k] != v {
-					t.Fatalf("label %s = %q, want %q", k, after.Labels[k], v)
-				}
-			}
-		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
@@ -23,16 +24,23 @@ const restoreParallel = 8
 type restoreEntry struct {
 	id   string
 	info snapshots.Info
+	// parent is the parent's chain ID, or parentErr why it is unknown.
+	parent    string
+	parentErr error
+	// checked: the chain check has run (or is off).
+	checked bool
 }
 
 // restore re-mounts every committed remote snapshot recorded in the
-// metadata. A mount that still answers is kept; a dead one left by a
-// previous run (a FUSE mount after a crash answers ENOTCONN) is detached
-// lazily first. A
-// layer that cannot be mounted, or whose label does not parse, is logged
-// and marked unavailable; its snapshot is kept.
+// metadata, once its chain checks out (chain.go; a snapshot that does not
+// is kept, reported unavailable, and checked again whenever something
+// stacks on it). Snapshots an earlier version marked remote are migrated
+// first (migrateLegacy). A mount that still answers is kept; a dead one left
+// by a previous run (a FUSE mount after a crash answers ENOTCONN) is
+// detached lazily first. A layer that cannot be mounted, or whose label
+// does not parse, is logged and marked unavailable; its snapshot is kept.
 func (s *snapshotter) restore(ctx context.Context) error {
-	var todo []restoreEntry
+	var todo, legacy []restoreEntry
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
 		ids, err := storage.IDMap(ctx)
 		if err != nil && !errdefs.IsNotFound(err) { // NotFound: a new, empty store
@@ -43,8 +51,20 @@ func (s *snapshotter) restore(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if _, ok := info.Labels[LabelRemote]; ok && info.Kind == snapshots.KindCommitted {
-				todo = append(todo, restoreEntry{id: id, info: info})
+			if info.Kind != snapshots.KindCommitted {
+				continue
+			}
+			_, remote := info.Labels[LabelRemote]
+			_, old := info.Labels[legacyLabelRemote]
+			if !remote && !old {
+				continue
+			}
+			e := restoreEntry{id: id, info: info, checked: !s.config.chainCheck}
+			e.parent, e.parentErr = parentChain(ctx, info.Parent)
+			if remote {
+				todo = append(todo, e)
+			} else {
+				legacy = append(legacy, e)
 			}
 		}
 		return nil
@@ -52,8 +72,13 @@ func (s *snapshotter) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	migrated, failed := s.migrateLegacy(ctx, legacy)
+	todo = append(todo, migrated...)
 
 	s.unmountLeftovers(ctx, todo)
+	for _, f := range failed {
+		s.settleLegacy(ctx, f.entry, f.err)
+	}
 
 	var (
 		wg  sync.WaitGroup
@@ -72,6 +97,9 @@ func (s *snapshotter) restore(ctx context.Context) error {
 			continue
 		}
 		rl := &remoteLayer{layer: layer}
+		if !e.checked {
+			rl.check = s.restoredCheck(e, layer)
+		}
 		s.mu.Lock()
 		s.remote[e.id] = rl
 		s.mu.Unlock()
@@ -81,6 +109,14 @@ func (s *snapshotter) restore(ctx context.Context) error {
 			defer func() { <-sem; wg.Done() }()
 			rl.mu.Lock()
 			defer rl.mu.Unlock()
+			if rl.check != nil {
+				if err := rl.check(ctx); err != nil {
+					rl.unavailable = err
+					logger.WithError(err).WithField("reason", chainReason(err)).Error("remote snapshot's chain does not check out; not mounted, snapshot kept, reported unavailable")
+					return
+				}
+				rl.check = nil
+			}
 			// A mount that still answers (a bind mount after a crash, or one
 			// served by a process that outlived us) is kept: containers
 			// running on it keep working.
@@ -98,6 +134,17 @@ func (s *snapshotter) restore(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// restoredCheck returns the chain check of a restored snapshot: the chain
+// it is committed under must be the one layer makes on its parent.
+func (s *snapshotter) restoredCheck(e restoreEntry, layer digest.Digest) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if e.parentErr != nil {
+			return e.parentErr
+		}
+		return s.checkChain(ctx, layer, e.info.Name, e.parent, e.info.Labels)
+	}
 }
 
 // unmountLeftovers unmounts layers that a previous run left mounted at

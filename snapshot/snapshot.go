@@ -33,6 +33,9 @@ type config struct {
 	keepMounts bool
 	// observer, if set, learns of every layer unpack (observe.go).
 	observer Observer
+	// chainCheck: serve and restore layers only under the chain ID their
+	// recorded diff ID makes (chain.go).
+	chainCheck bool
 }
 
 // Opt configures a snapshotter.
@@ -129,6 +132,7 @@ func defaultConfig() config {
 		userxattr:     UserxattrAuto,
 		inUserNS:      userns.RunningInUserNS,
 		restore:       true,
+		chainCheck:    DefaultChainCheck,
 	}
 }
 
@@ -207,8 +211,12 @@ type remoteLayer struct {
 	// answer ErrUnavailable. Set before the layer is shared, then only read.
 	broken error
 
-	// mu serialises revivals of this mount and guards unavailable.
+	// mu serialises revivals of this mount and guards unavailable and
+	// check.
 	mu sync.Mutex
+	// check, if set, is the chain check a restored snapshot must pass
+	// before its layer is mounted again; cleared once passed.
+	check func(ctx context.Context) error
 	// unavailable is set when the layer could not be mounted (at restore,
 	// or when a dead mount could not be revived). Mounts that stack on it
 	// answer ErrUnavailable; the snapshot itself is never deleted for it.
@@ -225,20 +233,26 @@ func (s *snapshotter) Stat(ctx context.Context, key string) (info snapshots.Info
 }
 
 // Update changes the labels of the snapshot, all of them (no fieldpaths,
-// or "labels") or those named as "labels.<key>". An update that would add,
-// change or remove LabelRemote returns an error wrapping
-// errdefs.ErrInvalidArgument and changes nothing: that label is what
-// restore mounts the layer from.
+// or "labels") or those named as "labels.<key>". The markers only the
+// snapshotter sets (LabelRemote) are never added, changed or removed by it:
+// a caller's are dropped and the snapshot's own kept, and the rest of the
+// update applies. Dropping rather than refusing: containerd replaces a
+// snapshot's labels with its own copy of them, which need not hold them.
 func (s *snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (newInfo snapshots.Info, err error) {
 	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
 		_, old, _, err := storage.GetInfo(ctx, info.Name)
 		if err != nil {
 			return err
 		}
-		if err := checkRemoteLabelKept(old.Labels, info, fieldpaths); err != nil {
-			return err
+		if dropped := callerMarkers(info.Labels); len(dropped) > 0 {
+			log.G(ctx).WithField("key", info.Name).WithField("labels", dropped).Warn("dropped labels only the snapshotter sets from an update")
 		}
-		newInfo, err = storage.UpdateInfo(ctx, info, fieldpaths...)
+		info, paths, ok := keepMarkers(old.Labels, info, fieldpaths)
+		if !ok {
+			newInfo = old
+			return nil
+		}
+		newInfo, err = storage.UpdateInfo(ctx, info, paths...)
 		return err
 	})
 	return newInfo, err

@@ -103,6 +103,10 @@ type config struct {
 	// user namespace, as rootless containerd does), "on" or "off": whether
 	// overlay mounts use the userxattr option (snapshot.ParseUserxattr).
 	OverlayUserxattr string `toml:"overlay-userxattr"`
+	// VerifyChain serves a layer, and restores a remote snapshot at start,
+	// only under the chain ID its diff ID recorded in the repository
+	// (DUCC's layers.json) makes; default on (snapshot.WithChainCheck).
+	VerifyChain bool `toml:"verify-chain"`
 }
 
 // defaultConfig returns the defaults: the packages' own where a package
@@ -121,6 +125,7 @@ func defaultConfig() config {
 		ProfileFlushInterval: duration(usagestore.DefaultFlushInterval),
 		FUSEServer:           fuseInProcess,
 		OverlayUserxattr:     snapshot.UserxattrAuto.String(),
+		VerifyChain:          snapshot.DefaultChainCheck,
 	}
 }
 

@@ -23,7 +23,7 @@ func TestLoadConfig(t *testing.T) {
 		{"defaults", "", func(c config) bool {
 			return c.Repository == "unpacked.cern.ch" && c.AbsoluteMountpoint == "/cvmfs/unpacked.cern.ch" &&
 				c.MountMode == modeFUSE && time.Duration(c.LookupTimeout) == 10*time.Second && c.MetricsAddress == "" &&
-				c.FUSEServer == fuseInProcess
+				c.FUSEServer == fuseInProcess && c.VerifyChain
 		}, false},
 		{"repository sets the mountpoint", `repository = "sft.cern.ch"`, func(c config) bool {
 			return c.AbsoluteMountpoint == "/cvmfs/sft.cern.ch"
@@ -45,11 +45,12 @@ fuse-server-socket = "/run/cvmfs-fuse.sock"
 admin-socket = "/run/cvmfs-admin.sock"
 expose-profile = true
 overlay-userxattr = "off"
+verify-chain = false
 `, func(c config) bool {
 			return c.AbsoluteMountpoint == "/srv/layers" && c.MountMode == modeBind && time.Duration(c.LookupTimeout) == 3*time.Second &&
 				c.Accounting == "bytes" && time.Duration(c.AttrTimeout) == 2*time.Minute && c.AttrCacheSize == 10 && c.MetricsAddress == "127.0.0.1:9783" &&
 				c.FUSEServer == fuseSeparate && c.FUSEServerSocket == "/run/cvmfs-fuse.sock" && c.ProfileLimit == 0 &&
-				c.AdminSocket == "/run/cvmfs-admin.sock" && c.ExposeProfile && c.OverlayUserxattr == "off"
+				c.AdminSocket == "/run/cvmfs-admin.sock" && c.ExposeProfile && c.OverlayUserxattr == "off" && !c.VerifyChain
 		}, false},
 		{"zero kernel cache timeouts turn the caches off", `entry-timeout = "0s"` + "\n" + `attr-timeout = "0s"` + "\n" + `negative-timeout = "0s"`, func(c config) bool {
 			return c.EntryTimeout == 0 && c.AttrTimeout == 0 && c.NegativeTimeout == 0
@@ -116,6 +117,7 @@ func TestConfigBadValues(t *testing.T) {
 		{`metrics-address = "unix://relative.sock"`, "metrics-address"},
 		{`admin-socket = "admin.sock"`, "admin-socket"},
 		{`expose-profile = "yes"`, "expose-profile"},
+		{`verify-chain = "no"`, "verify-chain"},
 		{`repository = ""`, "repository is empty"},
 	} {
 		t.Run(tc.toml, func(t *testing.T) {

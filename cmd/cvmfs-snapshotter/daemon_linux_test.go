@@ -21,11 +21,13 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots/proxy"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
@@ -173,16 +175,10 @@ func TestDaemon(t *testing.T) {
 			t.Cleanup(func() { testutil.SweepMounts(t, dir) })
 			repo := filepath.Join(dir, "repo")
 			present := layerDigest("present")
-			lfs := filepath.Join(repo, ".layers", present.Encoded()[:2], present.Encoded(), "layerfs")
-			if err := os.MkdirAll(filepath.Join(lfs, "bin"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(lfs, "bin", "tool"), []byte("tool"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(lfs, ducc.CatalogMarker), nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			ducctest.WriteLayer(t, repo, present, map[string]string{"bin/tool": "tool"}, 4)
+			// The chains of the layer alone and of the layer twice.
+			chain1 := ducctest.DiffID(present).String()
+			chain2 := identity.ChainID([]digest.Digest{ducctest.DiffID(present), ducctest.DiffID(present)}).String()
 			cfg := fmt.Sprintf("absolute-mountpoint = %q\nmount-mode = %q\nlookup-timeout = \"2s\"\n", repo, mode)
 			d := startDaemon(t, bin, dir, cfg)
 			sn := d.client(t)
@@ -197,12 +193,12 @@ func TestDaemon(t *testing.T) {
 					"containerd.io/snapshot/cri.layer-digest": layer,
 				})
 			}
-			_, err := sn.Prepare(ctx, "extract-1 chain-1", "", labels("chain-1", present.String()))
+			_, err := sn.Prepare(ctx, "extract-1 chain-1", "", labels(chain1, present.String()))
 			if !errdefs.IsAlreadyExists(err) {
 				t.Fatalf("Prepare of a present layer = %v, want AlreadyExists", err)
 			}
-			info, err := sn.Stat(ctx, "chain-1")
-			if err != nil || info.Labels["containerd.io/snapshot/remote"] != present.String() {
+			info, err := sn.Stat(ctx, chain1)
+			if err != nil || info.Labels[snapshot.LabelRemote] != present.String() {
 				t.Fatalf("Stat target = %+v, %v", info, err)
 			}
 			mps, _ := mountutil.Under(d.root)
@@ -216,7 +212,7 @@ func TestDaemon(t *testing.T) {
 					t.Fatalf("Prepare(%q) = %+v, %v; want a fallback", layer, ms, err)
 				}
 			}
-			if _, err := sn.Stat(ctx, "chain-1"); err != nil {
+			if _, err := sn.Stat(ctx, chain1); err != nil {
 				t.Fatalf("daemon stopped answering: %v", err)
 			}
 
@@ -232,7 +228,7 @@ func TestDaemon(t *testing.T) {
 
 			d = startDaemon(t, bin, dir, cfg)
 			sn = d.client(t)
-			if _, err := sn.Stat(ctx, "chain-1"); err != nil {
+			if _, err := sn.Stat(ctx, chain1); err != nil {
 				t.Fatalf("snapshot lost across restart: %v", err)
 			}
 			var infos []snapshots.Info
@@ -244,7 +240,7 @@ func TestDaemon(t *testing.T) {
 			if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
 				t.Fatalf("remote mount not restored: %+v", mps)
 			}
-			checkMalformedRequests(t, sn)
+			checkMalformedRequests(t, sn, chain1)
 
 			// Crash: kill -9 leaves the mount behind. A bind mount needs
 			// no server; a FUSE mount's requests wait in the kernel
@@ -267,7 +263,7 @@ func TestDaemon(t *testing.T) {
 			if mps, _ := mountutil.Under(d.root); len(mps) != 1 {
 				t.Fatalf("after crash and restart, mounts = %+v, want exactly 1", mps)
 			}
-			if _, err := sn.Prepare(ctx, "extract-2 chain-2", "chain-1", labels("chain-2", present.String())); !errdefs.IsAlreadyExists(err) {
+			if _, err := sn.Prepare(ctx, "extract-2 chain-2", chain1, labels(chain2, present.String())); !errdefs.IsAlreadyExists(err) {
 				t.Fatalf("Prepare after crash = %v", err)
 			}
 			d.stop(t)
@@ -287,13 +283,13 @@ func TestDaemon(t *testing.T) {
 // checkMalformedRequests sends bad requests over gRPC: each is answered
 // with the right errdefs class (converted back by the client), never a
 // crash, and the daemon keeps serving.
-func checkMalformedRequests(t *testing.T, sn snapshots.Snapshotter) {
+func checkMalformedRequests(t *testing.T, sn snapshots.Snapshotter, chain1 string) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := sn.Prepare(ctx, "active-1", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sn.Prepare(ctx, "child-of-1", "chain-1"); err != nil {
+	if _, err := sn.Prepare(ctx, "child-of-1", chain1); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -304,8 +300,8 @@ func checkMalformedRequests(t *testing.T, sn snapshots.Snapshotter) {
 		{"stat unknown key", func() error { _, err := sn.Stat(ctx, "no-such-key"); return err }, errdefs.IsNotFound},
 		{"prepare with a missing parent", func() error { _, err := sn.Prepare(ctx, "k", "no-such-parent"); return err }, errdefs.IsNotFound},
 		{"prepare a duplicate key", func() error { _, err := sn.Prepare(ctx, "active-1", ""); return err }, errdefs.IsAlreadyExists},
-		{"remove a parent with children", func() error { return sn.Remove(ctx, "chain-1") }, errdefs.IsFailedPrecondition},
-		{"commit a non-active snapshot", func() error { return sn.Commit(ctx, "again", "chain-1") }, errdefs.IsFailedPrecondition},
+		{"remove a parent with children", func() error { return sn.Remove(ctx, chain1) }, errdefs.IsFailedPrecondition},
+		{"commit a non-active snapshot", func() error { return sn.Commit(ctx, "again", chain1) }, errdefs.IsFailedPrecondition},
 		{"commit an unknown key", func() error { return sn.Commit(ctx, "again", "no-such-key") }, errdefs.IsNotFound},
 		{"mounts of an unknown key", func() error { _, err := sn.Mounts(ctx, "no-such-key"); return err }, errdefs.IsNotFound},
 		{"empty key", func() error { _, err := sn.Prepare(ctx, "", ""); return err }, func(err error) bool { return err != nil }},
@@ -314,7 +310,7 @@ func checkMalformedRequests(t *testing.T, sn snapshots.Snapshotter) {
 			t.Errorf("%s: got %v", tc.name, err)
 		}
 	}
-	if _, err := sn.Prepare(ctx, "child-2-of-1", "chain-1"); err != nil {
+	if _, err := sn.Prepare(ctx, "child-2-of-1", chain1); err != nil {
 		t.Fatalf("daemon unusable after bad requests: %v", err)
 	}
 }

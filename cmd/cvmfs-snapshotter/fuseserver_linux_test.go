@@ -25,6 +25,7 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
@@ -33,6 +34,7 @@ import (
 type separateEnv struct {
 	dir, root, sock, cfg, bin string
 	layer                     digest.Digest
+	chain                     string // the layer's chain id
 	d                         *daemon
 	server                    *fuseremote.Client
 }
@@ -45,13 +47,8 @@ func newSeparateEnv(t *testing.T, extraTOML string) *separateEnv {
 	t.Cleanup(func() { testutil.SweepMounts(t, e.dir) })
 	repo := filepath.Join(e.dir, "repo")
 	e.layer = layerDigest("separate-env")
-	lfs := filepath.Join(repo, ".layers", e.layer.Encoded()[:2], e.layer.Encoded(), "layerfs")
-	if err := os.MkdirAll(lfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(lfs, "f"), []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ducctest.WriteLayer(t, repo, e.layer, map[string]string{"f": "data"}, 4)
+	e.chain = ducctest.DiffID(e.layer).String()
 	e.root = filepath.Join(e.dir, "root")
 	e.sock = filepath.Join(e.dir, "fuse.sock")
 	e.cfg = fmt.Sprintf("absolute-mountpoint = %q\nfuse-server = \"separate\"\nfuse-server-socket = %q\n%s", repo, e.sock, extraTOML)
@@ -71,7 +68,7 @@ func newSeparateEnv(t *testing.T, extraTOML string) *separateEnv {
 	})
 	e.d = startDaemon(t, e.bin, e.dir, e.cfg)
 	_, err := e.d.client(t).Prepare(context.Background(), "extract-1 chain-1", "", snapshots.WithLabels(map[string]string{
-		"containerd.io/snapshot.ref":              "chain-1",
+		"containerd.io/snapshot.ref":              e.chain,
 		"containerd.io/snapshot/cri.layer-digest": e.layer.String(),
 	}))
 	if !errdefs.IsAlreadyExists(err) {
@@ -290,7 +287,7 @@ func TestFUSEServerStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = startDaemon(t, e.bin, e.dir, e.cfg)
-	if _, err := d.client(t).Prepare(ctx, "container", "chain-1"); err != nil {
+	if _, err := d.client(t).Prepare(ctx, "container", e.chain); err != nil {
 		t.Fatalf("Prepare once the FUSE server runs again: %v", err)
 	}
 	d.stop(t)

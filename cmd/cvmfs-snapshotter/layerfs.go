@@ -21,11 +21,13 @@ var (
 	_ snapshot.LayerFS         = (*bindmount.Mounter)(nil)
 	_ snapshot.LayerSizer      = sizedLayerFS{}
 	_ snapshot.LayerRootStater = sizedLayerFS{}
+	_ snapshot.LayerDiffIDer   = sizedLayerFS{}
 )
 
 // sizedLayerFS adds what the repository knows without a mount to a
-// LayerFS: recorded layer sizes (Usage never walks a mount) and the layer
-// root's attributes (the daemon never stats through its own FUSE mounts).
+// LayerFS: recorded layer sizes (Usage never walks a mount), diff IDs (the
+// chain check) and the layer root's attributes (the daemon never stats
+// through its own FUSE mounts).
 type sizedLayerFS struct {
 	snapshot.LayerFS
 	repo *ducc.Repo
@@ -33,6 +35,10 @@ type sizedLayerFS struct {
 
 func (s sizedLayerFS) LayerSize(ctx context.Context, layer digest.Digest) (int64, error) {
 	return s.repo.DiffSize(ctx, layer)
+}
+
+func (s sizedLayerFS) LayerDiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
+	return s.repo.DiffID(ctx, layer)
 }
 
 func (s sizedLayerFS) StatLayerRoot(ctx context.Context, layer digest.Digest) (os.FileInfo, error) {

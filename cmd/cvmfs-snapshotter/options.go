@@ -25,6 +25,7 @@ func (c config) snapshotOpts() ([]snapshot.Opt, error) {
 	return []snapshot.Opt{
 		snapshot.WithLookupTimeout(time.Duration(c.LookupTimeout)),
 		snapshot.WithUserxattr(ux),
+		snapshot.WithChainCheck(c.VerifyChain),
 	}, nil
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,9 +11,11 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
@@ -88,28 +88,23 @@ func benchLayer(i int) digest.Digest { return digest.FromString(fmt.Sprintf("ben
 
 // writeBenchLayer lays out a tiny layer the way DUCC does.
 func writeBenchLayer(b *testing.B, repo string, layer digest.Digest) {
-	dir := filepath.Join(repo, ".layers", layer.Encoded()[:2], layer.Encoded())
-	for _, d := range []string{"layerfs/etc", ".metadata"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			b.Fatal(err)
-		}
+	ducctest.WriteLayer(b, repo, layer, map[string]string{"etc/hostname": layer.Encoded()}, 4096)
+}
+
+// benchChain is the chain id of layer i, on top of layer i-1 unless i
+// starts a new image of 20 layers.
+func benchChain(i int) string {
+	d := ducctest.DiffID(benchLayer(i))
+	if i%20 == 0 {
+		return d.String()
 	}
-	meta, _ := json.Marshal([]ducc.LayerInfo{{ID: "x", CompressedDiffDigest: layer.String(), DiffSize: 4096}})
-	for name, body := range map[string][]byte{
-		"layerfs/" + ducc.CatalogMarker: nil,
-		"layerfs/etc/hostname":          []byte(layer.Encoded()),
-		".metadata/layers.json":         meta,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return identity.ChainID([]digest.Digest{digest.Digest(benchChain(i - 1)), d}).String()
 }
 
 // prepareBenchLayer prepares remote layer i as containerd's unpacker does,
 // on top of layer i-1 unless i starts a new image of 20 layers.
 func prepareBenchLayer(b *testing.B, sn snapshots.Snapshotter, i int) {
-	chain := func(i int) string { return fmt.Sprintf("chain-%d", i) }
+	chain := benchChain
 	parent := ""
 	if i%20 != 0 {
 		parent = chain(i - 1)

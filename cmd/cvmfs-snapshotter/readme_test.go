@@ -71,6 +71,7 @@ var packageDefaults = map[string]any{
 	"negative-timeout": duration(fusefs.DefaultTimeout),
 	"attr-cache-size":  cache.DefaultSize,
 	"profile-limit":    fusefs.DefaultProfileLimit,
+	"verify-chain":     snapshot.DefaultChainCheck,
 }
 
 // TestREADMEConfigTable: the README documents exactly the keys the daemon

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
@@ -36,15 +37,12 @@ func TestSeparateFUSEServer(t *testing.T) {
 
 	repo := filepath.Join(dir, "repo")
 	present := layerDigest("separate")
-	lfs := filepath.Join(repo, ".layers", present.Encoded()[:2], present.Encoded(), "layerfs")
-	if err := os.MkdirAll(lfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	files := map[string]string{}
 	for i := range 50 {
-		if err := os.WriteFile(filepath.Join(lfs, fmt.Sprintf("f%02d", i)), []byte("data"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		files[fmt.Sprintf("f%02d", i)] = "data"
 	}
+	ducctest.WriteLayer(t, repo, present, files, 200)
+	chain1 := ducctest.DiffID(present).String()
 	sock := filepath.Join(dir, "fuse.sock")
 	cfg := fmt.Sprintf("absolute-mountpoint = %q\nfuse-server = \"separate\"\nfuse-server-socket = %q\n", repo, sock)
 	server := fuseremote.NewClient(sock)
@@ -53,13 +51,13 @@ func TestSeparateFUSEServer(t *testing.T) {
 	d := startDaemon(t, bin, dir, cfg)
 	sn := d.client(t)
 	_, err := sn.Prepare(ctx, "extract-1 chain-1", "", snapshots.WithLabels(map[string]string{
-		"containerd.io/snapshot.ref":              "chain-1",
+		"containerd.io/snapshot.ref":              chain1,
 		"containerd.io/snapshot/cri.layer-digest": present.String(),
 	}))
 	if !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("Prepare = %v", err)
 	}
-	ms, err := sn.Prepare(ctx, "container", "chain-1")
+	ms, err := sn.Prepare(ctx, "container", chain1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +97,7 @@ func TestSeparateFUSEServer(t *testing.T) {
 	d = startDaemon(t, bin, dir, cfg)
 	sn = d.client(t)
 	readFresh("daemon restarted after the kill")
-	if _, err := sn.Prepare(ctx, "container-2", "chain-1"); err != nil {
+	if _, err := sn.Prepare(ctx, "container-2", chain1); err != nil {
 		t.Fatalf("new container after restarts: %v", err)
 	}
 	if st := server.Stats(); len(st) != 1 || st[0].Opens < int64(next) {
@@ -115,7 +113,7 @@ func TestSeparateFUSEServer(t *testing.T) {
 	for server.Ping(ctx) == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	ms, err = sn.Prepare(ctx, "container-3", "chain-1")
+	ms, err = sn.Prepare(ctx, "container-3", chain1)
 	if err != nil {
 		t.Fatalf("new container after the FUSE server died: %v", err)
 	}

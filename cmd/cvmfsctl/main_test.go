@@ -68,6 +68,14 @@ func TestIngest(t *testing.T) {
 			t.Errorf("layerfs lacks %s: %v", p, err)
 		}
 	}
+	// layers.json records the diff id the image config gives, as DUCC does.
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := repo.DiffID(ctx, layer); err != nil || got.String() != cf.RootFS.DiffIDs[0].String() {
+		t.Errorf("recorded diff id %s, %v; want %s", got, err, cf.RootFS.DiffIDs[0])
+	}
 	if origins, err := repo.Origins(layer); err != nil || len(origins) != 1 || origins[0] != config.String() {
 		t.Errorf("origins %v %v, want [%s]", origins, err, config)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
@@ -27,6 +28,13 @@ func push(t *testing.T, env *harness.Env, repo string, layers ...[]byte) (string
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pushImage(t, env, repo, img)
+}
+
+// pushImage pushes img as repo:latest and returns its reference and layer
+// digests.
+func pushImage(t *testing.T, env *harness.Env, repo string, img v1.Image) (string, []digest.Digest) {
+	t.Helper()
 	ref, err := env.Registry.Push(repo, "latest", img)
 	if err != nil {
 		t.Fatal(err)

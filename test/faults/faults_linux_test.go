@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
@@ -31,8 +32,9 @@ type stack struct {
 	mgr    *fusefs.Manager
 	repo   *ducc.Repo
 	faults *faults
-	// layers are the digests written, in order.
-	layers []digest.Digest
+	// layers are the digests written, in order, and diffIDs their diff
+	// ids (a layer prepared alone is the chain of its diff id).
+	layers, diffIDs []digest.Digest
 }
 
 const lookupTimeout = 500 * time.Millisecond
@@ -60,7 +62,7 @@ func newStack(t *testing.T, acct usage.Accounting, layers ...map[string]string) 
 		}
 		blob := testutil.MustLayer(entries...)
 		d := digest.FromBytes(blob)
-		_, err := ducc.New(store).WriteLayer(ctx, ducc.LayerBlob{
+		res, err := ducc.New(store).WriteLayer(ctx, ducc.LayerBlob{
 			Digest:    d,
 			MediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
 			Open: func(context.Context) (io.ReadCloser, error) {
@@ -71,6 +73,7 @@ func newStack(t *testing.T, acct usage.Accounting, layers ...map[string]string) 
 			t.Fatal(err)
 		}
 		s.layers = append(s.layers, d)
+		s.diffIDs = append(s.diffIDs, res.DiffID)
 	}
 	s.faults = mountFaultFS(t, store, mnt)
 	s.repo = ducc.New(mnt)
@@ -79,7 +82,7 @@ func newStack(t *testing.T, acct usage.Accounting, layers ...map[string]string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.sn, err = snapshot.New(ctx, root, snapshot.WithLayerFS(s.mgr), snapshot.WithLookupTimeout(lookupTimeout))
+	s.sn, err = snapshot.New(ctx, root, snapshot.WithLayerFS(checkedFS{s.mgr, s.repo}), snapshot.WithLookupTimeout(lookupTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +93,23 @@ func newStack(t *testing.T, acct usage.Accounting, layers ...map[string]string) 
 	return s
 }
 
-// prepare runs containerd's extraction Prepare for layer i as the chain
-// "chain-<i>" and returns the error (ErrAlreadyExists on a remote hit).
+// checkedFS is the FUSE manager with the diff ids the repository records,
+// which the chain check needs (as the daemon wires it).
+type checkedFS struct {
+	*fusefs.Manager
+	repo *ducc.Repo
+}
+
+func (c checkedFS) LayerDiffID(ctx context.Context, layer digest.Digest) (digest.Digest, error) {
+	return c.repo.DiffID(ctx, layer)
+}
+
+// prepare runs containerd's extraction Prepare for layer i as a base
+// layer (the chain of its diff id) and returns the error
+// (ErrAlreadyExists on a remote hit).
 func (s *stack) prepare(t *testing.T, i int) error {
 	t.Helper()
-	target := "chain-" + string(rune('a'+i))
+	target := s.diffIDs[i].String()
 	_, err := s.sn.Prepare(context.Background(), "extract-"+target, "", snapshots.WithLabels(map[string]string{
 		snapshot.LabelTarget:      target,
 		snapshot.LabelLayerDigest: s.layers[i].String(),
@@ -105,7 +120,7 @@ func (s *stack) prepare(t *testing.T, i int) error {
 // layerRoot returns where layer i's committed snapshot is mounted.
 func (s *stack) layerRoot(t *testing.T, i int) string {
 	t.Helper()
-	target := "chain-" + string(rune('a'+i))
+	target := s.diffIDs[i].String()
 	ms, err := s.sn.View(context.Background(), "view-"+target+time.Now().Format("150405.000000000"), target)
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("View %s: %+v, %v", target, ms, err)
@@ -160,8 +175,10 @@ func TestLayerDeletedWhileMounted(t *testing.T) {
 		t.Fatalf("the other layer stopped being served: %q, %v", b, err)
 	}
 	// New snapshots of the other layer still come from the store.
-	if _, err := s.sn.Prepare(context.Background(), "extract-b2", "chain-a", snapshots.WithLabels(map[string]string{
-		snapshot.LabelTarget: "chain-ab", snapshot.LabelLayerDigest: s.layers[1].String(),
+	chainA := s.diffIDs[0].String()
+	chainAB := identity.ChainID(s.diffIDs[:2]).String()
+	if _, err := s.sn.Prepare(context.Background(), "extract-b2", chainA, snapshots.WithLabels(map[string]string{
+		snapshot.LabelTarget: chainAB, snapshot.LabelLayerDigest: s.layers[1].String(),
 	})); !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("Prepare after the fault = %v", err)
 	}
@@ -190,7 +207,7 @@ func TestStoreHangsAtPrepare(t *testing.T) {
 	case <-time.After(30 * lookupTimeout):
 		t.Fatalf("Prepare still blocked after %v with a lookup timeout of %v", 30*lookupTimeout, lookupTimeout)
 	}
-	if _, err := s.sn.Stat(context.Background(), "chain-a"); !errdefs.IsNotFound(err) {
+	if _, err := s.sn.Stat(context.Background(), s.diffIDs[0].String()); !errdefs.IsNotFound(err) {
 		t.Fatalf("a hanging layer was committed: %v", err)
 	}
 	// The other layer is still served while the lookup hangs.

@@ -26,6 +26,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 )
 
 // Unique returns prefix followed by a random suffix: namespaces and
@@ -89,7 +91,7 @@ type LayerState struct {
 	Digest  digest.Digest // compressed, from the manifest
 	Size    int64         // compressed
 	ChainID digest.Digest
-	// Remote: the snapshot carries containerd.io/snapshot/remote.
+	// Remote: the snapshot carries snapshot.LabelRemote.
 	Remote bool
 	// HasBlob: the layer blob is in containerd's content store.
 	HasBlob bool
@@ -118,7 +120,7 @@ func (e *Env) Layers(ctx context.Context, img containerd.Image, sn string) ([]La
 		if err != nil {
 			return nil, fmt.Errorf("layer %d (%s): %w", i, l.Digest, err)
 		}
-		_, st.Remote = info.Labels["containerd.io/snapshot/remote"]
+		_, st.Remote = info.Labels[snapshot.LabelRemote]
 		_, err = e.Client.ContentStore().Info(ctx, l.Digest)
 		st.HasBlob = err == nil
 		out[i] = st

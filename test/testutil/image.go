@@ -24,8 +24,14 @@ func Image(layers ...[]byte) (v1.Image, error) { return ImageRunning(nil, nil, l
 // ImageRunning is Image with cmd as the default command, run with the
 // environment env.
 func ImageRunning(cmd, env []string, layers ...[]byte) (v1.Image, error) {
+	return ImageAnnotated(cmd, env, nil, layers...)
+}
+
+// ImageAnnotated is ImageRunning with annotations[i] on the manifest's
+// descriptor of layer i (none past the end of annotations).
+func ImageAnnotated(cmd, env []string, annotations []map[string]string, layers ...[]byte) (v1.Image, error) {
 	adds := make([]mutate.Addendum, 0, len(layers))
-	for _, blob := range layers {
+	for i, blob := range layers {
 		opts := []tarball.LayerOption{tarball.WithMediaType(types.DockerLayer)}
 		if bytes.HasPrefix(blob, zstdMagic) {
 			opts = []tarball.LayerOption{tarball.WithMediaType(types.OCILayerZStd), tarball.WithCompression(compression.ZStd)}
@@ -36,7 +42,11 @@ func ImageRunning(cmd, env []string, layers ...[]byte) (v1.Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "testutil", Created: v1.Time{Time: Epoch}}})
+		add := mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "testutil", Created: v1.Time{Time: Epoch}}}
+		if i < len(annotations) {
+			add.Annotations = annotations[i]
+		}
+		adds = append(adds, add)
 	}
 	img, err := mutate.Append(empty.Image, adds...)
 	if err != nil {
