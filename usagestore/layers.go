@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
@@ -66,10 +67,38 @@ func sigOf(st usage.LayerStats) signature {
 }
 
 // flushLayers writes the layers whose live figures moved and folds those no
-// longer live. s.mu is not held: the source is asked without it (a remote
-// one may take seconds), then the figures are applied under it. When the
-// source cannot give its figures nothing is folded: the layers stay live.
-func (s *Store) flushLayers(ctx context.Context) error {
+// longer live.
+func (s *Store) flushLayers(ctx context.Context) error { return s.collect(ctx, true) }
+
+// refresh brings the live figures in without writing anything (they are
+// written at the next flush): for readers, who must not make the store
+// write (an fsync per layer) nor hold s.mu for long. throttled skips it if
+// a refresh began less than refreshInterval ago.
+func (s *Store) refresh(ctx context.Context, throttled bool) {
+	s.mu.Lock()
+	skip := throttled && time.Since(s.refreshed) < refreshInterval
+	if !skip {
+		s.refreshed = time.Now()
+	}
+	s.mu.Unlock()
+	if skip {
+		return
+	}
+	if err := s.collect(ctx, false); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to read the live usage figures")
+	}
+}
+
+// refreshInterval is the least time between two refreshes for readers.
+const refreshInterval = time.Second
+
+// collect asks the source for the live figures and applies them; write
+// writes the layers whose figures moved and folds those no longer live
+// (without it the changes are left for the next flush). s.mu is not held:
+// the source is asked without it (a remote one may take seconds), then the
+// figures are applied under it. When the source cannot give its figures
+// nothing is folded: the layers stay live.
+func (s *Store) collect(ctx context.Context, write bool) error {
 	if s.cfg.src == nil {
 		return nil
 	}
@@ -132,6 +161,10 @@ func (s *Store) flushLayers(ctx context.Context) error {
 		}
 		ll.rec.Accounting = st.Accounting
 		ll.last, ll.sig = liveTally(st, prof), sig
+		if !write {
+			ll.written = false
+			continue
+		}
 		rec := ll.rec
 		rec.Session = &session{Start: ll.start, tally: ll.last}
 		if err := s.writeLayer(rec); err != nil {
@@ -141,7 +174,7 @@ func (s *Store) flushLayers(ctx context.Context) error {
 		ll.written = true
 	}
 	for d, ll := range s.live {
-		if seen[d] {
+		if seen[d] || !write {
 			continue
 		}
 		rec := ll.rec
@@ -242,14 +275,20 @@ func (s *Store) writeLayer(rec layerRecord) error {
 }
 
 // Layer returns layer's usage across daemon runs, its live session
-// included; ok is false when nothing is recorded of it.
+// included (asked of the source now; nothing is written); ok is false when
+// nothing is recorded of it.
 func (s *Store) Layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
 	if _, err := layerFileName(layer); err != nil {
 		return usage.LayerUsage{}, false, err
 	}
-	// Bring the live figures in (and write them out).
-	if err := s.flushLayers(ctx); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to write usage records")
+	s.refresh(ctx, false)
+	return s.layer(ctx, layer)
+}
+
+// layer is Layer with the live figures as last brought in.
+func (s *Store) layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
+	if _, err := layerFileName(layer); err != nil {
+		return usage.LayerUsage{}, false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

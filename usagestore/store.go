@@ -109,6 +109,8 @@ type Store struct {
 	// fetched numbers the flushes that asked the source; applied is the
 	// last applied (an older one is dropped).
 	fetched, applied uint64
+	// refreshed is when the last refresh for readers began.
+	refreshed time.Time
 
 	imu         sync.Mutex
 	images      map[string]*usage.ImageUsage
