@@ -33,7 +33,7 @@ const staleProbe = time.Second
 // A stale socket (nobody listening) at path is replaced. Anything else is
 // left alone and reported: a socket someone listens on, even one that does
 // not answer, is errdefs.ErrAlreadyExists; any other kind of file is
-// errdefs.ErrInvalidArgument. Closing the listener removes the socket if it
+// errdefs.ErrInvalidArgument, as is a path Check refuses. Closing the listener removes the socket if it
 // is still the one Listen made.
 func Listen(path string) (net.Listener, error) {
 	abs, err := filepath.Abs(path)
@@ -41,6 +41,9 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("socket %q: %w", path, err)
 	}
 	path = abs
+	if err := Check(path); err != nil {
+		return nil, err
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
