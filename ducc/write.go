@@ -84,7 +84,9 @@ type WriteResult struct {
 // Because layers keep setuid binaries and device nodes, WriteLayer creates a
 // missing repository root and .layers directory with mode 0700, and refuses
 // (errdefs.ErrFailedPrecondition, nothing fetched) a store that other users
-// can reach unless it is mounted nosuid,nodev.
+// can reach unless it is mounted nosuid,nodev; in such a store it refuses
+// (errdefs.ErrFailedPrecondition, nothing left) a layer that host users
+// could rewrite (see checkUnwritable).
 func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, error) {
 	dir, err := r.LayerDir(blob.Digest)
 	if err != nil {
@@ -93,7 +95,8 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	if err := Ingestible(blob.MediaType); err != nil {
 		return WriteResult{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
-	if err := r.prepareStore(); err != nil {
+	shared, err := r.prepareStore()
+	if err != nil {
 		return WriteResult{}, err
 	}
 	if _, err := r.Lookup(ctx, blob.Digest); err == nil {
@@ -113,12 +116,19 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return WriteResult{}, err
-	}
+	// The tree is written in tmp, 0700 until checked: nobody else can open
+	// one of its files meanwhile.
 	res, err := writeTree(ctx, tmp, blob)
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("failed to write layer %s: %w", blob.Digest, err)
+	}
+	if shared {
+		if err := checkUnwritable(filepath.Join(tmp, layerFSDir)); err != nil {
+			return WriteResult{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return WriteResult{}, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, lerr := r.Lookup(ctx, blob.Digest); lerr == nil {
