@@ -75,6 +75,30 @@ func walkBeneath(dirfd int, rel string, flags int) (int, error) {
 	return -1, unix.ENOENT // unreachable: Split returns at least one part
 }
 
+// openBacking opens the regular file rel beneath rootfd for reading. The
+// tree may have changed since the lookup that said it was a regular file:
+// O_NONBLOCK keeps a FIFO put there from blocking the open (for a writer
+// that never comes), and whatever is not a regular file once opened (a
+// FIFO, a device node the daemon would open as root) is closed unread and
+// answered EIO; O_NONBLOCK is then cleared.
+func openBacking(rootfd int, rel string) (int, error) {
+	fd, err := openBeneath(rootfd, rel, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, unix.EIO
+	}
+	// Reads (and passthrough) see the file as a plain blocking open.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDONLY); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
 // openDir opens the directory rel beneath rootfd as an O_PATH descriptor,
 // usable as the dirfd of the *at calls. rel "" is the root itself, returned
 // as is and not to be closed: see closeDir.
