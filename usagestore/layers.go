@@ -167,11 +167,12 @@ func (s *Store) collect(ctx context.Context, write bool) error {
 		}
 		rec := ll.rec
 		rec.Session = &session{Start: ll.start, tally: ll.last}
-		if err := s.writeLayer(rec); err != nil {
+		written, err := s.writeLayer(rec)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		ll.written = true
+		ll.rec.Base, ll.written = written.Base, true
 	}
 	for d, ll := range s.live {
 		if seen[d] || !write {
@@ -180,7 +181,7 @@ func (s *Store) collect(ctx context.Context, write bool) error {
 		rec := ll.rec
 		rec.Base = merge(rec.Base, ll.last, s.cfg.limit)
 		rec.Session = nil
-		if err := s.writeLayer(rec); err != nil {
+		if _, err := s.writeLayer(rec); err != nil {
 			errs = append(errs, err)
 		}
 		delete(s.live, d)
@@ -239,7 +240,7 @@ func (s *Store) readLayer(layer digest.Digest) (layerRecord, error) {
 	}
 	var rec layerRecord
 	path := filepath.Join(s.dir, profilesDir, name)
-	if err := readJSON(path, &rec); err != nil {
+	if err := readJSON(path, &rec, s.cfg.recordLimit); err != nil {
 		return layerRecord{}, err
 	}
 	if rec.Version != recordVersion || rec.Layer != layer {
@@ -262,16 +263,34 @@ func forged(t tally) tally {
 	return t
 }
 
-func (s *Store) writeLayer(rec layerRecord) error {
+// writeLayer writes rec, and returns it as written: a record too large for
+// a record file has its profiles halved (the least read paths dropped, the
+// profile marked truncated) until it fits.
+func (s *Store) writeLayer(rec layerRecord) (layerRecord, error) {
 	name, err := layerFileName(rec.Layer)
 	if err != nil {
-		return err
+		return rec, err
 	}
 	rec.Version = recordVersion
-	if err := writeJSON(filepath.Join(s.dir, profilesDir, name), rec); err != nil {
-		return fmt.Errorf("failed to write the usage record of layer %s: %w", rec.Layer, err)
+	for {
+		err := writeJSON(filepath.Join(s.dir, profilesDir, name), rec, s.cfg.recordLimit)
+		n := len(rec.Base.Profile)
+		if rec.Session != nil {
+			n += len(rec.Session.Profile)
+		}
+		if !errors.Is(err, errTooLarge) || n == 0 {
+			if err != nil {
+				return rec, fmt.Errorf("failed to write the usage record of layer %s: %w", rec.Layer, err)
+			}
+			return rec, nil
+		}
+		rec.Base = merge(tally{}, rec.Base, len(rec.Base.Profile)/2)
+		if rec.Session != nil {
+			sess := *rec.Session
+			sess.tally = merge(tally{}, sess.tally, len(sess.Profile)/2)
+			rec.Session = &sess
+		}
 	}
-	return nil
 }
 
 // Layer returns layer's usage across daemon runs, its live session

@@ -43,6 +43,8 @@ type config struct {
 	contents ContentsFunc
 	interval time.Duration
 	limit    int
+	// recordLimit bounds a record file, written or read (maxRecordSize).
+	recordLimit int64
 }
 
 // Opt configures a Store.
@@ -141,7 +143,7 @@ type Store struct {
 // flush interval, starts writing live figures periodically. Records that
 // cannot be read are logged and ignored.
 func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
-	cfg := config{interval: DefaultFlushInterval, limit: DefaultProfileLimit}
+	cfg := config{interval: DefaultFlushInterval, limit: DefaultProfileLimit, recordLimit: maxRecordSize}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
