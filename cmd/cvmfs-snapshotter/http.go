@@ -125,7 +125,7 @@ func withRecords(h http.Handler, records *usagestore.Store, cachedOnly bool) htt
 
 // start serves h on l until stop.
 func (e *httpEndpoints) start(ctx context.Context, l net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := metrics.NewServer(h)
 	e.servers = append(e.servers, srv)
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

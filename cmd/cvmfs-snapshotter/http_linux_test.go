@@ -209,3 +209,24 @@ func TestAdminSocketFailureKeepsServing(t *testing.T) {
 		t.Errorf("TCP /metrics = %d, want 200", code)
 	}
 }
+
+// TestHTTPServersTimeouts: no endpoint keeps a slow or idle connection
+// forever.
+func TestHTTPServersTimeouts(t *testing.T) {
+	ctx := context.Background()
+	cfg := defaultConfig()
+	cfg.MetricsAddress = "127.0.0.1:0"
+	e, err := serveHTTP(ctx, cfg, filepath.Join(t.TempDir(), "admin.sock"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.stop(ctx)
+	if len(e.servers) != 2 {
+		t.Fatalf("%d servers, want 2", len(e.servers))
+	}
+	for _, srv := range e.servers {
+		if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
+			t.Errorf("server timeouts: header %v, read %v, write %v, idle %v; want all set", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout)
+		}
+	}
+}
