@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
@@ -23,12 +24,16 @@ const maxRecordSize = 256 << 20
 // errTooLarge says a record would not fit in a record file.
 var errTooLarge = errors.New("record larger than a record file may be")
 
+// tmpPrefix starts the names of writeJSON's temporary files.
+const tmpPrefix = ".tmp-"
+
 // writeJSON writes v to path atomically: a temporary file in the same
-// directory, synced, then renamed over path. A record of more than limit
+// directory (tmpPrefix + base + "-" + random), synced, then renamed over
+// path. A record of more than limit
 // bytes (which readJSON would refuse) is not written: the error wraps
 // errTooLarge and path is left as it was.
 func writeJSON(path string, v any, limit int64) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-")
 	if err != nil {
 		return err
 	}
@@ -52,6 +57,25 @@ func writeJSON(path string, v any, limit int64) (err error) {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// removeTemporary removes the temporary files of writes that a crash
+// interrupted, in dir: regular files named as writeJSON names them. The
+// store is opened by one process at a time (the daemon locks its root), so
+// none is being written.
+func removeTemporary(ctx context.Context, dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !isNotExist(err) {
+			log.G(ctx).WithError(err).WithField("path", filepath.Join(dir, e.Name())).Warn("failed to remove a temporary usage record")
+		}
+	}
 }
 
 // limitWriter fails with errTooLarge a write that would take it past left

@@ -141,7 +141,8 @@ type Store struct {
 
 // Open opens (creating it 0700 if needed) the store in dir and, with a
 // flush interval, starts writing live figures periodically. Records that
-// cannot be read are logged and ignored.
+// cannot be read are logged and ignored; the temporary files of writes a
+// crash interrupted are removed.
 func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
 	cfg := config{interval: DefaultFlushInterval, limit: DefaultProfileLimit, recordLimit: maxRecordSize}
 	for _, o := range opts {
@@ -166,6 +167,8 @@ func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
 		done:       make(chan struct{}),
 	}
 	s.life, s.endLife = context.WithCancel(context.WithoutCancel(ctx))
+	removeTemporary(ctx, dir)
+	removeTemporary(ctx, filepath.Join(dir, profilesDir))
 	s.loadImages(ctx)
 	s.loadContents(ctx)
 	if cfg.interval > 0 {
