@@ -107,7 +107,7 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return WriteResult{}, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-"+blob.Digest.Encoded()[:12]+"-")
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), tmpPrefix+blob.Digest.Encoded()[:12]+"-")
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -116,6 +116,11 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 			os.RemoveAll(tmp)
 		}
 	}()
+	unlock, err := lockTree(tmp)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	defer unlock()
 	// The tree is written in tmp, 0700 until checked: nobody else can open
 	// one of its files meanwhile.
 	res, err := writeTree(ctx, tmp, blob)
