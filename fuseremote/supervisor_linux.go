@@ -127,10 +127,14 @@ func NewSupervisor(root, socket string, command []string, opts ...SupervisorOpt)
 
 // Start re-attaches to the server if it answers, and starts it if nobody
 // serves the socket and no server process of the root is alive. A server
+// log grown past 16 MiB is cut first (its tail kept in a .1 file). A server
 // that is alive but does not answer is left alone: Start returns an error
 // wrapping errdefs.ErrUnavailable, and the supervisor is usable all the
 // same (its calls fail until the server answers again).
 func (s *Supervisor) Start(ctx context.Context) error {
+	if err := boundLog(s.logPath); err != nil {
+		log.G(ctx).WithError(err).WithField("path", s.logPath).Warn("failed to bound the FUSE server log")
+	}
 	switch err := s.Ping(ctx); {
 	case err == nil:
 		log.G(ctx).WithField("socket", s.socket).Info("re-attached to the running FUSE server")
