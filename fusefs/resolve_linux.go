@@ -29,7 +29,10 @@ func openBeneath(dirfd int, rel string, flags int) (int, error) {
 		rel = "."
 	}
 	flags |= unix.O_CLOEXEC | unix.O_NOFOLLOW
-	if !noOpenat2.Load() {
+	// A layer may nest deeper than PATH_MAX (tar names have no such
+	// bound, and the kernel walks an overlay's lower one component at a
+	// time): such a path is too long for one openat2, so it is walked.
+	if !noOpenat2.Load() && len(rel) < unix.PathMax {
 		for {
 			fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags})
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
