@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -75,7 +76,8 @@ type WriteResult struct {
 // .metadata/layers.json and .metadata/origin.json.
 //
 // A layer already present is not read again. A layer DUCC would not ingest
-// returns an error wrapping ErrUnsupportedLayer before anything is fetched.
+// returns an error wrapping ErrUnsupportedLayer before anything is fetched;
+// so does, once read, a layer with paths deeper than PATH_MAX.
 // The tree is built in a temporary directory beside its final place and
 // renamed into it only once complete and verified against blob.Digest, so a
 // failed or interrupted write leaves no partial layer behind. Ownership and
@@ -124,6 +126,10 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	// The tree is written in tmp, 0700 until checked: nobody else can open
 	// one of its files meanwhile.
 	res, err := writeTree(ctx, tmp, blob)
+	if errors.Is(err, syscall.ENAMETOOLONG) {
+		// Paths deeper than PATH_MAX: the extraction works on whole paths.
+		return WriteResult{}, fmt.Errorf("layer %s has paths too long to write: %w: %w", blob.Digest, err, ErrUnsupportedLayer)
+	}
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("failed to write layer %s: %w", blob.Digest, err)
 	}
