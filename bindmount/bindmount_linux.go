@@ -55,6 +55,10 @@ func (m *Mounter) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("layer %s: %s is not a directory: %w", layer, dir.Name(), errdefs.ErrNotFound)
 	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(int(dir.Fd()), &sfs); err != nil {
+		return fmt.Errorf("failed to statfs layer %s: %w", layer, err)
+	}
 	// The source is the open directory, through its /proc/self/fd magic
 	// link: the kernel binds exactly what was opened, not a path.
 	src := "/proc/self/fd/" + strconv.Itoa(int(dir.Fd()))
@@ -62,13 +66,37 @@ func (m *Mounter) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 		return fmt.Errorf("failed to bind-mount layer %s (%s): %w", layer, dir.Name(), err)
 	}
 	// A bind mount ignores MS_RDONLY on creation: remount to make it so.
-	if err := unix.Mount("", mountpoint, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+	// The remount sets the mount's flags to exactly those given: the store
+	// mount's nosuid, nodev, noexec and atime flags are passed along, or it
+	// would clear them (and, in a user namespace, fail on locked ones).
+	if err := unix.Mount("", mountpoint, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|mountFlags(sfs.Flags), ""); err != nil {
 		if uerr := mountutil.Unmount(mountpoint); uerr != nil {
 			return fmt.Errorf("failed to make layer %s read-only: %w (unmount: %v)", layer, err, uerr)
 		}
 		return fmt.Errorf("failed to make layer %s read-only: %w", layer, err)
 	}
 	return nil
+}
+
+// mountFlags returns the MS_ flags of the per-mount ST_ flags of statfs.
+func mountFlags(st int64) uintptr {
+	var ms uintptr
+	for _, f := range []struct {
+		st int64
+		ms uintptr
+	}{
+		{unix.ST_NOSUID, unix.MS_NOSUID},
+		{unix.ST_NODEV, unix.MS_NODEV},
+		{unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME},
+		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if st&f.st != 0 {
+			ms |= f.ms
+		}
+	}
+	return ms
 }
 
 // Check reports whether mountpoint is still a mount that answers: its

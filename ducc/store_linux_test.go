@@ -125,8 +125,31 @@ func TestWriteLayerRefusesSharedStore(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(mnt, "repo", ".layers"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ducc.New(filepath.Join(mnt, "repo")).WriteLayer(ctx, blob); err != nil {
+		shared := ducc.New(filepath.Join(mnt, "repo"))
+		if _, err := shared.WriteLayer(ctx, blob); err != nil {
 			t.Fatalf("write into a nosuid,nodev store: %v", err)
+		}
+
+		// A host user with a uid that owns files in a layer, or anyone
+		// where the layer has group- or world-writable entries, could
+		// rewrite the layer that containers run: refused.
+		owned := testutil.File("home/app/run.sh", "#!/bin/sh\n")
+		owned.UID, owned.GID = 1000, 1000
+		open := testutil.File("etc/motd", "hi")
+		open.Mode = 0o666
+		tmp := testutil.Dir("tmp")
+		tmp.Mode = 0o1777
+		for name, e := range map[string]testutil.Entry{"owned by uid 1000": owned, "world-writable file": open, "world-writable dir": tmp} {
+			blob, _ := blobOf(testutil.MustLayer(e), "")
+			_, err := shared.WriteLayer(ctx, blob)
+			if !errdefs.IsFailedPrecondition(err) {
+				t.Errorf("%s: write into a nosuid,nodev store others reach: %v, want ErrFailedPrecondition", name, err)
+				continue
+			}
+			t.Log(err)
+			if _, err := shared.Lookup(ctx, blob.Digest); !errdefs.IsNotFound(err) {
+				t.Errorf("%s: the layer was written: %v", name, err)
+			}
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -75,7 +76,8 @@ type WriteResult struct {
 // .metadata/layers.json and .metadata/origin.json.
 //
 // A layer already present is not read again. A layer DUCC would not ingest
-// returns an error wrapping ErrUnsupportedLayer before anything is fetched.
+// returns an error wrapping ErrUnsupportedLayer before anything is fetched;
+// so does, once read, a layer with paths deeper than PATH_MAX.
 // The tree is built in a temporary directory beside its final place and
 // renamed into it only once complete and verified against blob.Digest, so a
 // failed or interrupted write leaves no partial layer behind. Ownership and
@@ -84,7 +86,9 @@ type WriteResult struct {
 // Because layers keep setuid binaries and device nodes, WriteLayer creates a
 // missing repository root and .layers directory with mode 0700, and refuses
 // (errdefs.ErrFailedPrecondition, nothing fetched) a store that other users
-// can reach unless it is mounted nosuid,nodev.
+// can reach unless it is mounted nosuid,nodev; in such a store it refuses
+// (errdefs.ErrFailedPrecondition, nothing left) a layer that host users
+// could rewrite (see checkUnwritable).
 func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, error) {
 	dir, err := r.LayerDir(blob.Digest)
 	if err != nil {
@@ -93,7 +97,8 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	if err := Ingestible(blob.MediaType); err != nil {
 		return WriteResult{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
 	}
-	if err := r.prepareStore(); err != nil {
+	shared, err := r.prepareStore()
+	if err != nil {
 		return WriteResult{}, err
 	}
 	if _, err := r.Lookup(ctx, blob.Digest); err == nil {
@@ -104,7 +109,7 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return WriteResult{}, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-"+blob.Digest.Encoded()[:12]+"-")
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), tmpPrefix+blob.Digest.Encoded()[:12]+"-")
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -113,12 +118,28 @@ func (r *Repo) WriteLayer(ctx context.Context, blob LayerBlob) (WriteResult, err
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	unlock, err := lockTree(tmp)
+	if err != nil {
 		return WriteResult{}, err
 	}
+	defer unlock()
+	// The tree is written in tmp, 0700 until checked: nobody else can open
+	// one of its files meanwhile.
 	res, err := writeTree(ctx, tmp, blob)
+	if errors.Is(err, syscall.ENAMETOOLONG) {
+		// Paths deeper than PATH_MAX: the extraction works on whole paths.
+		return WriteResult{}, fmt.Errorf("layer %s has paths too long to write: %w: %w", blob.Digest, err, ErrUnsupportedLayer)
+	}
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("failed to write layer %s: %w", blob.Digest, err)
+	}
+	if shared {
+		if err := checkUnwritable(filepath.Join(tmp, layerFSDir)); err != nil {
+			return WriteResult{}, fmt.Errorf("layer %s: %w", blob.Digest, err)
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return WriteResult{}, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, lerr := r.Lookup(ctx, blob.Digest); lerr == nil {

@@ -29,7 +29,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		// opened here.
 		return nil, 0, a.fail(syscall.EINVAL)
 	}
-	fd, err := openBeneath(lfs.rootfd, n.rel, unix.O_RDONLY)
+	fd, err := openBacking(lfs.rootfd, n.rel)
 	if err != nil {
 		return nil, 0, a.fail(fs.ToErrno(err))
 	}

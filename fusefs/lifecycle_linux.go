@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -157,10 +158,25 @@ func (m *Manager) stop(ctx context.Context, mt *mount) error {
 	}
 	log.G(ctx).WithFields(log.Fields{"layer": mt.layer, "mountpoint": mt.mountpoint}).
 		Warn("FUSE server still busy after lazy unmount; it stops when its last user leaves")
-	m.mu.Lock()
-	m.stopped = append(m.stopped, mt)
-	m.mu.Unlock()
+	m.keepStopped(mt)
 	return nil
+}
+
+// keepStopped adds mt, whose server outlived its unmount, to m.stopped for
+// Close to wait for, and drops the servers there that have exited since:
+// the list stays as long as the servers still busy, in a daemon (or
+// separate FUSE server) that runs for months.
+func (m *Manager) keepStopped(mt *mount) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped = append(slices.DeleteFunc(m.stopped, func(mt *mount) bool {
+		select {
+		case <-mt.done:
+			return true
+		default:
+			return false
+		}
+	}), mt)
 }
 
 // isDeadMount reports the errors of a FUSE mount whose server is gone.

@@ -31,7 +31,7 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
 		return nil, a.fail(syscall.EINVAL)
 	}
-	fd, err := openBeneath(n.lfs.rootfd, n.rel, unix.O_RDONLY)
+	fd, err := openBacking(n.lfs.rootfd, n.rel)
 	if err != nil {
 		return nil, a.fail(fs.ToErrno(err))
 	}

@@ -29,7 +29,10 @@ func openBeneath(dirfd int, rel string, flags int) (int, error) {
 		rel = "."
 	}
 	flags |= unix.O_CLOEXEC | unix.O_NOFOLLOW
-	if !noOpenat2.Load() {
+	// A layer may nest deeper than PATH_MAX (tar names have no such
+	// bound, and the kernel walks an overlay's lower one component at a
+	// time): such a path is too long for one openat2, so it is walked.
+	if !noOpenat2.Load() && len(rel) < unix.PathMax {
 		for {
 			fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags})
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
@@ -73,6 +76,30 @@ func walkBeneath(dirfd int, rel string, flags int) (int, error) {
 		cur = next
 	}
 	return -1, unix.ENOENT // unreachable: Split returns at least one part
+}
+
+// openBacking opens the regular file rel beneath rootfd for reading. The
+// tree may have changed since the lookup that said it was a regular file:
+// O_NONBLOCK keeps a FIFO put there from blocking the open (for a writer
+// that never comes), and whatever is not a regular file once opened (a
+// FIFO, a device node the daemon would open as root) is closed unread and
+// answered EIO; O_NONBLOCK is then cleared.
+func openBacking(rootfd int, rel string) (int, error) {
+	fd, err := openBeneath(rootfd, rel, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, unix.EIO
+	}
+	// Reads (and passthrough) see the file as a plain blocking open.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDONLY); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // openDir opens the directory rel beneath rootfd as an O_PATH descriptor,

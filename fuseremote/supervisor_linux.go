@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
@@ -127,10 +128,14 @@ func NewSupervisor(root, socket string, command []string, opts ...SupervisorOpt)
 
 // Start re-attaches to the server if it answers, and starts it if nobody
 // serves the socket and no server process of the root is alive. A server
+// log grown past 16 MiB is cut first (its tail kept in a .1 file). A server
 // that is alive but does not answer is left alone: Start returns an error
 // wrapping errdefs.ErrUnavailable, and the supervisor is usable all the
 // same (its calls fail until the server answers again).
 func (s *Supervisor) Start(ctx context.Context) error {
+	if err := boundLog(s.logPath); err != nil {
+		log.G(ctx).WithError(err).WithField("path", s.logPath).Warn("failed to bound the FUSE server log")
+	}
 	switch err := s.Ping(ctx); {
 	case err == nil:
 		log.G(ctx).WithField("socket", s.socket).Info("re-attached to the running FUSE server")
@@ -278,11 +283,17 @@ func (s *Supervisor) spawnServer(ctx context.Context) (<-chan error, error) {
 // serverAlive returns the pid recorded by the FUSE server of the root, and
 // whether that process still exists (running, stopped or stuck; not a
 // zombie) and is a server of this root, not an unrelated process that
-// reused the pid.
+// reused the pid. A process runs as this process's user or is not the
+// server: any user chooses the command line of its processes, and one who
+// got the pid could otherwise keep the server from ever being restarted.
 func (s *Supervisor) serverAlive() (int, bool) {
 	pid, err := readPIDFile(PIDFile(s.root))
 	if err != nil || pid <= 0 {
 		return 0, false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join("/proc", strconv.Itoa(pid)), &st); err != nil || int(st.Uid) != os.Geteuid() {
+		return pid, false
 	}
 	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,16 +42,23 @@ const (
 )
 
 // loadOwnerID returns the id recorded in the bolt database at path,
-// creating the database and the id if needed. It runs before the MetaStore
-// first opens the file (the MetaStore opens it lazily, and bolt's file lock
-// would make a second handle wait).
-func loadOwnerID(path string) (string, error) {
+// creating the database and the id if needed, and the highest snapshot id
+// the database has handed out (ok false if it cannot tell). It runs before
+// the MetaStore first opens the file (the MetaStore opens it lazily, and
+// bolt's file lock would make a second handle wait).
+func loadOwnerID(path string) (id string, issued uint64, ok bool, err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: dbLockTimeout})
 	if err != nil {
-		return "", fmt.Errorf("open metadata %s: %w", path, err)
+		return "", 0, false, fmt.Errorf("open metadata %s: %w", path, err)
 	}
-	var id string
 	err = db.Update(func(tx *bolt.Tx) error {
+		// containerd's storage numbers snapshots with the sequence of its
+		// v1/snapshots bucket (core/snapshots/storage/bolt.go).
+		if v1 := tx.Bucket([]byte("v1")); v1 != nil {
+			if bkt := v1.Bucket([]byte("snapshots")); bkt != nil {
+				issued, ok = bkt.Sequence(), true
+			}
+		}
 		bkt, err := tx.CreateBucketIfNotExists([]byte(ownerBucket))
 		if err != nil {
 			return err
@@ -70,9 +78,9 @@ func loadOwnerID(path string) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("metadata id in %s: %w", path, err)
+		return "", 0, false, fmt.Errorf("metadata id in %s: %w", path, err)
 	}
-	return id, nil
+	return id, issued, ok, nil
 }
 
 // stamp marks dir as created by this snapshotter's database.
@@ -86,6 +94,10 @@ func (s *snapshotter) stamp(dir string) error {
 func (s *snapshotter) owns(name string) bool {
 	if strings.HasPrefix(name, tempPrefix) {
 		return true
+	}
+	if !isID(name) {
+		// Set aside (moveAside, setAsideNewer): kept whatever its stamp.
+		return false
 	}
 	b, err := os.ReadFile(filepath.Join(s.root, "snapshots", name, stampFile))
 	return err == nil && strings.TrimSpace(string(b)) == s.ownerID
@@ -134,5 +146,45 @@ func (s *snapshotter) moveAside(ctx context.Context, id string) error {
 	}
 	log.G(ctx).WithField("path", from).WithField("moved-to", to).
 		Warn("a snapshot directory this metadata database did not create was in the way of a new snapshot; moved aside, not deleted")
+	return nil
+}
+
+// isID reports whether name is a snapshot id as containerd's storage
+// hands them out: a decimal number.
+func isID(name string) bool {
+	_, err := strconv.ParseUint(name, 10, 64)
+	return err == nil
+}
+
+// setAsideNewer moves out of the way the directories this database made
+// whose id is above every id it has handed out (issued, ok from
+// loadOwnerID). Only an older copy of the database put back explains them:
+// they hold snapshots made since that copy, maybe the upper dirs of running
+// containers, and the database will hand their ids out again (a new
+// snapshot would then clear the directory as a crash's leftover). They are
+// renamed, never deleted or unmounted (mounts follow the rename), and
+// logged at Error for an operator to decide.
+func (s *snapshotter) setAsideNewer(ctx context.Context, issued uint64, ok bool) error {
+	if !ok {
+		return nil
+	}
+	dir := filepath.Join(s.root, "snapshots")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		n, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err != nil || n <= issued || !e.IsDir() || !s.owns(e.Name()) {
+			continue
+		}
+		from := s.snapshotDir(e.Name())
+		to := filepath.Join(dir, fmt.Sprintf("newer-%s-%d", e.Name(), time.Now().UnixNano()))
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("set aside %s, newer than the metadata database: %w", from, err)
+		}
+		log.G(ctx).WithField("path", from).WithField("moved-to", to).WithField("issued", issued).
+			Error("snapshot directory newer than the metadata database (an older metadata.db put back?): moved aside, not deleted; remove it by hand once no container uses it")
+	}
 	return nil
 }

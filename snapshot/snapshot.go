@@ -142,7 +142,9 @@ func defaultConfig() config {
 // neither fatal nor deleted. It then runs Cleanup, except when the metadata
 // holds no snapshot at all (a new or emptied metadata.db): then directories
 // under <root>/snapshots are only logged at Warn and kept, since they may
-// be the upper dirs of running containers.
+// be the upper dirs of running containers. Directories newer than the
+// metadata (an older metadata.db put back) are first moved aside and
+// logged at Error, never deleted.
 func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -154,7 +156,7 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 		return nil, fmt.Errorf("create snapshotter root: %w", err)
 	}
 	dbPath := filepath.Join(root, "metadata.db")
-	ownerID, err := loadOwnerID(dbPath)
+	ownerID, issued, known, err := loadOwnerID(dbPath)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +174,11 @@ func New(ctx context.Context, root string, opts ...Opt) (Snapshotter, error) {
 	}
 	log.G(ctx).WithField("mode", cfg.userxattr).WithField("userxattr", s.userxattr).Info("overlay userxattr option")
 	if err := s.adoptKnownDirs(ctx); err != nil {
+		ms.Close()
+		return nil, err
+	}
+	// Before restore and cleanup, which would unmount or delete them.
+	if err := s.setAsideNewer(ctx, issued, known); err != nil {
 		ms.Close()
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,15 +21,19 @@ import (
 const staleProbe = time.Second
 
 // Listen creates the server's unix socket at path (made absolute), mode
-// 0600. The path never exists with a wider mode, whatever the umask: the
-// socket is bound in a fresh 0700 directory next to path, restricted
-// there, then linked into place, which never replaces anything. A missing
-// parent directory is created 0700.
+// 0600. Nobody but the owner can ever connect to it with a wider mode,
+// whatever the umask: in a private directory (owned by this user, no access
+// for group or others; a missing parent is created so, 0700) the socket is
+// bound in place and restricted; elsewhere it is bound in a fresh 0700
+// directory next to path, restricted there, then linked into place. When
+// that directory cannot be made because the filesystem is full (ENOSPC,
+// EDQUOT), the socket is bound in place if the umask denies group and
+// others write access (connect needs it). Neither way replaces anything.
 //
 // A stale socket (nobody listening) at path is replaced. Anything else is
 // left alone and reported: a socket someone listens on, even one that does
 // not answer, is errdefs.ErrAlreadyExists; any other kind of file is
-// errdefs.ErrInvalidArgument. Closing the listener removes the socket if it
+// errdefs.ErrInvalidArgument, as is a path Check refuses. Closing the listener removes the socket if it
 // is still the one Listen made.
 func Listen(path string) (net.Listener, error) {
 	abs, err := filepath.Abs(path)
@@ -35,6 +41,9 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("socket %q: %w", path, err)
 	}
 	path = abs
+	if err := Check(path); err != nil {
+		return nil, err
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
@@ -42,8 +51,14 @@ func Listen(path string) (net.Listener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
+	if private(dir) {
+		return listenInPlace(path)
+	}
 	tmp, err := os.MkdirTemp(dir, ".s")
 	if err != nil {
+		if (errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) && umaskDeniesWrite() {
+			return listenInPlace(path)
+		}
 		return nil, fmt.Errorf("create socket: %w", err)
 	}
 	defer os.RemoveAll(tmp) // only the temporary name: the socket stays linked at path
@@ -67,11 +82,65 @@ func Listen(path string) (net.Listener, error) {
 		}
 		return fail(fmt.Errorf("create socket %s: %w", path, err))
 	}
+	return listener(ul, path)
+}
+
+// listenInPlace binds the socket at path itself, then restricts it; the
+// caller has made sure nobody else can connect before the chmod. bind never
+// replaces an existing file.
+func listenInPlace(path string) (net.Listener, error) {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		if errors.Is(err, unix.EADDRINUSE) {
+			return nil, fmt.Errorf("socket %s appeared while creating it: %w", path, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ul.Close()
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("restrict socket: %w", err)
+	}
+	return listener(ul, path)
+}
+
+func listener(ul *net.UnixListener, path string) (net.Listener, error) {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return fail(err)
+		ul.Close()
+		return nil, err
 	}
 	return &socketListener{UnixListener: ul, path: path, fi: fi}, nil
+}
+
+// private reports whether dir is owned by this user and closed to group and
+// others: nobody else can reach a socket in it, whatever the socket's mode.
+// (With POSIX ACLs the group bits are the mask, so 0 there grants nothing.)
+func private(dir string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == os.Geteuid() && st.Mode&0o077 == 0
+}
+
+// umaskDeniesWrite reports whether the process umask clears group and
+// others write bits, read from /proc (setting the umask to read it would
+// race with other goroutines creating files).
+func umaskDeniesWrite() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return err == nil && m&0o022 == 0o022
+		}
+	}
+	return false
 }
 
 // removeStale removes a socket at path that nobody listens on, and refuses

@@ -114,11 +114,16 @@ func TestListen(t *testing.T) {
 }
 
 // TestListenNoModeWindow: even with umask 0, nobody ever sees the socket
-// path with a mode wider than 0600 (as between bind and a later chmod).
+// path with a mode wider than 0600 (as between bind and a later chmod) in a
+// directory others can enter.
 func TestListenNoModeWindow(t *testing.T) {
 	old := unix.Umask(0)
 	defer unix.Umask(old)
-	sock := filepath.Join(t.TempDir(), "s.sock")
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "s.sock")
 	var (
 		stop  atomic.Bool
 		wide  atomic.Int64

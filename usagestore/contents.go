@@ -96,7 +96,7 @@ func (s *Store) count(layer digest.Digest) {
 	}
 	s.contents[layer] = c
 	rec := contentsRecord{Version: recordVersion, Layers: maps.Clone(s.contents)}
-	if err := writeJSON(filepath.Join(s.dir, contentsFile), rec); err != nil {
+	if err := writeJSON(filepath.Join(s.dir, contentsFile), rec, s.cfg.recordLimit); err != nil {
 		log.G(s.life).WithError(err).Warn("failed to write the layer contents record")
 	}
 }
@@ -104,7 +104,7 @@ func (s *Store) count(layer digest.Digest) {
 func (s *Store) loadContents(ctx context.Context) {
 	var rec contentsRecord
 	path := filepath.Join(s.dir, contentsFile)
-	if !readRecord(ctx, path, "layer contents record", &rec, &rec.Version) {
+	if !readRecord(ctx, path, "layer contents record", &rec, &rec.Version, s.cfg.recordLimit) {
 		return
 	}
 	for d, c := range rec.Layers {

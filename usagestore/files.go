@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
@@ -16,14 +17,23 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
-// maxRecordSize bounds a record file read back: a profile of the maximum
-// limit fits many times over; anything larger is not ours.
+// maxRecordSize bounds a record file, written and read back: a profile of
+// the default limit fits many times over; anything larger is not ours.
 const maxRecordSize = 256 << 20
 
+// errTooLarge says a record would not fit in a record file.
+var errTooLarge = errors.New("record larger than a record file may be")
+
+// tmpPrefix starts the names of writeJSON's temporary files.
+const tmpPrefix = ".tmp-"
+
 // writeJSON writes v to path atomically: a temporary file in the same
-// directory, synced, then renamed over path.
-func writeJSON(path string, v any) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+// directory (tmpPrefix + base + "-" + random), synced, then renamed over
+// path. A record of more than limit
+// bytes (which readJSON would refuse) is not written: the error wraps
+// errTooLarge and path is left as it was.
+func writeJSON(path string, v any, limit int64) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-")
 	if err != nil {
 		return err
 	}
@@ -33,8 +43,11 @@ func writeJSON(path string, v any) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	enc := json.NewEncoder(f)
+	enc := json.NewEncoder(&limitWriter{w: f, left: limit})
 	if err := enc.Encode(v); err != nil {
+		if errors.Is(err, errTooLarge) {
+			return fmt.Errorf("%s: %w (%d bytes)", path, err, limit)
+		}
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -46,11 +59,45 @@ func writeJSON(path string, v any) (err error) {
 	return os.Rename(f.Name(), path)
 }
 
+// removeTemporary removes the temporary files of writes that a crash
+// interrupted, in dir: regular files named as writeJSON names them. The
+// store is opened by one process at a time (the daemon locks its root), so
+// none is being written.
+func removeTemporary(ctx context.Context, dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !isNotExist(err) {
+			log.G(ctx).WithError(err).WithField("path", filepath.Join(dir, e.Name())).Warn("failed to remove a temporary usage record")
+		}
+	}
+}
+
+// limitWriter fails with errTooLarge a write that would take it past left
+// bytes, writing none of it.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, errTooLarge
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
+}
+
 // readJSON decodes the regular file path into v. It returns an error
 // wrapping fs.ErrNotExist if there is none, and another error for anything
 // that is not a regular file of at most maxRecordSize bytes holding JSON.
 // It never follows a symlink.
-func readJSON(path string, v any) error {
+func readJSON(path string, v any, limit int64) error {
 	// O_NONBLOCK: a FIFO put there does not block the open.
 	f, err := os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
 	if err != nil {
@@ -64,15 +111,15 @@ func readJSON(path string, v any) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
 	}
-	if fi.Size() > maxRecordSize {
-		return fmt.Errorf("%s: %d bytes, more than a record holds (%d)", path, fi.Size(), maxRecordSize)
+	if fi.Size() > limit {
+		return fmt.Errorf("%s: %d bytes, more than a record holds (%d)", path, fi.Size(), limit)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return err
 	}
-	if len(b) > maxRecordSize {
-		return fmt.Errorf("%s grew past %d bytes", path, maxRecordSize)
+	if int64(len(b)) > limit {
+		return fmt.Errorf("%s grew past %d bytes", path, limit)
 	}
 	return json.Unmarshal(b, v)
 }
@@ -82,8 +129,8 @@ func readJSON(path string, v any) error {
 // is *version once read. An absent file is no record; an unreadable one, or
 // one of another version, is logged (naming it what) and ignored: the next
 // write replaces it. It reports whether rec was read.
-func readRecord(ctx context.Context, path, what string, rec any, version *int) bool {
-	err := readJSON(path, rec)
+func readRecord(ctx context.Context, path, what string, rec any, version *int, limit int64) bool {
+	err := readJSON(path, rec, limit)
 	if isNotExist(err) {
 		return false
 	}

@@ -21,6 +21,13 @@ import (
 //
 // The profiles name every file workloads read: serve it only to trusted
 // readers (the 0600 admin socket).
+//
+// A request writes nothing and asks the source for the live figures once
+// at most, not again within a second of the last time (the figures then
+// are those last seen): readers cannot make the store rewrite its records
+// nor hold the lock unmounts wait on. Repeated query values count once; a
+// report of more than maxQueryImages images, or a profile of more than one
+// layer or image, is refused (400).
 func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 	var cfg handlerConfig
 	for _, o := range opts {
@@ -29,6 +36,10 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /usage/profile", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
+		if len(distinct(q["layer"]))+len(distinct(q["image"])) > 1 {
+			http.Error(w, "want one ?layer=DIGEST or one ?image=REF", http.StatusBadRequest)
+			return
+		}
 		switch {
 		case q.Has("layer"):
 			d, err := layerdigest.Parse(q.Get("layer"))
@@ -36,7 +47,8 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			u, ok, err := s.Layer(r.Context(), d)
+			s.refresh(r.Context(), true)
+			u, ok, err := s.layer(r.Context(), d)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
@@ -52,12 +64,15 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 				http.Error(w, fmt.Sprintf("image %q: no unpack of it recorded", q.Get("image")), http.StatusNotFound)
 				return
 			}
+			s.refresh(r.Context(), true)
 			out := []usage.LayerUsage{}
+			seen := map[string]bool{}
 			for _, l := range img.Layers {
-				if l.Layer == "" {
+				if l.Layer == "" || seen[l.Layer.String()] {
 					continue
 				}
-				if u, ok, err := s.Layer(r.Context(), l.Layer); err == nil && ok {
+				seen[l.Layer.String()] = true
+				if u, ok, err := s.layer(r.Context(), l.Layer); err == nil && ok {
 					out = append(out, u)
 				}
 			}
@@ -77,11 +92,16 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 		writeJSONResponse(w, out)
 	})
 	mux.HandleFunc("GET /usage/report", func(w http.ResponseWriter, r *http.Request) {
-		images := r.URL.Query()["image"]
+		images := distinct(r.URL.Query()["image"])
 		if len(images) == 0 {
 			http.Error(w, "want ?image=REF (one or more)", http.StatusBadRequest)
 			return
 		}
+		if len(images) > maxQueryImages {
+			http.Error(w, fmt.Sprintf("%d images asked, at most %d per report", len(images), maxQueryImages), http.StatusBadRequest)
+			return
+		}
+		s.refresh(r.Context(), true)
 		rows, err := s.report(r.Context(), images, !cfg.cachedOnly)
 		switch {
 		case errdefs.IsNotFound(err):
@@ -113,4 +133,20 @@ func WithoutCounting() HandlerOpt {
 func writeJSONResponse(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// maxQueryImages bounds the distinct images one report asks for.
+const maxQueryImages = 64
+
+// distinct returns vs without repeats, in first-seen order.
+func distinct(vs []string) []string {
+	var out []string
+	seen := make(map[string]bool, len(vs))
+	for _, v := range vs {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -3,6 +3,8 @@ package usagestore
 import (
 	"cmp"
 	"context"
+	"errors"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -185,16 +187,34 @@ func (s *Store) flushImages() error {
 	if !s.imagesDirty {
 		return nil
 	}
-	rec := imagesRecord{Version: recordVersion}
-	for _, img := range s.images {
-		rec.Images = append(rec.Images, *img)
+	for {
+		rec := imagesRecord{Version: recordVersion}
+		for _, img := range s.images {
+			rec.Images = append(rec.Images, *img)
+		}
+		slices.SortFunc(rec.Images, func(a, b usage.ImageUsage) int { return strings.Compare(a.Image, b.Image) })
+		err := writeJSON(filepath.Join(s.dir, imagesFile), rec, s.cfg.recordLimit)
+		if errors.Is(err, errTooLarge) && len(s.images) > 0 {
+			// Too many for a record file: the least recently seen half
+			// goes, as when there are more than maxImages.
+			s.evictOldest(len(s.images) - len(s.images)/2)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.imagesDirty = false
+		return nil
 	}
-	slices.SortFunc(rec.Images, func(a, b usage.ImageUsage) int { return strings.Compare(a.Image, b.Image) })
-	if err := writeJSON(filepath.Join(s.dir, imagesFile), rec); err != nil {
-		return err
+}
+
+// evictOldest drops the n least recently seen images. s.imu is held.
+func (s *Store) evictOldest(n int) {
+	imgs := slices.Collect(maps.Values(s.images))
+	slices.SortFunc(imgs, func(a, b *usage.ImageUsage) int { return a.LastSeen.Compare(b.LastSeen) })
+	for _, img := range imgs[:min(n, len(imgs))] {
+		delete(s.images, img.Image)
 	}
-	s.imagesDirty = false
-	return nil
 }
 
 // loadImages reads the image records; an unreadable file is logged and
@@ -202,7 +222,7 @@ func (s *Store) flushImages() error {
 func (s *Store) loadImages(ctx context.Context) {
 	var rec imagesRecord
 	path := filepath.Join(s.dir, imagesFile)
-	if !readRecord(ctx, path, "image usage record", &rec, &rec.Version) {
+	if !readRecord(ctx, path, "image usage record", &rec, &rec.Version, s.cfg.recordLimit) {
 		return
 	}
 	for _, img := range rec.Images {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
@@ -66,10 +67,38 @@ func sigOf(st usage.LayerStats) signature {
 }
 
 // flushLayers writes the layers whose live figures moved and folds those no
-// longer live. s.mu is not held: the source is asked without it (a remote
-// one may take seconds), then the figures are applied under it. When the
-// source cannot give its figures nothing is folded: the layers stay live.
-func (s *Store) flushLayers(ctx context.Context) error {
+// longer live.
+func (s *Store) flushLayers(ctx context.Context) error { return s.collect(ctx, true) }
+
+// refresh brings the live figures in without writing anything (they are
+// written at the next flush): for readers, who must not make the store
+// write (an fsync per layer) nor hold s.mu for long. throttled skips it if
+// a refresh began less than refreshInterval ago.
+func (s *Store) refresh(ctx context.Context, throttled bool) {
+	s.mu.Lock()
+	skip := throttled && time.Since(s.refreshed) < refreshInterval
+	if !skip {
+		s.refreshed = time.Now()
+	}
+	s.mu.Unlock()
+	if skip {
+		return
+	}
+	if err := s.collect(ctx, false); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to read the live usage figures")
+	}
+}
+
+// refreshInterval is the least time between two refreshes for readers.
+const refreshInterval = time.Second
+
+// collect asks the source for the live figures and applies them; write
+// writes the layers whose figures moved and folds those no longer live
+// (without it the changes are left for the next flush). s.mu is not held:
+// the source is asked without it (a remote one may take seconds), then the
+// figures are applied under it. When the source cannot give its figures
+// nothing is folded: the layers stay live.
+func (s *Store) collect(ctx context.Context, write bool) error {
 	if s.cfg.src == nil {
 		return nil
 	}
@@ -132,22 +161,27 @@ func (s *Store) flushLayers(ctx context.Context) error {
 		}
 		ll.rec.Accounting = st.Accounting
 		ll.last, ll.sig = liveTally(st, prof), sig
+		if !write {
+			ll.written = false
+			continue
+		}
 		rec := ll.rec
 		rec.Session = &session{Start: ll.start, tally: ll.last}
-		if err := s.writeLayer(rec); err != nil {
+		written, err := s.writeLayer(rec)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		ll.written = true
+		ll.rec.Base, ll.written = written.Base, true
 	}
 	for d, ll := range s.live {
-		if seen[d] {
+		if seen[d] || !write {
 			continue
 		}
 		rec := ll.rec
 		rec.Base = merge(rec.Base, ll.last, s.cfg.limit)
 		rec.Session = nil
-		if err := s.writeLayer(rec); err != nil {
+		if _, err := s.writeLayer(rec); err != nil {
 			errs = append(errs, err)
 		}
 		delete(s.live, d)
@@ -206,7 +240,7 @@ func (s *Store) readLayer(layer digest.Digest) (layerRecord, error) {
 	}
 	var rec layerRecord
 	path := filepath.Join(s.dir, profilesDir, name)
-	if err := readJSON(path, &rec); err != nil {
+	if err := readJSON(path, &rec, s.cfg.recordLimit); err != nil {
 		return layerRecord{}, err
 	}
 	if rec.Version != recordVersion || rec.Layer != layer {
@@ -229,27 +263,51 @@ func forged(t tally) tally {
 	return t
 }
 
-func (s *Store) writeLayer(rec layerRecord) error {
+// writeLayer writes rec, and returns it as written: a record too large for
+// a record file has its profiles halved (the least read paths dropped, the
+// profile marked truncated) until it fits.
+func (s *Store) writeLayer(rec layerRecord) (layerRecord, error) {
 	name, err := layerFileName(rec.Layer)
 	if err != nil {
-		return err
+		return rec, err
 	}
 	rec.Version = recordVersion
-	if err := writeJSON(filepath.Join(s.dir, profilesDir, name), rec); err != nil {
-		return fmt.Errorf("failed to write the usage record of layer %s: %w", rec.Layer, err)
+	for {
+		err := writeJSON(filepath.Join(s.dir, profilesDir, name), rec, s.cfg.recordLimit)
+		n := len(rec.Base.Profile)
+		if rec.Session != nil {
+			n += len(rec.Session.Profile)
+		}
+		if !errors.Is(err, errTooLarge) || n == 0 {
+			if err != nil {
+				return rec, fmt.Errorf("failed to write the usage record of layer %s: %w", rec.Layer, err)
+			}
+			return rec, nil
+		}
+		rec.Base = merge(tally{}, rec.Base, len(rec.Base.Profile)/2)
+		if rec.Session != nil {
+			sess := *rec.Session
+			sess.tally = merge(tally{}, sess.tally, len(sess.Profile)/2)
+			rec.Session = &sess
+		}
 	}
-	return nil
 }
 
 // Layer returns layer's usage across daemon runs, its live session
-// included; ok is false when nothing is recorded of it.
+// included (asked of the source now; nothing is written); ok is false when
+// nothing is recorded of it.
 func (s *Store) Layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
 	if _, err := layerFileName(layer); err != nil {
 		return usage.LayerUsage{}, false, err
 	}
-	// Bring the live figures in (and write them out).
-	if err := s.flushLayers(ctx); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to write usage records")
+	s.refresh(ctx, false)
+	return s.layer(ctx, layer)
+}
+
+// layer is Layer with the live figures as last brought in.
+func (s *Store) layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
+	if _, err := layerFileName(layer); err != nil {
+		return usage.LayerUsage{}, false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

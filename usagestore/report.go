@@ -14,14 +14,22 @@ import (
 // contents are not counted yet is counted in the background (its row says
 // Counting; a later report has the totals). An image never unpacked
 // through the snapshotter returns an error wrapping errdefs.ErrNotFound.
+// An image named twice is reported once.
 func (s *Store) Report(ctx context.Context, images []string) ([]usage.ReportRow, error) {
+	s.refresh(ctx, false)
 	return s.report(ctx, images, true)
 }
 
-// report is Report; count says whether counts may be started.
+// report is Report with the live figures as last brought in; count says
+// whether counts may be started.
 func (s *Store) report(ctx context.Context, images []string, count bool) ([]usage.ReportRow, error) {
 	var rows []usage.ReportRow
+	seen := map[string]bool{}
 	for _, ref := range images {
+		if seen[ref] {
+			continue
+		}
+		seen[ref] = true
 		img, ok := s.Image(ref)
 		if !ok {
 			return nil, fmt.Errorf("image %q: no unpack of it recorded: %w", ref, errdefs.ErrNotFound)
@@ -32,7 +40,7 @@ func (s *Store) report(ctx context.Context, images []string, count bool) ([]usag
 				rows = append(rows, row)
 				continue
 			}
-			u, ok, err := s.Layer(ctx, l.Layer)
+			u, ok, err := s.layer(ctx, l.Layer)
 			if err != nil {
 				return nil, err
 			}

@@ -43,6 +43,8 @@ type config struct {
 	contents ContentsFunc
 	interval time.Duration
 	limit    int
+	// recordLimit bounds a record file, written or read (maxRecordSize).
+	recordLimit int64
 }
 
 // Opt configures a Store.
@@ -109,6 +111,8 @@ type Store struct {
 	// fetched numbers the flushes that asked the source; applied is the
 	// last applied (an older one is dropped).
 	fetched, applied uint64
+	// refreshed is when the last refresh for readers began.
+	refreshed time.Time
 
 	imu         sync.Mutex
 	images      map[string]*usage.ImageUsage
@@ -137,9 +141,10 @@ type Store struct {
 
 // Open opens (creating it 0700 if needed) the store in dir and, with a
 // flush interval, starts writing live figures periodically. Records that
-// cannot be read are logged and ignored.
+// cannot be read are logged and ignored; the temporary files of writes a
+// crash interrupted are removed.
 func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
-	cfg := config{interval: DefaultFlushInterval, limit: DefaultProfileLimit}
+	cfg := config{interval: DefaultFlushInterval, limit: DefaultProfileLimit, recordLimit: maxRecordSize}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -162,6 +167,8 @@ func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
 		done:       make(chan struct{}),
 	}
 	s.life, s.endLife = context.WithCancel(context.WithoutCancel(ctx))
+	removeTemporary(ctx, dir)
+	removeTemporary(ctx, filepath.Join(dir, profilesDir))
 	s.loadImages(ctx)
 	s.loadContents(ctx)
 	if cfg.interval > 0 {

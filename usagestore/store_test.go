@@ -34,6 +34,8 @@ type fakeSource struct {
 	prof  map[digest.Digest][]usage.FileAccess
 	// down makes Stats fail, noProfile Profile (a server out of reach).
 	down, noProfile bool
+	// asked counts the calls of Stats.
+	asked int
 }
 
 func newFakeSource() *fakeSource {
@@ -65,6 +67,7 @@ func (f *fakeSource) unmount(layer digest.Digest) {
 func (f *fakeSource) Stats() ([]usage.LayerStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.asked++
 	if f.down {
 		return nil, errors.New("source down")
 	}

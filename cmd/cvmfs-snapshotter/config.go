@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
@@ -179,9 +181,22 @@ func (c config) validate() error {
 	if c.Repository == "" {
 		return fmt.Errorf("repository is empty: %w", errdefs.ErrInvalidArgument)
 	}
+	// It names a directory under /cvmfs: one path element.
+	if c.Repository == "." || c.Repository == ".." || strings.ContainsAny(c.Repository, "/\x00") {
+		return fmt.Errorf("repository %q: want a repository name such as %q: %w", c.Repository, ducc.DefaultRepository, errdefs.ErrInvalidArgument)
+	}
+	if !filepath.IsAbs(c.AbsoluteMountpoint) {
+		return fmt.Errorf("absolute-mountpoint %q is not an absolute path: %w", c.AbsoluteMountpoint, errdefs.ErrInvalidArgument)
+	}
 	for key, p := range map[string]string{"admin-socket": c.AdminSocket, "fuse-server-socket": c.FUSEServerSocket} {
-		if p != "" && !filepath.IsAbs(p) {
+		if p == "" {
+			continue
+		}
+		if !filepath.IsAbs(p) {
 			return fmt.Errorf("%s %q is not an absolute path: %w", key, p, errdefs.ErrInvalidArgument)
+		}
+		if err := unixsock.Check(p); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
 		}
 	}
 	if err := validateMetricsAddress(c.MetricsAddress); err != nil {
@@ -205,7 +220,9 @@ func (c config) validate() error {
 	return m.Close(context.Background())
 }
 
-// validateMetricsAddress accepts "", host:port and unix:///absolute/path.
+// validateMetricsAddress accepts "", host:port (host empty, an IP address
+// or a host name; port a number up to 65535 or a service name) and
+// unix:///absolute/path (a path unixsock.Listen can bind).
 func validateMetricsAddress(a string) error {
 	if a == "" {
 		return nil
@@ -214,10 +231,45 @@ func validateMetricsAddress(a string) error {
 		if !filepath.IsAbs(p) {
 			return fmt.Errorf("metrics-address %q: want unix:///absolute/path: %w", a, errdefs.ErrInvalidArgument)
 		}
+		if err := unixsock.Check(p); err != nil {
+			return fmt.Errorf("metrics-address: %w", err)
+		}
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(a); err != nil {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
 		return fmt.Errorf("metrics-address %q: want host:port or unix:///path: %v: %w", a, err, errdefs.ErrInvalidArgument)
 	}
+	if port == "" {
+		return fmt.Errorf("metrics-address %q: no port: %w", a, errdefs.ErrInvalidArgument)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("metrics-address %q: port: %v: %w", a, err, errdefs.ErrInvalidArgument)
+	}
+	if host != "" && !validHost(host) {
+		return fmt.Errorf("metrics-address %q: host %q is neither an IP address nor a host name: %w", a, host, errdefs.ErrInvalidArgument)
+	}
 	return nil
+}
+
+// validHost reports whether host is an IP address (an IPv6 one may have a
+// zone) or a syntactically valid DNS name.
+func validHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if len(host) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -119,6 +119,19 @@ func TestConfigBadValues(t *testing.T) {
 		{`expose-profile = "yes"`, "expose-profile"},
 		{`verify-chain = "no"`, "verify-chain"},
 		{`repository = ""`, "repository is empty"},
+		{`repository = "../etc"`, "repository"},
+		{`repository = "a/b"`, "repository"},
+		{`absolute-mountpoint = "cvmfs/unpacked"`, "absolute-mountpoint"},
+		{`metrics-address = "unix:///"`, "metrics-address"},
+		{`metrics-address = "unix:///run/"`, "metrics-address"},
+		{`metrics-address = "unix:///` + strings.Repeat("d", 120) + `.sock"`, "metrics-address"},
+		{`metrics-address = "127.0.0.1:99999"`, "metrics-address"},
+		{`metrics-address = "127.0.0.1:-1"`, "metrics-address"},
+		{`metrics-address = "127.0.0.1:"`, "metrics-address"},
+		{`metrics-address = "127.0.0.1:nosuchservice"`, "metrics-address"},
+		{`metrics-address = "bad host:9783"`, "metrics-address"},
+		{`admin-socket = "/"`, "admin-socket"},
+		{`fuse-server-socket = "/run/` + strings.Repeat("d", 120) + `.sock"`, "fuse-server-socket"},
 	} {
 		t.Run(tc.toml, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "config.toml")

@@ -37,7 +37,7 @@ type httpEndpoints struct {
 }
 
 // serveHTTP starts the admin socket at admin (0600: /metrics, /stats,
-// /stats/profile) and, when cfg.MetricsAddress is set, the metrics
+// /stats/profile; a failure there is logged, not returned) and, when cfg.MetricsAddress is set, the metrics
 // endpoint there. A TCP metrics endpoint serves /metrics and /stats; its
 // /stats/profile (every file each workload opened) answers 403 unless
 // cfg.ExposeProfile. A unix:// one is a 0600 socket and serves everything.
@@ -59,12 +59,16 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 		}
 	}
 	e := &httpEndpoints{}
+	// The admin socket is for operators: failing to make it (a full root
+	// filesystem) must not stop the snapshotter, nor crash-loop it under a
+	// supervisor.
 	l, err := unixsock.Listen(admin)
 	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
+		log.G(ctx).WithError(err).WithField("address", admin).Error("admin socket not served; /metrics, /stats and /usage/ unavailable there")
+	} else {
+		e.start(ctx, l, withRecords(metrics.Handler(reg, src), records, false))
+		log.G(ctx).WithField("address", admin).Info("serving /metrics, /stats, /stats/profile and /usage/ on the admin socket")
 	}
-	e.start(ctx, l, withRecords(metrics.Handler(reg, src), records, false))
-	log.G(ctx).WithField("address", admin).Info("serving /metrics, /stats, /stats/profile and /usage/ on the admin socket")
 
 	if cfg.MetricsAddress == "" {
 		return e, nil
@@ -121,7 +125,7 @@ func withRecords(h http.Handler, records *usagestore.Store, cachedOnly bool) htt
 
 // start serves h on l until stop.
 func (e *httpEndpoints) start(ctx context.Context, l net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := metrics.NewServer(h)
 	e.servers = append(e.servers, srv)
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

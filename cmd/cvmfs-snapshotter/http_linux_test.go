@@ -188,3 +188,45 @@ func TestUsageOverTCP(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminSocketFailureKeepsServing: an admin socket that cannot be made
+// is logged, and the other endpoints are served all the same.
+func TestAdminSocketFailureKeepsServing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig()
+	cfg.MetricsAddress = "127.0.0.1:0"
+	e, err := serveHTTP(ctx, cfg, filepath.Join(file, "admin.sock"), profileSource{}, nil)
+	if err != nil {
+		t.Fatalf("serveHTTP with an impossible admin socket: %v", err)
+	}
+	defer e.stop(ctx)
+	if code, _ := get(t, http.DefaultClient, "http://"+e.metrics.String(), "/metrics"); code != http.StatusOK {
+		t.Errorf("TCP /metrics = %d, want 200", code)
+	}
+}
+
+// TestHTTPServersTimeouts: no endpoint keeps a slow or idle connection
+// forever.
+func TestHTTPServersTimeouts(t *testing.T) {
+	ctx := context.Background()
+	cfg := defaultConfig()
+	cfg.MetricsAddress = "127.0.0.1:0"
+	e, err := serveHTTP(ctx, cfg, filepath.Join(t.TempDir(), "admin.sock"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.stop(ctx)
+	if len(e.servers) != 2 {
+		t.Fatalf("%d servers, want 2", len(e.servers))
+	}
+	for _, srv := range e.servers {
+		if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
+			t.Errorf("server timeouts: header %v, read %v, write %v, idle %v; want all set", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout)
+		}
+	}
+}

@@ -57,12 +57,12 @@ func percent(part, whole int64) float64 {
 // shortDigest returns the first 12 hex digits of a digest string.
 func shortDigest(d string) string {
 	if len(d) > len("sha256:")+12 {
-		return d[len("sha256:") : len("sha256:")+12]
+		return display(d[len("sha256:") : len("sha256:")+12])
 	}
 	if d == "" {
 		return "(no digest)"
 	}
-	return d
+	return display(d)
 }
 
 // errArgs returns the error of a command given bad arguments.

@@ -82,6 +82,11 @@ type ingestedLayer struct {
 // ingest writes every layer of img that DUCC would ingest into repo,
 // reports one line per layer to stdout and returns what it did.
 func ingest(ctx context.Context, repo *ducc.Repo, img v1.Image, stdout io.Writer) (ingestResult, error) {
+	if n, err := repo.RemovePartial(ctx); err != nil {
+		fmt.Fprintf(stdout, "could not remove every partial layer tree left by interrupted ingests: %v\n", err)
+	} else if n > 0 {
+		fmt.Fprintf(stdout, "removed %d partial layer trees left by interrupted ingests\n", n)
+	}
 	config, err := img.ConfigName()
 	if err != nil {
 		return ingestResult{}, fmt.Errorf("read image config: %w", err)

@@ -56,12 +56,12 @@ func runMissing(ctx context.Context, args []string, stdout io.Writer) error {
 		for _, l := range img.Layers {
 			if !l.Served {
 				pulled++
-				if !slices.Contains(reasons, l.Reason) {
-					reasons = append(reasons, l.Reason)
+				if r := display(l.Reason); !slices.Contains(reasons, r) {
+					reasons = append(reasons, r)
 				}
 			}
 		}
-		name := img.Image
+		name := display(img.Image)
 		if name == "" {
 			name = "(image not named by the labels)"
 		}

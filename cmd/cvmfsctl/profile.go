@@ -60,13 +60,13 @@ func runProfile(ctx context.Context, args []string, stdout io.Writer) error {
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		fmt.Fprintf(stdout, "layer %s (accounting %s%s): %d files, %d opens, %s read%s%s\n", l.Layer, l.Accounting,
+		fmt.Fprintf(stdout, "layer %s (accounting %s%s): %d files, %d opens, %s read%s%s\n", display(l.Layer.String()), display(l.Accounting.String()),
 			map[bool]string{true: ", mounted"}[l.Mounted], l.Files, l.Opens, humanBytes(l.Bytes),
 			accessSpan(l), map[bool]string{true: " (profile truncated at the profile limit)"}[l.Truncated])
 		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "OPENS\tBYTES\tPATH")
 		for _, f := range l.Profile {
-			fmt.Fprintf(tw, "%d\t%s\t%s\n", f.Opens, humanBytes(f.Bytes), f.Path)
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", f.Opens, humanBytes(f.Bytes), display(f.Path))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -91,10 +91,10 @@ func printReport(w io.Writer, rows []usage.ReportRow) error {
 	for _, r := range rows {
 		from := "cvmfs"
 		if !r.Served {
-			from = "registry (" + r.Reason + ")"
+			from = "registry (" + display(r.Reason) + ")"
 		}
 		if !r.Served {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t\n", r.Image, shortDigest(string(r.Layer)), from)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t\n", display(r.Image), shortDigest(string(r.Layer)), from)
 			continue
 		}
 		note := ""
@@ -102,11 +102,11 @@ func printReport(w io.Writer, rows []usage.ReportRow) error {
 			note = " (truncated)"
 		}
 		if r.Counting {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d%s\tcounting\t-\t%s\tcounting\t-\t\n", r.Image, shortDigest(string(r.Layer)), from,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d%s\tcounting\t-\t%s\tcounting\t-\t\n", display(r.Image), shortDigest(string(r.Layer)), from,
 				r.FilesRead, note, humanBytes(r.BytesRead))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%s\t%d\t%.1f%%\t%s\t%s\t%.1f%%\t\n", r.Image, shortDigest(string(r.Layer)), from,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%s\t%d\t%.1f%%\t%s\t%s\t%.1f%%\t\n", display(r.Image), shortDigest(string(r.Layer)), from,
 			r.FilesRead, note, r.FilesTotal, percent(r.FilesRead, r.FilesTotal),
 			humanBytes(r.BytesRead), humanBytes(r.BytesTotal), percent(r.BytesRead, r.BytesTotal))
 	}

@@ -42,7 +42,7 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "OPENS\tBYTES\tPATH")
 		for _, f := range profile {
-			fmt.Fprintf(tw, "%d\t%s\t%s\n", f.Opens, humanBytes(f.Bytes), f.Path)
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", f.Opens, humanBytes(f.Bytes), display(f.Path))
 		}
 		return tw.Flush()
 	}
@@ -68,7 +68,7 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		if !s.LastAccess.IsZero() {
 			last = s.LastAccess.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%d\t%d\t%s\t%d\t%s\n", s.Layer, s.Mounts, s.Accounting, s.Passthrough,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%d\t%d\t%s\t%d\t%s\n", display(s.Layer.String()), s.Mounts, display(s.Accounting.String()), s.Passthrough,
 			s.Opens, s.UniqueFiles, read, errs, last)
 	}
 	return tw.Flush()
@@ -114,7 +114,7 @@ func getJSONWithin(ctx context.Context, client *http.Client, url string, v any, 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, display(strings.TrimSpace(string(b))))
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("decode %s: %w", url, err)
