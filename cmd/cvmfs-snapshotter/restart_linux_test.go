@@ -21,8 +21,8 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
@@ -36,6 +36,7 @@ type restartFixture struct {
 	cfg    string
 	d      *daemon
 	mp     string // the layer's mountpoint
+	chain  string // the layer's chain ID
 	nFiles int
 }
 
@@ -48,16 +49,11 @@ func newRestartFixture(t *testing.T) *restartFixture {
 	t.Cleanup(func() { testutil.SweepMounts(t, f.dir) })
 	repo := filepath.Join(f.dir, "repo")
 	layer := layerDigest("restart")
-	lfs := filepath.Join(repo, ".layers", layer.Encoded()[:2], layer.Encoded(), "layerfs")
+	files := map[string]string{}
 	for i := range f.nFiles {
-		p := filepath.Join(lfs, fmt.Sprintf("d%d", i%10), fmt.Sprintf("f%03d", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(fileBody(i)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		files[fmt.Sprintf("d%d/f%03d", i%10, i)] = fileBody(i)
 	}
+	lfs := filepath.Join(ducctest.WriteLayer(t, repo, layer, files, 1<<20), "layerfs")
 	big := make([]byte, restartBig)
 	for i := range big {
 		big[i] = byte(i / 4096)
@@ -65,14 +61,12 @@ func newRestartFixture(t *testing.T) *restartFixture {
 	if err := os.WriteFile(filepath.Join(lfs, "big"), big, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(lfs, ducc.CatalogMarker), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	f.cfg = fmt.Sprintf("absolute-mountpoint = %q\nentry-timeout = \"0s\"\nattr-timeout = \"0s\"\nnegative-timeout = \"0s\"\n", repo)
 	f.d = startDaemon(t, f.bin, f.dir, f.cfg)
 	sn := f.d.client(t)
-	_, err := sn.Prepare(context.Background(), "extract-1 chain-1", "", snapshots.WithLabels(map[string]string{
-		"containerd.io/snapshot.ref":              "chain-1",
+	f.chain = ducctest.DiffID(layer).String()
+	_, err := sn.Prepare(context.Background(), "extract-1 "+f.chain, "", snapshots.WithLabels(map[string]string{
+		"containerd.io/snapshot.ref":              f.chain,
 		"containerd.io/snapshot/cri.layer-digest": layer.String(),
 	}))
 	if !errdefs.IsAlreadyExists(err) {
@@ -309,7 +303,7 @@ func TestRestartKeepsMounts(t *testing.T) {
 		var err error
 		for range 100 {
 			if canDial(f.d.sock) {
-				_, err = f.d.client(t).Prepare(ctx, "container-1", "chain-1")
+				_, err = f.d.client(t).Prepare(ctx, "container-1", f.chain)
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
