@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
@@ -256,7 +257,7 @@ func (s *server) sweep(ctx context.Context, idle context.CancelCauseFunc) {
 		}
 		s.mu.Lock()
 		for id, h := range s.conns {
-			if !alive(h.dev) {
+			if !fusefs.Connected(h.dev) {
 				h.close()
 				delete(s.conns, id)
 			}
@@ -275,11 +276,6 @@ func (s *server) sweep(ctx context.Context, idle context.CancelCauseFunc) {
 	}
 }
 
-// alive reports whether the FUSE connection of dev is still up: the kernel
-// reports POLLERR on the device of an ended one. Polling asks for no
-// event, so a queued request (POLLIN) is neither reported nor consumed.
-func alive(dev *os.File) bool {
-	fds := []unix.PollFd{{Fd: int32(dev.Fd())}}
 	n, err := unix.Poll(fds, 0)
 	return err != nil || n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) == 0
 }

@@ -238,7 +238,7 @@ func (m *Manager) mountNew(ctx context.Context, mt *mount, opts *fs.Options) err
 
 // resume serves c, a connection initialised by another process, as mt.
 func (m *Manager) resume(ctx context.Context, mt *mount, c *Connection, o *fuse.MountOptions) error {
-	if !connected(c.Device) {
+	if !Connected(c.Device) {
 		return fmt.Errorf("FUSE connection of %q is closed: %w", mt.mountpoint, errdefs.ErrNotFound)
 	}
 	server, reply, at, err := startServer(mt.ids, c.Init, o)
@@ -263,9 +263,11 @@ func (m *Manager) resume(ctx context.Context, mt *mount, c *Connection, o *fuse.
 	return nil
 }
 
-// connected reports whether the FUSE connection of dev is alive: the
-// kernel reports POLLERR on the device of an aborted or unmounted one.
-func connected(dev *os.File) bool {
+// Connected reports whether the FUSE connection of dev, a /dev/fuse file,
+// is alive: the kernel reports POLLERR on the device of an aborted or
+// unmounted one. The poll asks for no event, so a queued request is
+// neither reported nor consumed.
+func Connected(dev *os.File) bool {
 	rc, err := dev.SyscallConn()
 	if err != nil {
 		return false
