@@ -275,7 +275,3 @@ func (s *server) sweep(ctx context.Context, idle context.CancelCauseFunc) {
 		}
 	}
 }
-
-	n, err := unix.Poll(fds, 0)
-	return err != nil || n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) == 0
-}
