@@ -276,7 +276,9 @@ func Connected(dev *os.File) bool {
 	_ = rc.Control(func(fd uintptr) {
 		fds := []unix.PollFd{{Fd: int32(fd)}}
 		n, err := unix.Poll(fds, 0)
-		alive = err == nil && (n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) == 0)
+		// Only a clear answer counts as dead: an error of poll itself says
+		// nothing of the connection.
+		alive = err != nil || n == 0 || fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) == 0
 	})
 	return alive
 }
