@@ -111,7 +111,7 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if adopt != nil {
 		err = m.resume(ctx, mt, adopt, &opts.MountOptions)
 	} else {
-		err = m.mountNew(ctx, mt, opts)
+		err = m.mountNew(ctx, mt, opts, !small)
 	}
 	if err != nil {
 		mt.journal.Close()
@@ -198,10 +198,12 @@ func (m *Manager) fsOptions(layer digest.Digest, acct *account) *fs.Options {
 }
 
 // mountNew mounts mt's layer with mount(2), answers the kernel's INIT
-// through go-fuse (see startServer) and keeps the connection for a
-// successor. Without CAP_SYS_ADMIN (a rootless daemon) go-fuse mounts it
-// through fusermount instead, and that mount cannot outlive the daemon.
-func (m *Manager) mountNew(ctx context.Context, mt *mount, opts *fs.Options) error {
+// through go-fuse (see startServer), with READs of maxReadReply if
+// bigReads, and keeps the connection for a successor. Without
+// CAP_SYS_ADMIN (a rootless daemon) go-fuse mounts it through fusermount
+// instead: that mount cannot outlive the daemon, and its READs stay at
+// the kernel's default size.
+func (m *Manager) mountNew(ctx context.Context, mt *mount, opts *fs.Options, bigReads bool) error {
 	fd, kerr := mountKernel(mt.mountpoint, &opts.MountOptions, opts.DirectMountFlags)
 	if kerr != nil {
 		log.G(ctx).WithError(kerr).WithField("mountpoint", mt.mountpoint).
@@ -219,6 +221,9 @@ func (m *Manager) mountNew(ctx context.Context, mt *mount, opts *fs.Options) err
 		server, reply, at, err := startServer(mt.ids, init, &opts.MountOptions)
 		if err != nil {
 			return err
+		}
+		if bigReads {
+			reply = withMaxPages(reply, uint16(maxReadReply/os.Getpagesize()))
 		}
 		if err := attachDevice(dev, at); err != nil {
 			return fmt.Errorf("attach FUSE device: %w", err)
@@ -244,6 +249,9 @@ func (m *Manager) resume(ctx context.Context, mt *mount, c *Connection, o *fuse.
 	server, reply, at, err := startServer(mt.ids, c.Init, o)
 	if err != nil {
 		return err
+	}
+	if pages := maxPagesOf(c.InitReply); pages > 0 {
+		reply = withMaxPages(reply, pages)
 	}
 	if !bytes.Equal(reply, c.InitReply) {
 		// Another build negotiated the connection with other options:

@@ -3,6 +3,8 @@
 package fusefs
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -24,10 +26,15 @@ import (
 // goroutines holds while it waits on the kernel by it: with 1 MiB, every
 // mounted layer kept several MiB of buffers, although a read-only
 // filesystem never gets a WRITE and no other request it gets exceeds a
-// page. So every mount negotiates smallMaxWrite; a mount whose reads go to
-// the daemon also turns FUSE_MAX_PAGES off and mounts with max_read =
-// maxReadReply, so that its READs stay as large as the kernel's default
-// (their reply buffers come from go-fuse's pool per READ). A mount whose
+// page. So every mount negotiates smallMaxWrite. A mount whose reads go
+// to the daemon gets its large READs another way: go-fuse negotiates
+// without FUSE_MAX_PAGES (it would ask for the 2 pages of smallMaxWrite),
+// and the reply to INIT that reaches the kernel is then given
+// FUSE_MAX_PAGES with max_pages of maxReadReply (withMaxPages; the daemon
+// sends it itself, see startServer), and the mount max_read =
+// maxReadReply: a big file is read in READs of 1 MiB, a readahead window
+// each, where the kernel's default of 32 pages took eight round trips.
+// Their reply buffers come from go-fuse's pool per READ. A mount whose
 // reads bypass the daemon (passthrough) serves only metadata and keeps
 // max_read and max_pages at smallMaxWrite.
 //
@@ -38,15 +45,14 @@ import (
 const (
 	smallMaxWrite = 8 << 10
 	// maxReadReply is the largest READ of a mount whose reads go to the
-	// daemon: FUSE_DEFAULT_MAX_PAGES_PER_REQ pages, what the kernel uses
-	// without FUSE_MAX_PAGES, and its default readahead window.
-	maxReadReply = 128 << 10
+	// daemon: its readahead window (readaheadKiB).
+	maxReadReply = 1 << 20
 	// smallMaxInflight is how many requests a passthrough mount serves at
 	// once, as many as go-fuse allows on a machine of 2 or 3 cores.
 	smallMaxInflight = 3
 	// readsMaxInflight is how many requests a mount that serves reads
-	// serves at once: one readahead window of readaheadKiB is this many
-	// READs of maxReadReply, all in flight.
+	// serves at once: the READs of as many readers, each a readahead
+	// window of readaheadKiB.
 	readsMaxInflight = 8
 )
 
@@ -68,9 +74,9 @@ func setRequestSizes(o *fuse.MountOptions, small bool) {
 	o.Options = append(o.Options, fmt.Sprintf("max_read=%d", maxReadReply))
 }
 
-// readaheadKiB is the readahead of mounts that serve reads in userspace.
-// The kernel caps FUSE readahead at 128 KiB whatever the server asks; with
-// 1 MiB, it sends the READs (of maxReadReply) of a window at once.
+// readaheadKiB is the readahead of mounts that serve reads in userspace,
+// set through the mount's backing device info (the kernel caps what INIT
+// asks at 128 KiB): one READ of maxReadReply.
 const readaheadKiB = 1024
 
 // setReadahead sets the readahead of the FUSE mount at mountpoint through
@@ -196,4 +202,34 @@ func openRegular(dirfd int, name string) (int, error) {
 		return -1, fmt.Errorf("%s is not a regular file", name)
 	}
 	return unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+}
+
+// The reply to INIT, after its 16-byte header: flags (low half) at 12,
+// max_pages at 28 (struct fuse_init_out).
+const (
+	initOutFlags    = 16 + 12
+	initOutMaxPages = 16 + 28
+	capMaxPages     = 1 << 22 // FUSE_MAX_PAGES
+)
+
+// withMaxPages returns reply, a reply to INIT, with FUSE_MAX_PAGES set and
+// max_pages at pages: the kernel then sends READs of up to that many pages
+// (and max_read). A reply too short to hold them is returned as it is.
+func withMaxPages(reply []byte, pages uint16) []byte {
+	if len(reply) < initOutMaxPages+2 {
+		return reply
+	}
+	out := bytes.Clone(reply)
+	binary.LittleEndian.PutUint32(out[initOutFlags:], binary.LittleEndian.Uint32(out[initOutFlags:])|capMaxPages)
+	binary.LittleEndian.PutUint16(out[initOutMaxPages:], pages)
+	return out
+}
+
+// maxPagesOf returns the max_pages a reply to INIT set with
+// FUSE_MAX_PAGES, 0 if it did not.
+func maxPagesOf(reply []byte) uint16 {
+	if len(reply) < initOutMaxPages+2 || binary.LittleEndian.Uint32(reply[initOutFlags:])&capMaxPages == 0 {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(reply[initOutMaxPages:])
 }
