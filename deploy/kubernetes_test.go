@@ -1,12 +1,12 @@
 package deploy
 
 import (
-	"maps"
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"

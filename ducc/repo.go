@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // Names inside a DUCC repository.
@@ -206,4 +207,20 @@ func (r *Repo) DiffSize(ctx context.Context, layer digest.Digest) (int64, error)
 		}
 	}
 	return 0, fmt.Errorf("size of layer %s: no positive diff-size in %s: %w", layer, layersJSON, errdefs.ErrNotFound)
+}
+
+// PublishedProfile returns the paths listed in the layer's published
+// access profile (.metadata/access-profile.json, see
+// usage.PublishedProfile), read as Metadata reads layers.json. It returns
+// an error wrapping errdefs.ErrNotFound when there is none.
+func (r *Repo) PublishedProfile(ctx context.Context, layer digest.Digest) ([]string, error) {
+	rel, err := r.layerRel(layer, metadataDir, usage.PublishedProfileName)
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.readFile(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	return usage.ParsePublishedProfile(b, layer)
 }

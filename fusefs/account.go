@@ -39,6 +39,9 @@ type account struct {
 	errors    map[string]int64
 	files     map[string]*fileStat
 	truncated bool
+
+	// prefetch is the layer's prefetch, if one ran (set once).
+	prefetch atomic.Pointer[prefetchState]
 }
 
 func newAccount(limit int) *account {
@@ -94,6 +97,7 @@ func (a *account) profiled(path string, open bool) *fileStat {
 	defer a.mu.Unlock()
 	f := a.files[path]
 	if f == nil {
+		a.prefetch.Load().workloadRead(path)
 		if len(a.files) >= a.limit {
 			a.truncated = true
 			return nil
@@ -109,6 +113,7 @@ func (a *account) profiled(path string, open bool) *fileStat {
 
 // stats fills the counters of s.
 func (a *account) stats(s *usage.LayerStats) {
+	a.prefetch.Load().stats(s)
 	s.Lookups = a.lookups.Load()
 	s.Getattrs = a.getattrs.Load()
 	s.Opens = a.opens.Load()

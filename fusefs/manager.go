@@ -64,6 +64,8 @@ type Manager struct {
 	walkSlot   chan struct{}
 	walkCtx    context.Context
 	walkCancel context.CancelFunc
+	// prefetchSlots bounds the prefetch reads in flight across layers.
+	prefetchSlots chan struct{}
 	// walk is walkShape; tests replace it.
 	walk func(ctx context.Context, rootfd int) (layerShape, error)
 }
@@ -261,6 +263,9 @@ func (m *Manager) layerLocked(layer digest.Digest) *layerState {
 // none is in progress; m.mu must be held. A later mount starts afresh.
 func (m *Manager) dropIdleLocked(layer digest.Digest) {
 	if ls := m.layers[layer]; ls != nil && ls.mounts <= 0 && ls.pending <= 0 {
+		if p := ls.acct.prefetch.Load(); p != nil {
+			p.cancel() // its last mount is gone
+		}
 		delete(m.layers, layer)
 	}
 }

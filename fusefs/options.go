@@ -48,6 +48,10 @@ type config struct {
 	stateDir string
 	// custody keeps the mounts' connections while no daemon serves them.
 	custody Custody
+	// prefetch names what to read ahead of a layer's workloads.
+	prefetch            ProfileSource
+	prefetchConcurrency int
+	prefetchMaxBytes    int64
 }
 
 // Opt configures a Manager.

@@ -42,6 +42,10 @@ type LayerStats struct {
 	// attribute cache.
 	CacheHits, CacheMisses int64
 	ProfileTruncated       bool
+	// PrefetchFiles and PrefetchBytes count what prefetch read of the
+	// layer from the layer store (never counted as workload reads);
+	// PrefetchHits the files a workload then read that prefetch had read.
+	PrefetchFiles, PrefetchBytes, PrefetchHits int64
 }
 
 // FileAccess is one entry of a layer's access profile.

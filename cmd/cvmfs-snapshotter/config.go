@@ -85,9 +85,9 @@ type config struct {
 	// then (usagestore.WithFlushInterval).
 	ProfileFlushInterval duration `toml:"profile-flush-interval"`
 	// FUSEServer is "in-process" (default: the daemon serves its FUSE
-	// mounts and unmounts them when it stops) or "separate" (a detached
-	// cvmfs-snapshotter fuse-server process serves them and outlives daemon
-	// restarts, so running containers keep their layers).
+	// mounts, and its custody keeps them through restarts) or "separate"
+	// (a detached cvmfs-snapshotter fuse-server process serves them and
+	// outlives daemon restarts, not its own).
 	FUSEServer string `toml:"fuse-server"`
 	// FUSEServerSocket is the separate server's socket; default
 	// <root>/fuse-server.sock.
@@ -109,6 +109,13 @@ type config struct {
 	// only under the chain ID its diff ID recorded in the repository
 	// (DUCC's layers.json) makes; default on (snapshot.WithChainCheck).
 	VerifyChain bool `toml:"verify-chain"`
+	// Prefetch makes the first mount of a layer read, in the background,
+	// the files workloads read of it before (this node's usage records,
+	// then a profile published next to the layer in the repository), so
+	// that the layer store has them local (fusefs.WithPrefetch).
+	Prefetch bool `toml:"prefetch"`
+	// PrefetchConcurrency bounds the prefetch reads in flight (≥ 1).
+	PrefetchConcurrency int `toml:"prefetch-concurrency"`
 }
 
 // defaultConfig returns the defaults: the packages' own where a package
@@ -128,6 +135,8 @@ func defaultConfig() config {
 		FUSEServer:           fuseInProcess,
 		OverlayUserxattr:     snapshot.UserxattrAuto.String(),
 		VerifyChain:          snapshot.DefaultChainCheck,
+		Prefetch:             true,
+		PrefetchConcurrency:  fusefs.DefaultPrefetchConcurrency,
 	}
 }
 
@@ -209,7 +218,7 @@ func (c config) validate() error {
 	if err := snapshot.ValidateOpts(sopts...); err != nil {
 		return fmt.Errorf("lookup-timeout: %w", err)
 	}
-	m, err := newManager(c, ducc.New(c.AbsoluteMountpoint))
+	m, err := newManager(c, ducc.New(c.AbsoluteMountpoint), nil)
 	if err != nil {
 		if !errdefs.IsInvalidArgument(err) {
 			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)

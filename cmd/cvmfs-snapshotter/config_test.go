@@ -86,7 +86,7 @@ verify-chain = false
 				t.Fatalf("loadConfig = %+v, %v", cfg, err)
 			}
 			// A configuration that loads is one the daemon starts with.
-			m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint))
+			m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint), nil)
 			if err != nil {
 				t.Fatalf("loadConfig accepted %+v but the FUSE manager refuses it: %v", cfg, err)
 			}

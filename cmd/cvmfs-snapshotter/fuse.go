@@ -15,12 +15,14 @@ var (
 )
 
 // newManager builds the FUSE manager that serves every remote layer, with
-// extra options after those of cfg.
-func newManager(cfg config, repo *ducc.Repo, extra ...fusefs.Opt) (*fusefs.Manager, error) {
+// extra options after those of cfg. Prefetch takes profiles from records
+// once they are open (records may be nil).
+func newManager(cfg config, repo *ducc.Repo, records *usageRecords, extra ...fusefs.Opt) (*fusefs.Manager, error) {
 	opts, err := cfg.fusefsOpts()
 	if err != nil {
 		return nil, err
 	}
+	opts = append(opts, cfg.prefetchOpts(repo, records)...)
 	return fusefs.NewManager(repo, append(opts, extra...)...)
 }
 

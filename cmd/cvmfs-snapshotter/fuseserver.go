@@ -62,7 +62,7 @@ func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("snapshotter", "cvmfs-fuse-server"))
-	m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint), fusefs.WithStateDir(layerStateDir(root)))
+	m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint), nil, fusefs.WithStateDir(layerStateDir(root)))
 	if err != nil {
 		return err
 	}

@@ -56,9 +56,12 @@ type backend struct {
 	layers sizedLayerFS
 	stats  metrics.Source
 	close  func(context.Context) error
-	// keepMounts is set when the mounts outlive the daemon (a separate
-	// FUSE server): stopping the daemon leaves them mounted.
+	// keepMounts is set when the mounts outlive the daemon (a custody, a
+	// separate FUSE server): stopping the daemon leaves them mounted.
 	keepMounts bool
+	// records is where the FUSE manager's prefetch finds the usage
+	// records once they are open.
+	records *usageRecords
 }
 
 // newBackend builds the configured layer filesystem: read-only bind
@@ -66,6 +69,7 @@ type backend struct {
 // a fuseremote.Supervisor.
 func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 	repo := ducc.New(cfg.AbsoluteMountpoint)
+	records := new(usageRecords)
 	sized := func(l snapshot.LayerFS) sizedLayerFS { return sizedLayerFS{LayerFS: l, repo: repo} }
 	nothing := func(context.Context) error { return nil }
 	if cfg.MountMode == modeBind || cfg.FUSEServer == fuseSeparate {
@@ -100,12 +104,12 @@ func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 		} else {
 			opts = append(opts, fusefs.WithCustody(cl))
 		}
-		m, err := newManager(cfg, repo, opts...)
+		m, err := newManager(cfg, repo, records, opts...)
 		if err != nil {
 			return backend{}, err
 		}
 		if cl == nil {
-			return backend{layers: sized(m), stats: m, close: m.Close}, nil
+			return backend{layers: sized(m), stats: m, close: m.Close, records: records}, nil
 		}
 		adoptAll(ctx, cl, m)
 		wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
@@ -116,6 +120,6 @@ func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 			cl.Close()
 			return err
 		}
-		return backend{layers: sized(m), stats: m, close: closeAll, keepMounts: true}, nil
+		return backend{layers: sized(m), stats: m, close: closeAll, keepMounts: true, records: records}, nil
 	}
 }

@@ -51,7 +51,7 @@ func benchRemotePrepareFUSE(b *testing.B, acct string, mounted int) {
 	cfg := defaultConfig()
 	cfg.Accounting = acct
 	repo := ducc.New(repoDir)
-	m, err := newManager(cfg, repo)
+	m, err := newManager(cfg, repo, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

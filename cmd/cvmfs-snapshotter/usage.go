@@ -35,6 +35,9 @@ func openUsage(ctx context.Context, cfg config, f flags, be *backend) (*usagesto
 	if be.stats != nil {
 		be.layers.LayerFS = trackedLayerFS{LayerFS: be.layers.LayerFS, store: st}
 	}
+	if be.records != nil {
+		be.records.Store(st)
+	}
 	return st, nil
 }
 

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
+)
+
+// usageRecords holds the usage records once they are open (after the FUSE
+// manager is built).
+type usageRecords = atomic.Pointer[usagestore.Store]
+
+// prefetchProfiles returns what prefetch reads of a layer: the files this
+// node's usage records saw workloads read (most bytes first), then those a
+// profile published next to the layer in the repository names, each once.
+func prefetchProfiles(repo *ducc.Repo, records *usageRecords) fusefs.ProfileSource {
+	return func(ctx context.Context, layer digest.Digest) ([]string, error) {
+		var out []string
+		seen := map[string]bool{}
+		add := func(p string) {
+			if !seen[p] && len(out) < usage.MaxPublishedFiles {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+		if st := records.Load(); records != nil && st != nil {
+			if u, ok, err := st.Layer(ctx, layer); err == nil && ok {
+				for _, f := range u.Profile {
+					add(f.Path)
+				}
+			}
+		}
+		published, err := repo.PublishedProfile(ctx, layer)
+		if err != nil && !errdefs.IsNotFound(err) {
+			log.G(ctx).WithError(err).WithField("layer", layer).Warn("ignoring the layer's published access profile")
+		}
+		for _, p := range published {
+			add(p)
+		}
+		return out, nil
+	}
+}
+
+// prefetchOpts returns the prefetch option of cfg.
+func (c config) prefetchOpts(repo *ducc.Repo, records *usageRecords) []fusefs.Opt {
+	if !c.Prefetch {
+		return nil
+	}
+	return []fusefs.Opt{fusefs.WithPrefetch(prefetchProfiles(repo, records), c.PrefetchConcurrency, fusefs.DefaultPrefetchMaxBytes)}
+}

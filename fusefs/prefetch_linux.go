@@ -1,0 +1,217 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+)
+
+// ProfileSource returns the paths workloads read of layer (relative to the
+// layer root, as presented), most useful first; none if nothing is known.
+// A node's own usage records and a profile published in the repository
+// next to the layer are such sources.
+type ProfileSource func(ctx context.Context, layer digest.Digest) ([]string, error)
+
+// Prefetch defaults.
+const (
+	DefaultPrefetchConcurrency = 4
+	DefaultPrefetchMaxBytes    = 1 << 30
+)
+
+// WithPrefetch makes the first mount of a layer warm the layer store's
+// cache with the files src names: each is read once from the backing tree
+// (on CVMFS, fetched into the client's cache), in the background, at most
+// concurrency reads at once across all layers and at most maxBytes per
+// layer, by threads of the lowest CPU and I/O priority, and stops when the
+// layer's last mount goes. A workload then finds the files local, and
+// served at the speed of a warm store.
+//
+// What it does not do, and why: it does not read through the mount (the
+// kernel's page cache of the mount stays cold). In accounting "reads" the
+// daemon learns which files a workload reads from their first READ; pages
+// read ahead into the mount's cache would hide the workload's reads from
+// the accounting (and from the profiles prefetch itself feeds on).
+// Prefetch reads never reach the accounting: they do not go through FUSE.
+func WithPrefetch(src ProfileSource, concurrency int, maxBytes int64) Opt {
+	return func(c *config) error {
+		if src == nil || concurrency < 1 || maxBytes < 0 {
+			return fmt.Errorf("prefetch: source %v, concurrency %d, max bytes %d: %w", src != nil, concurrency, maxBytes, errdefs.ErrInvalidArgument)
+		}
+		c.prefetch = src
+		c.prefetchConcurrency = concurrency
+		c.prefetchMaxBytes = maxBytes
+		return nil
+	}
+}
+
+// prefetchState is a layer's prefetch: what it read, and the files a
+// workload read after prefetch had brought them in.
+type prefetchState struct {
+	files, bytes, hits atomic.Int64
+	cancel             context.CancelFunc
+
+	mu   sync.Mutex
+	read map[string]struct{}
+}
+
+// note records that prefetch read path (n bytes).
+func (p *prefetchState) note(path string, n int64) {
+	p.files.Add(1)
+	p.bytes.Add(n)
+	p.mu.Lock()
+	p.read[path] = struct{}{}
+	p.mu.Unlock()
+}
+
+// workloadRead counts a hit if prefetch read path; called on a
+// workload's first access of path.
+func (p *prefetchState) workloadRead(path string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	_, ok := p.read[path]
+	p.mu.Unlock()
+	if ok {
+		p.hits.Add(1)
+	}
+}
+
+func (p *prefetchState) stats(s *usage.LayerStats) {
+	if p == nil {
+		return
+	}
+	s.PrefetchFiles, s.PrefetchBytes, s.PrefetchHits = p.files.Load(), p.bytes.Load(), p.hits.Load()
+}
+
+// startPrefetch starts the prefetch of layer, once per layer state, with
+// its own descriptor of the layer root. The caller holds a reservation or
+// a mount of the layer.
+func (m *Manager) startPrefetch(layer digest.Digest, rootfd int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ls := m.layers[layer]
+	if m.cfg.prefetch == nil || ls == nil || ls.acct.prefetch.Load() != nil || m.closed {
+		return
+	}
+	fd, err := unix.FcntlInt(uintptr(rootfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(m.walkCtx)
+	p := &prefetchState{cancel: cancel, read: map[string]struct{}{}}
+	ls.acct.prefetch.Store(p)
+	if m.prefetchSlots == nil {
+		m.prefetchSlots = make(chan struct{}, m.cfg.prefetchConcurrency)
+	}
+	m.walks.Add(1)
+	go func() {
+		defer m.walks.Done()
+		defer unix.Close(fd)
+		defer cancel()
+		m.prefetch(ctx, layer, p, fd)
+	}()
+}
+
+// prefetch reads the files of layer's profile from the backing tree at
+// rootfd.
+func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetchState, rootfd int) {
+	paths, err := m.cfg.prefetch(ctx, layer)
+	if err != nil {
+		if !errdefs.IsNotFound(err) && ctx.Err() == nil {
+			log.G(ctx).WithError(err).WithField("layer", layer).Warn("no profile to prefetch the layer with")
+		}
+		return
+	}
+	if len(paths) == 0 {
+		return
+	}
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range min(m.cfg.prefetchConcurrency, len(paths)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The thread takes the lowest priorities, and ends with
+			// the goroutine (it stays locked to it), so that no other
+			// goroutine runs on it with them.
+			runtime.LockOSThread()
+			lowestPriority()
+			buf := make([]byte, 128<<10)
+			for path := range jobs {
+				select {
+				case m.prefetchSlots <- struct{}{}:
+				case <-ctx.Done():
+					continue
+				}
+				if p.bytes.Load() < m.cfg.prefetchMaxBytes {
+					if n, err := readBacking(rootfd, path, buf); err == nil {
+						p.note(path, n)
+					}
+				}
+				<-m.prefetchSlots
+			}
+		}()
+	}
+	for _, path := range paths {
+		if ctx.Err() != nil || p.bytes.Load() >= m.cfg.prefetchMaxBytes {
+			break
+		}
+		if usage.ValidProfilePath(path) {
+			jobs <- path
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if ctx.Err() == nil {
+		log.G(ctx).WithFields(log.Fields{"layer": layer, "files": p.files.Load(), "bytes": p.bytes.Load()}).Debug("layer prefetched")
+	}
+}
+
+// readBacking reads the regular file rel beneath rootfd to its end, into
+// buf, and returns its size.
+func readBacking(rootfd int, rel string, buf []byte) (int64, error) {
+	fd, err := openBacking(rootfd, rel)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var total int64
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, nil
+		}
+		total += int64(n)
+	}
+}
+
+// lowestPriority gives the calling thread the lowest CPU priority (nice
+// 19) and the idle I/O class, so that prefetch yields to containers.
+func lowestPriority() {
+	tid := unix.Gettid()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
+	const (
+		ioprioWhoProcess = 1
+		ioprioClassIdle  = 3
+		ioprioClassShift = 13
+	)
+	_, _, _ = unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioClassIdle<<ioprioClassShift)
+}

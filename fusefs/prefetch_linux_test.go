@@ -1,0 +1,100 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+)
+
+// layerStats returns the one layer's accounting of m.
+func layerStats(t *testing.T, m *Manager) usage.LayerStats {
+	t.Helper()
+	st := m.Stats()
+	if len(st) != 1 {
+		t.Fatalf("stats of %d layers, want 1", len(st))
+	}
+	return st[0]
+}
+
+// waitPrefetched waits until prefetch has read files files.
+func waitPrefetched(t *testing.T, m *Manager, files int64) usage.LayerStats {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := layerStats(t, m)
+		if st.PrefetchFiles >= files {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prefetch read %d files, want %d", st.PrefetchFiles, files)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPrefetch: the first mount of a layer reads the files its profile
+// names from the layer store, skipping paths that are not clean and
+// relative, without counting them as workload reads; a workload's later
+// read of one of them counts as a hit.
+func TestPrefetch(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, src, "a", "aaaa")
+	writeFile(t, src, "b/c", strings.Repeat("c", 100))
+	writeFile(t, src, "d", "dd")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(src), "outside"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan digest.Digest, 1)
+	profile := func(ctx context.Context, layer digest.Digest) ([]string, error) {
+		asked <- layer
+		return []string{"b/c", "a", "../outside", "/etc/passwd", "b/../a", "missing", "b"}, nil
+	}
+	m, mp, layer := mountLayer(t, src, WithPrefetch(profile, 2, 1<<20))
+	if got := <-asked; got != layer {
+		t.Fatalf("profile asked for %s, want %s", got, layer)
+	}
+	st := waitPrefetched(t, m, 2)
+	time.Sleep(50 * time.Millisecond) // anything else it would read
+	st = layerStats(t, m)
+	if st.PrefetchFiles != 2 || st.PrefetchBytes != 104 {
+		t.Fatalf("prefetch read %d files, %d bytes; want b/c and a: 2 files, 104 bytes", st.PrefetchFiles, st.PrefetchBytes)
+	}
+	if st.Opens != 0 || st.BytesRead != 0 || st.Reads != 0 || st.PrefetchHits != 0 {
+		t.Fatalf("prefetch counted as workload reads: %+v", st)
+	}
+	for _, name := range []string{"a", "d"} {
+		if _, err := os.ReadFile(filepath.Join(mp, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st = layerStats(t, m)
+	if st.PrefetchHits != 1 || st.BytesRead != 6 {
+		t.Fatalf("after reading a (prefetched) and d: hits %d, bytes read %d; want 1 hit, 6 bytes", st.PrefetchHits, st.BytesRead)
+	}
+}
+
+// TestPrefetchBounded: prefetch stops at its byte budget.
+func TestPrefetchBounded(t *testing.T) {
+	src := t.TempDir()
+	var names []string
+	for _, n := range []string{"f1", "f2", "f3", "f4"} {
+		writeFile(t, src, n, strings.Repeat("x", 1000))
+		names = append(names, n)
+	}
+	profile := func(ctx context.Context, layer digest.Digest) ([]string, error) { return names, nil }
+	m, _, _ := mountLayer(t, src, WithPrefetch(profile, 1, 1500))
+	waitPrefetched(t, m, 2)
+	time.Sleep(50 * time.Millisecond)
+	if st := layerStats(t, m); st.PrefetchFiles != 2 {
+		t.Fatalf("prefetch read %d files with a budget of 1500 bytes over files of 1000, want 2", st.PrefetchFiles)
+	}
+}
