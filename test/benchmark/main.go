@@ -3,13 +3,19 @@
 // overlayfs snapshotter, on one machine, in the embedded environment of
 // test/harness (local DUCC-shaped repository, in-process registry,
 // containerd 2.x, the daemon). For each daemon variant (fuse/reads,
-// fuse/open, fuse/bytes, bind) it runs, alternating overlayfs and the variant:
+// fuse/open, fuse/bytes, bind; and fuse/reads over a CVMFS-like store,
+// test/cvmfslike, that behaves like a cvmfs2 client whose cache is empty at
+// each pull and pays 5 ms per file missed) it runs, alternating overlayfs
+// and the variant:
 //
-//   - open+read of every small file (20 layers of 800 files of 4 KiB),
+//   - open+read of every small file (20 layers of 800 files of 4 KiB):
+//     the first run right after the pull (nothing dropped: the store is in
+//     the page cache, or, over the CVMFS-like store, every file a miss),
 //     cold (caches dropped) and warm (3rd run);
 //   - `probe walksum /` (lstat, xattrs, SHA-256 of every file), warm;
 //   - container start to exit of `probe echo hi` (wall time of the run);
-//   - a sequential read of one large file, cold and warm;
+//   - a sequential read of one large file: first run after the pull,
+//     cold and warm;
 //   - the pull of a ~1 GiB image in 20 layers, remote vs full.
 //
 // It then measures the daemon's memory and the latency of remote Prepare
@@ -52,7 +58,12 @@ type config struct {
 	pullSize                int64 // total uncompressed size of the pull image's files
 	reps, bigReps, pullReps int
 	prepLayers, prepStep    int
+	// workloads are the workload ids to run (and "prepare"); nil: all.
+	workloads []string
 }
+
+// wants reports whether the run includes workload w.
+func (c config) wants(w string) bool { return c.workloads == nil || slices.Contains(c.workloads, w) }
 
 // pullFiles is the number of files per layer of the pull image.
 func (c config) pullFiles() int {
@@ -70,7 +81,16 @@ var allVariants = []variant{
 	{Name: "fuse/open", Opts: harness.Options{Accounting: "open"}},
 	{Name: "fuse/bytes", Opts: harness.Options{Accounting: "bytes"}},
 	{Name: "bind", Opts: harness.Options{MountMode: "bind"}},
+	{Name: cvmfsLikeVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}},
 }
+
+// cvmfsLikeVariant is fuse/reads over a CVMFS-like store (test/cvmfslike)
+// instead of a directory: an OPEN per open, no passthrough, and
+// cvmfsMissDelay on the first open of each file after each pull.
+const (
+	cvmfsLikeVariant = "fuse/reads+cvmfs-like"
+	cvmfsMissDelay   = 5 * time.Millisecond
+)
 
 func main() {
 	cfg := config{}
@@ -79,7 +99,8 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions, for development (a few minutes)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory (logs, repositories)")
 	from := flag.String("from", "", "write the report again from the results.json of an earlier run, measuring nothing")
-	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind", "daemon variants to run, comma-separated")
+	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind,"+cvmfsLikeVariant, "daemon variants to run, comma-separated")
+	wl := flag.String("workloads", "", "workloads to run, comma-separated ids ("+strings.Join(workloadOrder, ",")+",prepare); empty: all")
 	flag.IntVar(&cfg.reps, "reps", 0, "repetitions of the small-file, walk and start workloads (0: 2); start runs 3 pairs per repetition")
 	flag.Parse()
 
@@ -97,15 +118,35 @@ func main() {
 	if cfg.reps <= 0 {
 		cfg.reps = defReps
 	}
+	if *wl != "" {
+		cfg.workloads = strings.Split(*wl, ",")
+		for _, w := range cfg.workloads {
+			if _, ok := workloads[w]; !ok && w != "prepare" {
+				fmt.Fprintf(os.Stderr, "benchmark: unknown workload %q\n", w)
+				os.Exit(2)
+			}
+		}
+	}
 	names := strings.Split(*only, ",")
 	for _, v := range allVariants {
 		if slices.Contains(names, v.Name) {
 			cfg.variants = append(cfg.variants, v)
-			if v.Name == "fuse/reads" || v.Name == "bind" {
+			if (v.Name == "fuse/reads" || v.Name == "bind") && cfg.wants("prepare") {
 				cfg.prepModes = append(cfg.prepModes, v)
 			}
 		}
 	}
+	// The variants over the CVMFS-like store run first, in their own
+	// environment: the Prepare figures come from the plain directory.
+	slices.SortStableFunc(cfg.variants, func(a, b variant) int {
+		if a.Opts.CVMFSLike == b.Opts.CVMFSLike {
+			return 0
+		}
+		if a.Opts.CVMFSLike {
+			return -1
+		}
+		return 1
+	})
 	if len(cfg.variants) == 0 {
 		fmt.Fprintf(os.Stderr, "benchmark: no known variant in %q\n", *only)
 		os.Exit(2)
@@ -171,29 +212,27 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp(work, "env-")
-	if err != nil {
-		return err
-	}
-	progress("starting registry, daemon (%s), containerd 2 in %s", cfg.variants[0].Name, dir)
-	env, err := harness.New(ctx, dir, cfg.variants[0].Opts)
-	if err != nil {
-		return err
-	}
-	defer func() {
+	var env *harness.Env
+	closeEnv := func() {
+		if env == nil {
+			return
+		}
 		t0 := time.Now()
 		if left, err := env.Close(context.WithoutCancel(ctx)); err != nil || len(left) > 0 {
 			progress("teardown: %v (left mounted: %v)", err, left)
 		}
 		progress("torn down in %s", time.Since(t0).Round(time.Millisecond))
-	}()
-	progress("pushing the images and ingesting them into the repository")
-	refs, err := loadImages(ctx, env, im)
-	if err != nil {
-		return err
+		env = nil
 	}
-	progress("images ready")
+	defer closeEnv()
+	var refs map[string]string
 	for _, v := range cfg.variants {
+		if env == nil || env.Options.CVMFSLike != v.Opts.CVMFSLike {
+			closeEnv()
+			if env, refs, err = startEnv(ctx, cfg, work, v, im); err != nil {
+				return err
+			}
+		}
 		res, facts, err := runVariant(ctx, cfg, env, refs, v)
 		if err != nil {
 			return fmt.Errorf("variant %s: %w", v.Name, err)
@@ -207,6 +246,7 @@ func run(ctx context.Context, cfg config) error {
 		if err != nil {
 			return err
 		}
+		env.Publish()
 		for _, v := range cfg.prepModes {
 			pr, err := runPrepare(ctx, cfg, env, v, layers, chain)
 			if err != nil {
@@ -231,6 +271,32 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Println()
 	fmt.Print(rep.summaryTable())
 	return nil
+}
+
+// startEnv starts an environment configured as v in a new directory under
+// work and loads the images into it. On error nothing is left running.
+func startEnv(ctx context.Context, cfg config, work string, v variant, im fixtures) (*harness.Env, map[string]string, error) {
+	dir, err := os.MkdirTemp(work, "env-")
+	if err != nil {
+		return nil, nil, err
+	}
+	store := "a directory"
+	if v.Opts.CVMFSLike {
+		store = "a CVMFS-like store"
+	}
+	progress("starting registry, daemon (%s) over %s, containerd 2 in %s", v.Name, store, dir)
+	env, err := harness.New(ctx, dir, v.Opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	progress("pushing the images and ingesting them into the repository")
+	refs, err := loadImages(ctx, cfg, env, im)
+	if err != nil {
+		env.Close(context.WithoutCancel(ctx))
+		return nil, nil, err
+	}
+	progress("images ready")
+	return env, refs, nil
 }
 
 // rerender writes the outputs of cfg again from an earlier results.json.

@@ -20,13 +20,15 @@ import (
 
 // Workload ids, in report order.
 const (
-	wColdRead = "small-cold"
-	wWarmRead = "small-warm"
-	wWalk     = "walk-warm"
-	wStart    = "start"
-	wSeqCold  = "seq-cold"
-	wSeqWarm  = "seq-warm"
-	wPull     = "pull"
+	wFirstRead = "small-first"
+	wColdRead  = "small-cold"
+	wWarmRead  = "small-warm"
+	wWalk      = "walk-warm"
+	wStart     = "start"
+	wSeqFirst  = "seq-first"
+	wSeqCold   = "seq-cold"
+	wSeqWarm   = "seq-warm"
+	wPull      = "pull"
 )
 
 // result holds the samples of one workload for one variant: each index i
@@ -127,8 +129,13 @@ func (b *bench) record(rep int, workload string, ov, ours side, f func(side) (ti
 
 // pullBoth pulls ref in the namespace of ctx into overlayfs (a plain pull)
 // and into our snapshotter (with the layer labels), and checks that every
-// layer of ours is remote.
+// layer of ours is remote. A CVMFS-like store starts each pull with an
+// empty cache (every file's first open is a miss), as a node that has not
+// run the image yet.
 func (b *bench) pullBoth(ctx context.Context, ref string) (ov, ours side, err error) {
+	if b.env.Store != nil {
+		b.env.Store.WipeCache()
+	}
 	ovImg, err := b.env.Pull(ctx, ref, harness.PullOptions{Snapshotter: "overlayfs", NoLabels: true})
 	if err != nil {
 		return ov, ours, err
@@ -184,11 +191,14 @@ func dropCaches() error {
 	return nil
 }
 
-// loadImages pushes the images into env's registry and ingests them
+// loadImages pushes the images the run needs into env's registry and ingests them
 // into its repository, and returns their references.
-func loadImages(ctx context.Context, env *harness.Env, im fixtures) (map[string]string, error) {
+func loadImages(ctx context.Context, cfg config, env *harness.Env, im fixtures) (map[string]string, error) {
 	refs := map[string]string{}
 	for name, img := range map[string]v1.Image{"small": im.small, "big": im.big, "pull": im.pull} {
+		if name == "pull" && !cfg.wants(wPull) {
+			continue // a large image no workload of this run pulls
+		}
 		ref, err := env.Registry.Push("bench/"+name, "1", img)
 		if err != nil {
 			return nil, err
@@ -222,19 +232,25 @@ func runVariant(ctx context.Context, cfg config, env *harness.Env, refs map[stri
 		return nil, pt, err
 	}
 	b := &bench{cfg: v, env: env, res: map[string]*result{}}
-	if err := b.smallFiles(ctx, cfg, refs["small"]); err != nil {
-		return nil, pt, err
+	if cfg.wants(wFirstRead) || cfg.wants(wColdRead) || cfg.wants(wWarmRead) || cfg.wants(wWalk) || cfg.wants(wStart) {
+		if err := b.smallFiles(ctx, cfg, refs["small"]); err != nil {
+			return nil, pt, err
+		}
 	}
-	if err := b.seqRead(ctx, cfg, refs["big"]); err != nil {
-		return nil, pt, err
+	if cfg.wants(wSeqFirst) || cfg.wants(wSeqCold) || cfg.wants(wSeqWarm) {
+		if err := b.seqRead(ctx, cfg, refs["big"]); err != nil {
+			return nil, pt, err
+		}
 	}
-	if err := b.pull(ctx, cfg, refs["pull"]); err != nil {
-		return nil, pt, err
+	if cfg.wants(wPull) {
+		if err := b.pull(ctx, cfg, refs["pull"]); err != nil {
+			return nil, pt, err
+		}
 	}
 	pt.Mode = passthroughFromLog(env.SnapshotterLog()[logStart:], v)
 
 	var out []result
-	for _, w := range []string{wColdRead, wWarmRead, wWalk, wStart, wSeqCold, wSeqWarm, wPull} {
+	for _, w := range workloadOrder {
 		if r := b.res[w]; r != nil {
 			out = append(out, *r)
 		}
@@ -252,38 +268,64 @@ func (b *bench) smallFiles(ctx context.Context, cfg config, ref string) error {
 		if err != nil {
 			return err
 		}
-		if err := b.readColdWarm(nctx, rep, ov, ours, wColdRead, wWarmRead, want, smallRoot); err != nil {
-			return err
-		}
-		walk := func(s side) (time.Duration, error) { return b.timed(nctx, s, false, "entries=", "walksum", "/") }
-		// One untimed walk each first: xattrs are in no cache yet.
-		if _, _, err := pair(rep, ov, ours, walk); err != nil {
-			return err
-		}
-		if err := b.record(rep, wWalk, ov, ours, walk); err != nil {
-			return err
-		}
-		start := func(s side) (time.Duration, error) {
-			_, wall, out, err := b.probe(nctx, s, "echo", "hi")
-			if err == nil && strings.TrimSpace(out) != "hi" {
-				err = fmt.Errorf("%s: probe echo hi said %q", s.name, out)
-			}
-			return wall, err
-		}
-		for range 3 {
-			if err := b.record(rep, wStart, ov, ours, start); err != nil {
+		if cfg.wants(wFirstRead) {
+			if err := b.record(rep, wFirstRead, ov, ours, b.readall(nctx, false, want, smallRoot)); err != nil {
 				return err
 			}
 		}
-		r := b.res
-		progress("%s: small files %d/%d: cold %s / %s, warm %s / %s, walk %s / %s, start %s / %s (overlayfs / ours)",
-			b.cfg.Name, rep+1, cfg.reps, r[wColdRead].last(0), r[wColdRead].last(1), r[wWarmRead].last(0), r[wWarmRead].last(1),
-			r[wWalk].last(0), r[wWalk].last(1), r[wStart].last(0), r[wStart].last(1))
+		if cfg.wants(wColdRead) || cfg.wants(wWarmRead) {
+			if err := b.readColdWarm(nctx, rep, ov, ours, wColdRead, wWarmRead, want, smallRoot); err != nil {
+				return err
+			}
+		}
+		if cfg.wants(wWalk) {
+			walk := func(s side) (time.Duration, error) { return b.timed(nctx, s, false, "entries=", "walksum", "/") }
+			// One untimed walk each first: xattrs are in no cache yet.
+			if _, _, err := pair(rep, ov, ours, walk); err != nil {
+				return err
+			}
+			if err := b.record(rep, wWalk, ov, ours, walk); err != nil {
+				return err
+			}
+		}
+		if cfg.wants(wStart) {
+			start := func(s side) (time.Duration, error) {
+				_, wall, out, err := b.probe(nctx, s, "echo", "hi")
+				if err == nil && strings.TrimSpace(out) != "hi" {
+					err = fmt.Errorf("%s: probe echo hi said %q", s.name, out)
+				}
+				return wall, err
+			}
+			for range 3 {
+				if err := b.record(rep, wStart, ov, ours, start); err != nil {
+					return err
+				}
+			}
+		}
+		progress("%s: small files %d/%d: %s (overlayfs / ours)", b.cfg.Name, rep+1, cfg.reps,
+			b.lastPairs(wFirstRead, wColdRead, wWarmRead, wWalk, wStart))
 		if err := b.dropNamespace(nctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readall returns a run of `probe readall path` on a side, dropping the
+// caches first if cold.
+func (b *bench) readall(ctx context.Context, cold bool, want, path string) func(side) (time.Duration, error) {
+	return func(s side) (time.Duration, error) { return b.timed(ctx, s, cold, want, "readall", path) }
+}
+
+// lastPairs describes the last pair of samples of each workload recorded.
+func (b *bench) lastPairs(ws ...string) string {
+	var parts []string
+	for _, w := range ws {
+		if r := b.res[w]; r != nil {
+			parts = append(parts, fmt.Sprintf("%s %s / %s", workloads[w].Short, r.last(0), r.last(1)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // readColdWarm reads everything below path in a container on each side,
@@ -292,16 +334,13 @@ func (b *bench) smallFiles(ctx context.Context, cfg config, ref string) error {
 // untimed run (the second cold drop emptied the first side's cache: it
 // warms both), then the warm 3rd run recorded as workload warm.
 func (b *bench) readColdWarm(ctx context.Context, rep int, ov, ours side, cold, warm, want, path string) error {
-	read := func(dropCaches bool) func(side) (time.Duration, error) {
-		return func(s side) (time.Duration, error) { return b.timed(ctx, s, dropCaches, want, "readall", path) }
-	}
-	if err := b.record(rep, cold, ov, ours, read(true)); err != nil {
+	if err := b.record(rep, cold, ov, ours, b.readall(ctx, true, want, path)); err != nil {
 		return err
 	}
-	if _, _, err := pair(rep, ov, ours, read(false)); err != nil {
+	if _, _, err := pair(rep, ov, ours, b.readall(ctx, false, want, path)); err != nil {
 		return err
 	}
-	return b.record(rep, warm, ov, ours, read(false))
+	return b.record(rep, warm, ov, ours, b.readall(ctx, false, want, path))
 }
 
 // seqRead reads the large file, cold and warm (2nd run), each repetition
@@ -314,11 +353,18 @@ func (b *bench) seqRead(ctx context.Context, cfg config, ref string) error {
 		if err != nil {
 			return err
 		}
-		if err := b.readColdWarm(nctx, rep, ov, ours, wSeqCold, wSeqWarm, want, bigPath); err != nil {
-			return err
+		if cfg.wants(wSeqFirst) {
+			if err := b.record(rep, wSeqFirst, ov, ours, b.readall(nctx, false, want, bigPath)); err != nil {
+				return err
+			}
 		}
-		progress("%s: sequential read %d/%d: cold %s / %s, warm %s / %s", b.cfg.Name, rep+1, cfg.bigReps,
-			b.res[wSeqCold].last(0), b.res[wSeqCold].last(1), b.res[wSeqWarm].last(0), b.res[wSeqWarm].last(1))
+		if cfg.wants(wSeqCold) || cfg.wants(wSeqWarm) {
+			if err := b.readColdWarm(nctx, rep, ov, ours, wSeqCold, wSeqWarm, want, bigPath); err != nil {
+				return err
+			}
+		}
+		progress("%s: sequential read %d/%d: %s (overlayfs / ours)", b.cfg.Name, rep+1, cfg.bigReps,
+			b.lastPairs(wSeqFirst, wSeqCold, wSeqWarm))
 		if err := b.dropNamespace(nctx); err != nil {
 			return err
 		}

@@ -4,24 +4,31 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/treediff"
 )
 
 // 4a: every layer is in the repository: the registry serves no layer blob
 // and the container sees the image. In both mount modes; in FUSE mode the
 // daemon's accounting sees what the container read.
+//
+// Each mode runs over a plain directory and over a CVMFS-like store (a FUSE
+// mount behaving like a cvmfs2 client, with owners claimed by its user).
 func TestAllLayersFromCVMFS(t *testing.T) {
 	for _, mode := range []string{"fuse", "bind"} {
-		t.Run(mode, func(t *testing.T) { testAllLayersFromCVMFS(t, mode) })
+		t.Run(mode, func(t *testing.T) { testAllLayersFromCVMFS(t, mode, false) })
+		t.Run("cvmfs-like-"+mode, func(t *testing.T) { testAllLayersFromCVMFS(t, mode, true) })
 	}
 }
 
-func testAllLayersFromCVMFS(t *testing.T, mode string) {
-	env := start(t, harness.Options{MountMode: mode, Accounting: "bytes", Metrics: true})
+func testAllLayersFromCVMFS(t *testing.T, mode string, cvmfsLike bool) {
+	env := start(t, harness.Options{MountMode: mode, Accounting: "bytes", Metrics: true,
+		CVMFSLike: cvmfsLike, CVMFSClaimOwnership: cvmfsLike, CVMFSMissDelay: 5 * time.Millisecond})
 	ctx := testContext(t)
 	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)
@@ -40,6 +47,15 @@ func testAllLayersFromCVMFS(t *testing.T, mode string) {
 	out := run(t, ctx, env, img, harness.RunOptions{}, "cat", "/etc/os-release", "/lib/file-000", "/app/file-019")
 	if want := "read 3 files, 131087 bytes"; !strings.Contains(out, want) {
 		t.Errorf("container output %q, want %q", out, want)
+	}
+	if cvmfsLike {
+		// The store claims every file for its user, and neither mount mode
+		// maps owners back: the container sees them as the store does.
+		tree, err := treediff.Parse(run(t, ctx, env, img, harness.RunOptions{}, "walk", "/etc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("over a store claiming ownership, the container sees /etc/os-release owned by %d:%d", tree["/etc/os-release"].UID, tree["/etc/os-release"].GID)
 	}
 	if mode != "fuse" {
 		return

@@ -17,6 +17,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/cvmfslike"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
@@ -52,6 +53,19 @@ type Options struct {
 	// ProfileFlushInterval is the daemon's profile-flush-interval ("" keeps
 	// its default).
 	ProfileFlushInterval string
+	// CVMFSLike serves the repository to the daemon through a
+	// cvmfslike.Store (a FUSE mount that behaves like a cvmfs2 client:
+	// nosuid, no passthrough, an OPEN per open, magic xattrs, catalog
+	// reloads) instead of a plain directory. Layers are then written to
+	// StoreDir and published by Env.Publish (Ingest does it).
+	CVMFSLike bool
+	// CVMFSMissDelay is the store's delay on the first open of each file
+	// (a cache miss fetched over the network), with CVMFSLike.
+	CVMFSMissDelay time.Duration
+	// CVMFSClaimOwnership presents every file of the store as owned by
+	// uid:gid 999:995, as a client running as the cvmfs user with
+	// CVMFS_CLAIM_OWNERSHIP=yes does, with CVMFSLike.
+	CVMFSClaimOwnership bool
 }
 
 // Env is one running stack in its own directory. Its methods are safe for
@@ -61,8 +75,15 @@ type Env struct {
 	Dir string
 	// RepoDir is the DUCC-shaped layer store the daemon serves.
 	RepoDir string
-	// Repo is RepoDir as a ducc.Repo.
+	// StoreDir is where layers are written: RepoDir, or with
+	// Options.CVMFSLike the directory the store serves at RepoDir.
+	StoreDir string
+	// Repo is StoreDir as a ducc.Repo: write layers through it, then
+	// Publish.
 	Repo *ducc.Repo
+	// Store is the CVMFS-like store mounted at RepoDir, with
+	// Options.CVMFSLike (else nil).
+	Store *cvmfslike.Store
 	// Registry is the in-process registry.
 	Registry *testutil.Registry
 	// Client talks to containerd.
@@ -87,17 +108,32 @@ func New(ctx context.Context, dir string, o Options) (_ *Env, err error) {
 	e := &Env{
 		Dir:        dir,
 		RepoDir:    filepath.Join(dir, "repo"),
+		StoreDir:   filepath.Join(dir, "repo"),
 		Options:    o,
 		namespaces: map[string]bool{},
 	}
-	e.Repo = ducc.New(e.RepoDir)
+	if o.CVMFSLike {
+		e.StoreDir = filepath.Join(dir, "repo-store")
+	}
+	e.Repo = ducc.New(e.StoreDir)
 	defer func() {
 		if err != nil {
 			e.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	if err := os.MkdirAll(e.RepoDir, 0o755); err != nil {
-		return nil, err
+	for _, d := range []string{e.RepoDir, e.StoreDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if o.CVMFSLike {
+		opts := []cvmfslike.Opt{cvmfslike.WithRepository(repoName), cvmfslike.WithMissDelay(o.CVMFSMissDelay)}
+		if o.CVMFSClaimOwnership {
+			opts = append(opts, cvmfslike.WithClaimOwnership(999, 995))
+		}
+		if e.Store, err = cvmfslike.Mount(ctx, e.StoreDir, e.RepoDir, opts...); err != nil {
+			return nil, err
+		}
 	}
 	e.Registry = testutil.StartRegistry()
 	e.snap, e.SnapshotterSock, e.MetricsAddr, err = startSnapshotter(ctx, dir, e.RepoDir, o)
@@ -122,11 +158,21 @@ func (e *Env) Ingest(ctx context.Context, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.CommandContext(ctx, bin, "ingest", ref, "--repo", e.RepoDir, "--insecure").CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, "ingest", ref, "--repo", e.StoreDir, "--insecure").CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("cvmfsctl ingest %s: %w\n%s", ref, err, out)
 	}
+	e.Publish()
 	return string(out), nil
+}
+
+// Publish makes what was written to StoreDir visible at RepoDir: with
+// Options.CVMFSLike, a catalog reload of the store (removed paths are
+// gone for the daemon too); otherwise nothing.
+func (e *Env) Publish() {
+	if e.Store != nil {
+		e.Store.Reload()
+	}
 }
 
 // SnapshotterLog returns the daemon's log so far.
@@ -172,6 +218,10 @@ func (e *Env) Close(ctx context.Context) (leftovers []string, err error) {
 	// The daemon leaves its mounts to its custody when it stops; with no
 	// daemon connected, the custody unmounts them when it stops.
 	errs = append(errs, testutil.TerminateCustodies(e.Dir))
+	if e.Store != nil {
+		// After the daemon and its custody: their mounts stack on it.
+		errs = append(errs, e.Store.Close())
+	}
 	if e.Registry != nil {
 		e.Registry.Close()
 	}

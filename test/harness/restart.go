@@ -253,15 +253,19 @@ func (e *Env) RestartSnapshotter(ctx context.Context, kind StopKind) (time.Durat
 }
 
 // Reconfigure stops the daemon gracefully, rewrites its configuration for
-// o and starts it again (see StartSnapshotter). Only the daemon's keys may
-// change (MountMode, Accounting, Metrics): it returns an error if o asks
+// o and starts it again (see StartSnapshotter). Only the daemon's keys
+// (MountMode, Accounting, Metrics) and CVMFSMissDelay may change: it returns an error if o asks
 // for another containerd, CRI or FUSE server setting. Remote snapshots the
 // daemon holds are restored by the new daemon, mounted the new way. Not
 // safe for concurrent use with other restarts or with Close.
 func (e *Env) Reconfigure(ctx context.Context, o Options) error {
 	old := e.Options
-	if o.Containerd != old.Containerd || o.CRI != old.CRI || o.SeparateFUSEServer != old.SeparateFUSEServer {
-		return errors.New("Reconfigure changes only the daemon's mount-mode, accounting and metrics")
+	if o.Containerd != old.Containerd || o.CRI != old.CRI || o.SeparateFUSEServer != old.SeparateFUSEServer ||
+		o.CVMFSLike != old.CVMFSLike || o.CVMFSClaimOwnership != old.CVMFSClaimOwnership {
+		return errors.New("Reconfigure changes only the daemon's mount-mode, accounting and metrics, and the store's miss delay")
+	}
+	if e.Store != nil {
+		e.Store.SetMissDelay(o.CVMFSMissDelay)
 	}
 	if err := e.StopSnapshotter(Graceful); err != nil {
 		return err

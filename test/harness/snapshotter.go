@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// repoName is the repository the daemon is configured for.
+const repoName = "e2e.local"
+
 // startSnapshotter writes the daemon's config and starts cvmfs-snapshotter
 // in dir serving repoDir, waiting until its socket accepts connections. It
 // returns the socket and the metrics address ("" unless metrics).
@@ -44,7 +47,7 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 		return path, "", os.WriteFile(path, []byte(text), 0o644)
 	}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "repository = %q\nabsolute-mountpoint = %q\nlookup-timeout = \"5s\"\n", "e2e.local", repoDir)
+	fmt.Fprintf(&cfg, "repository = %q\nabsolute-mountpoint = %q\nlookup-timeout = \"5s\"\n", repoName, repoDir)
 	if o.MountMode != "" {
 		fmt.Fprintf(&cfg, "mount-mode = %q\n", o.MountMode)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -106,4 +107,15 @@ func IsDUCCLoss(d Difference) bool {
 		return d.Got == "1"
 	}
 	return false
+}
+
+// IsCVMFSMtimeLoss reports whether d is the sub-second part of an mtime
+// lost by a CVMFS client, whose catalog keeps whole seconds.
+func IsCVMFSMtimeLoss(d Difference) bool {
+	if d.Field != "mtime" {
+		return false
+	}
+	w, werr := strconv.ParseInt(d.Want, 10, 64)
+	g, gerr := strconv.ParseInt(d.Got, 10, 64)
+	return werr == nil && gerr == nil && g%1e9 == 0 && g == w-w%1e9
 }

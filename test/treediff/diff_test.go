@@ -79,3 +79,19 @@ func TestUnescapeOctal(t *testing.T) {
 		}
 	}
 }
+
+func TestIsCVMFSMtimeLoss(t *testing.T) {
+	for _, tc := range []struct {
+		d    Difference
+		want bool
+	}{
+		{Difference{Field: "mtime", Want: "1714979289123456789", Got: "1714979289000000000"}, true},
+		{Difference{Field: "mtime", Want: "1714979289123456789", Got: "1714979288000000000"}, false},
+		{Difference{Field: "mtime", Want: "1714979289123456789", Got: "1714979289123000000"}, false},
+		{Difference{Field: "size", Want: "1714979289123456789", Got: "1714979289000000000"}, false},
+	} {
+		if got := IsCVMFSMtimeLoss(tc.d); got != tc.want {
+			t.Errorf("IsCVMFSMtimeLoss(%v) = %v, want %v", tc.d, got, tc.want)
+		}
+	}
+}
