@@ -76,6 +76,6 @@ func ParsePublishedProfile(b []byte, layer digest.Digest) ([]string, error) {
 // ValidProfilePath reports whether p is a clean relative path of a layer
 // (no "..", no leading "/", no NUL, at most 4096 bytes).
 func ValidProfilePath(p string) bool {
-	return p != "" && len(p) <= 4096 && !strings.ContainsRune(p, 0) && !strings.HasPrefix(p, "/") &&
+	return p != "" && p != "." && len(p) <= 4096 && !strings.ContainsRune(p, 0) && !strings.HasPrefix(p, "/") &&
 		path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }

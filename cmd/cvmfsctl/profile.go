@@ -21,6 +21,7 @@ func runProfile(ctx context.Context, args []string, stdout io.Writer) error {
 	var d daemonFlags
 	d.register(fs)
 	asCSV := fs.Bool("csv", false, "print CSV: layer,path,opens,bytes")
+	publish := fs.Bool("publish", false, "print the layer's access profile as a repository publishes it, next to the layer in .metadata/"+usage.PublishedProfileName+", for nodes to prefetch")
 	pos, err := positional(fs, args)
 	if err != nil {
 		return err
@@ -33,7 +34,9 @@ func runProfile(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var layers []usage.LayerUsage
-	if dg, err := digest.Parse(pos[0]); err == nil {
+	if dg, err := digest.Parse(pos[0]); *publish && err != nil {
+		return errArgs("profile", "--publish wants a LAYER (sha256:...), got %q", pos[0])
+	} else if err == nil {
 		var u usage.LayerUsage
 		if err := getJSON(ctx, client, base+"/usage/profile?layer="+url.QueryEscape(dg.String()), &u); err != nil {
 			return err
@@ -43,6 +46,8 @@ func runProfile(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	switch {
+	case *publish:
+		return printJSON(stdout, usage.PublishProfile(layers[0]))
 	case d.json:
 		return printJSON(stdout, layers)
 	case *asCSV:

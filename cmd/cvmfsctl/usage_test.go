@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,20 @@ func TestProfileCommand(t *testing.T) {
 	}
 	if err := run(ctx, []string{"profile", "--address", addr, "no/such:image"}, &out); err == nil {
 		t.Error("an unknown image did not fail")
+	}
+
+	// --publish: the file a repository publishes next to the layer, which
+	// the daemon's prefetch reads back.
+	out.Reset()
+	if err := run(ctx, []string{"profile", "--publish", "--address", addr, a.String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	paths, err := usage.ParsePublishedProfile(out.Bytes(), a)
+	if err != nil || !slices.Equal(paths, []string{"lib/a,b.so", "bin/sh"}) {
+		t.Errorf("published profile %s: %v, %v", out.String(), paths, err)
+	}
+	if err := run(ctx, []string{"profile", "--publish", "--address", addr, "registry.example/app:1"}, &out); err == nil {
+		t.Error("--publish of an image did not fail")
 	}
 }
 
