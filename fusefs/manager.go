@@ -264,7 +264,7 @@ func (m *Manager) layerLocked(layer digest.Digest) *layerState {
 func (m *Manager) dropIdleLocked(layer digest.Digest) {
 	if ls := m.layers[layer]; ls != nil && ls.mounts <= 0 && ls.pending <= 0 {
 		if p := ls.acct.prefetch.Load(); p != nil {
-			p.cancel() // its last mount is gone
+			p.stop() // its last mount is gone
 		}
 		delete(m.layers, layer)
 	}

@@ -25,12 +25,12 @@ type ProfileSource func(ctx context.Context, layer digest.Digest) ([]string, err
 
 // Prefetch defaults.
 const (
-	DefaultPrefetchConcurrency = 4
+	DefaultPrefetchConcurrency = 16
 	DefaultPrefetchMaxBytes    = 1 << 30
 )
 
-// WithPrefetch makes the first mount of a layer warm the layer store's
-// cache with the files src names: each is read once from the backing tree
+// WithPrefetch makes every mount of a layer (unless a prefetch of the layer
+// runs already) warm the layer store's cache with the files src names: each is read once from the backing tree
 // (on CVMFS, fetched into the client's cache), in the background, at most
 // concurrency reads at once across all layers and at most maxBytes per
 // layer, by threads of the lowest CPU and I/O priority, and stops when the
@@ -56,13 +56,34 @@ func WithPrefetch(src ProfileSource, concurrency int, maxBytes int64) Opt {
 }
 
 // prefetchState is a layer's prefetch: what it read, and the files a
-// workload read after prefetch had brought them in.
+// workload read after prefetch had brought them in. It runs at each mount
+// of the layer unless a run is under way (the layer store may have dropped
+// the files since: CVMFS's cache is bounded).
 type prefetchState struct {
 	files, bytes, hits atomic.Int64
-	cancel             context.CancelFunc
+	running            atomic.Bool
+
+	cancelMu sync.Mutex
+	cancel   context.CancelFunc
 
 	mu   sync.Mutex
 	read map[string]struct{}
+}
+
+// setCancel records how to stop the run under way.
+func (p *prefetchState) setCancel(cancel context.CancelFunc) {
+	p.cancelMu.Lock()
+	p.cancel = cancel
+	p.cancelMu.Unlock()
+}
+
+// stop stops the run under way, if any.
+func (p *prefetchState) stop() {
+	p.cancelMu.Lock()
+	defer p.cancelMu.Unlock()
+	if p.cancel != nil {
+		p.cancel()
+	}
 }
 
 // note records that prefetch read path (n bytes).
@@ -102,22 +123,31 @@ func (m *Manager) startPrefetch(layer digest.Digest, rootfd int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ls := m.layers[layer]
-	if m.cfg.prefetch == nil || ls == nil || ls.acct.prefetch.Load() != nil || m.closed {
+	if m.cfg.prefetch == nil || ls == nil || m.closed {
+		return
+	}
+	p := ls.acct.prefetch.Load()
+	if p == nil {
+		p = &prefetchState{read: map[string]struct{}{}}
+		ls.acct.prefetch.Store(p)
+	}
+	if !p.running.CompareAndSwap(false, true) {
 		return
 	}
 	fd, err := unix.FcntlInt(uintptr(rootfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
+		p.running.Store(false)
 		return
 	}
 	ctx, cancel := context.WithCancel(m.walkCtx)
-	p := &prefetchState{cancel: cancel, read: map[string]struct{}{}}
-	ls.acct.prefetch.Store(p)
+	p.setCancel(cancel)
 	if m.prefetchSlots == nil {
 		m.prefetchSlots = make(chan struct{}, m.cfg.prefetchConcurrency)
 	}
 	m.walks.Add(1)
 	go func() {
 		defer m.walks.Done()
+		defer p.running.Store(false)
 		defer unix.Close(fd)
 		defer cancel()
 		m.prefetch(ctx, layer, p, fd)

@@ -81,15 +81,24 @@ var allVariants = []variant{
 	{Name: "fuse/open", Opts: harness.Options{Accounting: "open"}},
 	{Name: "fuse/bytes", Opts: harness.Options{Accounting: "bytes"}},
 	{Name: "bind", Opts: harness.Options{MountMode: "bind"}},
-	{Name: cvmfsLikeVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}},
+	{Name: cvmfsLikeVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, NoPrefetch: true}},
+	{Name: cvmfsLikePrefetchVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}},
+	{Name: cvmfsLikeNoDelayVariant, Opts: harness.Options{CVMFSLike: true, NoPrefetch: true}},
 }
 
 // cvmfsLikeVariant is fuse/reads over a CVMFS-like store (test/cvmfslike)
 // instead of a directory: an OPEN per open, no passthrough, and
 // cvmfsMissDelay on the first open of each file after each pull.
+//
+// cvmfsLikeVariant runs without prefetch; cvmfsLikePrefetchVariant with
+// prefetch and an access profile published next to every layer (all its
+// files); cvmfsLikeNoDelayVariant without prefetch and with no miss delay,
+// the floor the other two are measured against.
 const (
-	cvmfsLikeVariant = "fuse/reads+cvmfs-like"
-	cvmfsMissDelay   = 5 * time.Millisecond
+	cvmfsLikeVariant         = "fuse/reads+cvmfs-like"
+	cvmfsLikePrefetchVariant = "fuse/reads+cvmfs-like+prefetch"
+	cvmfsLikeNoDelayVariant  = "fuse/reads+cvmfs-like+0ms"
+	cvmfsMissDelay           = 5 * time.Millisecond
 )
 
 func main() {
@@ -99,7 +108,7 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions, for development (a few minutes)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory (logs, repositories)")
 	from := flag.String("from", "", "write the report again from the results.json of an earlier run, measuring nothing")
-	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind,"+cvmfsLikeVariant, "daemon variants to run, comma-separated")
+	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind,"+cvmfsLikeVariant+","+cvmfsLikePrefetchVariant+","+cvmfsLikeNoDelayVariant, "daemon variants to run, comma-separated")
 	wl := flag.String("workloads", "", "workloads to run, comma-separated ids ("+strings.Join(workloadOrder, ",")+",prepare); empty: all")
 	flag.IntVar(&cfg.reps, "reps", 0, "repetitions of the small-file, walk and start workloads (0: 2); start runs 3 pairs per repetition")
 	flag.Parse()
@@ -291,6 +300,9 @@ func startEnv(ctx context.Context, cfg config, work string, v variant, im fixtur
 	}
 	progress("pushing the images and ingesting them into the repository")
 	refs, err := loadImages(ctx, cfg, env, im)
+	if err == nil && v.Opts.CVMFSLike {
+		err = env.PublishProfiles()
+	}
 	if err != nil {
 		env.Close(context.WithoutCancel(ctx))
 		return nil, nil, err

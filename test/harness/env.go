@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
@@ -62,6 +64,10 @@ type Options struct {
 	// CVMFSMissDelay is the store's delay on the first open of each file
 	// (a cache miss fetched over the network), with CVMFSLike.
 	CVMFSMissDelay time.Duration
+	// NoPrefetch sets prefetch = false; PrefetchConcurrency, if not 0,
+	// prefetch-concurrency.
+	NoPrefetch          bool
+	PrefetchConcurrency int
 	// CVMFSClaimOwnership presents every file of the store as owned by
 	// uid:gid 999:995, as a client running as the cvmfs user with
 	// CVMFS_CLAIM_OWNERSHIP=yes does, with CVMFSLike.
@@ -296,4 +302,45 @@ func (e *Env) SnapshotterPID() int {
 		return 0
 	}
 	return p.cmd.Process.Pid
+}
+
+// PublishProfiles writes, next to every layer in the repository, the
+// access profile a repository maintainer would publish
+// (.metadata/access-profile.json) naming every regular file of the layer,
+// then publishes the repository (see Publish).
+func (e *Env) PublishProfiles() error {
+	layers, err := filepath.Glob(filepath.Join(e.StoreDir, ".layers", "*", "*"))
+	if err != nil {
+		return err
+	}
+	for _, dir := range layers {
+		layer := digest.NewDigestFromEncoded(digest.SHA256, filepath.Base(dir))
+		if layer.Validate() != nil {
+			continue
+		}
+		root := filepath.Join(dir, "layerfs")
+		p := usage.PublishedProfile{Version: usage.PublishedProfileVersion, Layer: layer}
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			rel, err := filepath.Rel(root, path)
+			if err == nil {
+				p.Files = append(p.Files, rel)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, ".metadata", usage.PublishedProfileName), b, 0o644); err != nil {
+			return err
+		}
+	}
+	e.Publish()
+	return nil
 }

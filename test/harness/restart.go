@@ -262,7 +262,7 @@ func (e *Env) Reconfigure(ctx context.Context, o Options) error {
 	old := e.Options
 	if o.Containerd != old.Containerd || o.CRI != old.CRI || o.SeparateFUSEServer != old.SeparateFUSEServer ||
 		o.CVMFSLike != old.CVMFSLike || o.CVMFSClaimOwnership != old.CVMFSClaimOwnership {
-		return errors.New("Reconfigure changes only the daemon's mount-mode, accounting and metrics, and the store's miss delay")
+		return errors.New("Reconfigure changes only the daemon's mount-mode, accounting, metrics and prefetch, and the store's miss delay")
 	}
 	if e.Store != nil {
 		e.Store.SetMissDelay(o.CVMFSMissDelay)

@@ -57,6 +57,12 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 	if o.SeparateFUSEServer {
 		fmt.Fprintf(&cfg, "fuse-server = \"separate\"\n")
 	}
+	if o.NoPrefetch {
+		fmt.Fprintf(&cfg, "prefetch = false\n")
+	}
+	if o.PrefetchConcurrency != 0 {
+		fmt.Fprintf(&cfg, "prefetch-concurrency = %d\n", o.PrefetchConcurrency)
+	}
 	if o.ProfileFlushInterval != "" {
 		fmt.Fprintf(&cfg, "profile-flush-interval = %q\n", o.ProfileFlushInterval)
 	}
