@@ -61,10 +61,11 @@ func NewCollector(src Source, opts ...CollectorOpt) *Collector {
 			c("unique_files_opened", "Distinct files opened in the layer (in \"reads\" accounting: distinct files read).", func(s *usage.LayerStats) int64 { return s.UniqueFiles }),
 			c("read_bytes_total", "Bytes read from the layer, each byte once while the page cache keeps it (in \"open\" accounting: sizes of the files opened).", func(s *usage.LayerStats) int64 { return s.BytesRead }),
 			c("cache_hits_total", "Attribute cache hits for the layer.", func(s *usage.LayerStats) int64 { return s.CacheHits }),
+			c("absent_names_total", "Lookups of names, and reads of extended attributes, that do not exist in the layer: overlayfs makes them in every layer as it merges directories; not errors.", func(s *usage.LayerStats) int64 { return s.Absent }),
 			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *usage.LayerStats) int64 { return s.CacheMisses }),
 		},
 		mounts:   prometheus.NewDesc("cvmfs_snapshotter_layer_mounts", "Current FUSE mounts of the layer.", layer, nil),
-		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno.", []string{"layer", "mode", "image", "errno"}, nil),
+		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno: failures (EIO, ESTALE, an entry gone from the layer store, ...), never a name that does not exist (see absent_names_total).", []string{"layer", "mode", "image", "errno"}, nil),
 		lastSeen: prometheus.NewDesc("cvmfs_snapshotter_layer_last_access_seconds", "Unix time of the layer's last access.", layer, nil),
 	}
 	for _, o := range opts {

@@ -54,7 +54,7 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		return printJSON(stdout, stats)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYER\tMOUNTS\tACCOUNTING\tPASSTHROUGH\tOPENS\tFILES\tBYTES READ\tERRORS\tLAST ACCESS")
+	fmt.Fprintln(tw, "LAYER\tMOUNTS\tACCOUNTING\tPASSTHROUGH\tOPENS\tFILES\tBYTES READ\tERRORS\tABSENT\tLAST ACCESS")
 	for _, s := range stats {
 		read := humanBytes(s.BytesRead)
 		if s.BytesAreFileSizes {
@@ -68,8 +68,8 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		if !s.LastAccess.IsZero() {
 			last = s.LastAccess.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%d\t%d\t%s\t%d\t%s\n", display(s.Layer.String()), s.Mounts, display(s.Accounting.String()), s.Passthrough,
-			s.Opens, s.UniqueFiles, read, errs, last)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%d\t%d\t%s\t%d\t%d\t%s\n", display(s.Layer.String()), s.Mounts, display(s.Accounting.String()), s.Passthrough,
+			s.Opens, s.UniqueFiles, read, errs, s.Absent, last)
 	}
 	return tw.Flush()
 }
