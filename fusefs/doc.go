@@ -40,7 +40,8 @@
 // the mount record; mount_linux.go mounts a layer and starts its server;
 // serving_linux.go the serving details (request sizes, readahead, the
 // passthrough probe, the panic handler); lifecycle_linux.go the life of a
-// mount after that (Check, dead mounts, Unmount, Close); node.go, dir.go,
+// mount after that (Check, dead mounts, Unmount, Close); removed_linux.go
+// finds the layers removed from the store while mounted; node.go, dir.go,
 // file.go, xattr.go and whiteout.go what a mount presents.
 //
 // fusefs knows nothing of containerd snapshots: its Manager satisfies the

@@ -24,6 +24,7 @@ type layerFS struct {
 	layer   digest.Digest
 	rootfd  int // O_PATH descriptor of the layer root; every path resolves beneath it
 	rootDev uint64
+	rootIno uint64 // with rootDev, which directory of the store is served
 	acct    *account
 	cache   *cache.Attrs
 	// passthrough is set (once, right after the mount) when kernel
@@ -50,7 +51,7 @@ func newLayerFS(dir *os.File, layer digest.Digest, acct *account, c *cache.Attrs
 		unix.Close(fd)
 		return nil, nil, fmt.Errorf("layer root %s is not a directory", dir.Name())
 	}
-	lfs := &layerFS{layer: layer, rootfd: fd, rootDev: st.Dev, acct: acct, cache: c}
+	lfs := &layerFS{layer: layer, rootfd: fd, rootDev: st.Dev, rootIno: st.Ino, acct: acct, cache: c}
 	opaque := exists(fd, opaqueMarker)
 	root := &node{lfs: lfs, attr: attrFromStat(&st, st.Dev), opaque: opaque, dropWhiteouts: opaque}
 	return lfs, root, nil

@@ -39,6 +39,7 @@ type Collector struct {
 	imageOf  func(digest.Digest) string
 	counters []counterDesc
 	mounts   *prometheus.Desc
+	removed  *prometheus.Desc
 	errors   *prometheus.Desc
 	lastSeen *prometheus.Desc
 }
@@ -65,6 +66,7 @@ func NewCollector(src Source, opts ...CollectorOpt) *Collector {
 			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *usage.LayerStats) int64 { return s.CacheMisses }),
 		},
 		mounts:   prometheus.NewDesc("cvmfs_snapshotter_layer_mounts", "Current FUSE mounts of the layer.", layer, nil),
+		removed:  prometheus.NewDesc("cvmfs_snapshotter_layer_removed", "1 while the layer store no longer holds the mounted layer (removed by the repository's garbage collection): its containers get ENOENT and new ones on it fail until the image is pulled again.", layer, nil),
 		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno: failures (EIO, ESTALE, an entry gone from the layer store, ...), never a name that does not exist (see absent_names_total).", []string{"layer", "mode", "image", "errno"}, nil),
 		lastSeen: prometheus.NewDesc("cvmfs_snapshotter_layer_last_access_seconds", "Unix time of the layer's last access.", layer, nil),
 	}
@@ -80,6 +82,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- cd.desc
 	}
 	ch <- c.mounts
+	ch <- c.removed
 	ch <- c.errors
 	ch <- c.lastSeen
 }
@@ -98,6 +101,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			send(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), lv...)
 		}
 		send(c.mounts, prometheus.GaugeValue, float64(st.Mounts), lv...)
+		removed := 0.0
+		if st.Removed {
+			removed = 1
+		}
+		send(c.removed, prometheus.GaugeValue, removed, lv...)
 		for errno, n := range st.Errors {
 			send(c.errors, prometheus.CounterValue, float64(n), append(lv, errno)...)
 		}

@@ -18,6 +18,9 @@ type fakeLayerFS struct {
 	present map[digest.Digest]int64 // layers the store holds, and their sizes
 	mounted map[string]digest.Digest
 	dead    map[string]bool
+	// removed are the mountpoints whose layer the store no longer holds:
+	// Check answers FailedPrecondition.
+	removed map[string]bool
 	hang    bool  // Mount blocks until ctx ends
 	failAll bool  // Mount fails with ErrUnavailable
 	sizeErr error // LayerSize fails with it
@@ -28,7 +31,7 @@ type fakeLayerFS struct {
 }
 
 func newFakeLayerFS(layers ...digest.Digest) *fakeLayerFS {
-	f := &fakeLayerFS{present: map[digest.Digest]int64{}, mounted: map[string]digest.Digest{}, dead: map[string]bool{}, diffIDs: map[digest.Digest]digest.Digest{}}
+	f := &fakeLayerFS{present: map[digest.Digest]int64{}, mounted: map[string]digest.Digest{}, dead: map[string]bool{}, removed: map[string]bool{}, diffIDs: map[digest.Digest]digest.Digest{}}
 	for _, l := range layers {
 		f.present[l] = 4096
 		f.diffIDs[l] = diffOf(l)
@@ -71,6 +74,9 @@ func (f *fakeLayerFS) Check(ctx context.Context, mountpoint string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "check")
+	if f.removed[mountpoint] {
+		return fmt.Errorf("fake: layer at %s removed from the store: %w", mountpoint, errdefs.ErrFailedPrecondition)
+	}
 	if _, ok := f.mounted[mountpoint]; !ok || f.dead[mountpoint] {
 		return fmt.Errorf("fake: %s dead: %w", mountpoint, errdefs.ErrUnavailable)
 	}

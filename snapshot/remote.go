@@ -131,7 +131,20 @@ func (s *snapshotter) ensureMounted(ctx context.Context, id string) error {
 	if rl.unavailable == nil {
 		cerr := s.config.layers.Check(ctx, path)
 		if cerr == nil {
+			rl.removed = false
 			return nil
+		}
+		if errdefs.IsFailedPrecondition(cerr) {
+			// The store no longer holds the layer: mounting it again
+			// cannot help, and the mount stays for the running
+			// containers that hold it.
+			if !rl.removed {
+				rl.removed = true
+				log.G(ctx).WithError(cerr).WithField("layer", rl.layer).WithField("mountpoint", path).
+					Error("remote layer removed from the layer store: snapshots stacked on it fail until the image is pulled again")
+			}
+			return fmt.Errorf("layer %s (snapshot %s) is no longer in the layer store, removed while in use: "+
+				"remove the image and pull it again, its layers then come from the registry: %v: %w", rl.layer, id, cerr, errdefs.ErrUnavailable)
 		}
 		log.G(ctx).WithError(cerr).WithField("layer", rl.layer).WithField("mountpoint", path).Warn("remote layer mount is dead, re-mounting")
 	}

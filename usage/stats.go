@@ -17,6 +17,11 @@ type LayerStats struct {
 	// the layer's mounts (of the most recent one, if they differ).
 	Passthrough bool
 	Accounting  Accounting
+	// Removed is set when the layer store no longer holds the layer
+	// although it is mounted (removed by the repository's garbage
+	// collection): its mounts answer ENOENT, and new containers on it fail
+	// until the image is pulled again.
+	Removed bool `json:",omitempty"`
 
 	// Readdirs counts the directory listings read from the backing tree
 	// (the kernel keeps them, so a directory is read about once).
