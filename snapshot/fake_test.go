@@ -21,8 +21,11 @@ type fakeLayerFS struct {
 	// removed are the mountpoints whose layer the store no longer holds:
 	// Check answers FailedPrecondition.
 	removed map[string]bool
-	hang    bool  // Mount blocks until ctx ends
-	failAll bool  // Mount fails with ErrUnavailable
+	hang    bool // Mount blocks until ctx ends
+	failAll bool // Mount fails with ErrUnavailable
+	// refused: Mount and LayerDiffID fail with ErrPermissionDenied, as
+	// a store whose files a CVMFS client claims as its own.
+	refused bool
 	sizeErr error // LayerSize fails with it
 	// diffIDs are the diff IDs the store records (diffOf by default); a
 	// present layer missing here has none (no usable layers.json).
@@ -44,9 +47,12 @@ const fakeMarker = "fake-layer"
 func (f *fakeLayerFS) Mount(ctx context.Context, mountpoint string, layer digest.Digest) error {
 	f.mu.Lock()
 	f.calls = append(f.calls, "mount "+layer.String())
-	hang, failAll := f.hang, f.failAll
+	hang, failAll, refused := f.hang, f.failAll, f.refused
 	_, ok := f.present[layer]
 	f.mu.Unlock()
+	if refused && ok {
+		return fmt.Errorf("fake: layer %s owned by the CVMFS client: %w", layer, errdefs.ErrPermissionDenied)
+	}
 	if hang {
 		<-ctx.Done()
 		return fmt.Errorf("fake: %w: %w", ctx.Err(), errdefs.ErrUnavailable)
@@ -119,6 +125,9 @@ func (f *fakeLayerFS) LayerDiffID(ctx context.Context, layer digest.Digest) (dig
 	}
 	if f.failAll {
 		return "", fmt.Errorf("fake: store down: %w", errdefs.ErrUnavailable)
+	}
+	if f.refused {
+		return "", fmt.Errorf("fake: layer %s owned by the CVMFS client: %w", layer, errdefs.ErrPermissionDenied)
 	}
 	d, ok := f.diffIDs[layer]
 	if !ok {

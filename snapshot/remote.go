@@ -26,9 +26,12 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, parent, id string,
 		if err := s.checkRemoteRequest(ctx, parent, req); err != nil {
 			reason := chainReason(err)
 			entry := logger.WithError(err).WithField("target", req.target).WithField("reason", reason)
-			if reason == ReasonChainMismatch || reason == ReasonNoDiffID {
+			switch reason {
+			case ReasonChainMismatch, ReasonNoDiffID:
 				entry.Warn("layer not served from the layer store: its chain does not check out, pulling it")
-			} else {
+			case ReasonRefused:
+				entry.Error("the layer store refuses to serve the layer, pulling it")
+			default:
 				entry.Info("layer not served from the layer store, pulling it")
 			}
 			s.observe(ctx, req.labels, req.layer, reason)
@@ -36,8 +39,13 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, parent, id string,
 		}
 	}
 	if err := s.mountLayer(ctx, id, req.layer); err != nil {
-		logger.WithError(err).Info("layer not served from the layer store, pulling it")
-		s.observe(ctx, req.labels, req.layer, fallbackReason(err, req.labels[LabelLayerMediaType]))
+		reason := fallbackReason(err, req.labels[LabelLayerMediaType])
+		if reason == ReasonRefused {
+			logger.WithError(err).Error("the layer store refuses to serve the layer, pulling it")
+		} else {
+			logger.WithError(err).Info("layer not served from the layer store, pulling it")
+		}
+		s.observe(ctx, req.labels, req.layer, reason)
 		return nil
 	}
 	usage := snapshots.Usage{}
