@@ -11,8 +11,10 @@
 //     "trusted.overlay.opaque" and "user.overlay.opaque" with "y"; the marker
 //     is hidden. Whiteouts inside an opaque directory's subtree are dropped:
 //     overlayfs merges nothing there, so it would list them as stray devices.
-//   - ".cvmfscatalog" (the CVMFS nested-catalog marker) is hidden at any
-//     depth, as is any other ".wh..wh." name.
+//   - ".cvmfscatalog" at the layer root (DUCC's nested-catalog marker) is
+//     hidden, as is any other ".wh..wh." name at any depth. A
+//     ".cvmfscatalog" below the root is the image's own file (CVMFS nests a
+//     catalog there too) and is shown with its bytes.
 //   - Every mutation answers EROFS. Every path is resolved beneath the layer
 //     root without following symlinks; symlink targets are only returned.
 //     The layer root itself comes from the Source as an open directory, so

@@ -121,7 +121,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // directory (-1: open one if the cache misses).
 func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	a := n.lfs.acct
-	if !presentable(name) {
+	if !presentable(name, n.rel == "") {
 		return nil, a.missing(syscall.ENOENT)
 	}
 	l := n.listing.Load()
