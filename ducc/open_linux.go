@@ -36,7 +36,9 @@ const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESO
 //
 // It returns errdefs.ErrNotFound if the layer is absent or a component is
 // not a directory, errdefs.ErrInvalidArgument for a malformed digest or a
-// component that is a symlink, and errdefs.ErrUnavailable if the
+// component that is a symlink, errdefs.ErrPermissionDenied when the layer
+// root is owned by another user than root (or the caller): the CVMFS
+// client claims ownership of every file (see checkOwner), and errdefs.ErrUnavailable if the
 // repository fails or ctx ends first: an open on a stuck CVMFS client can
 // hang for minutes, so it runs in its own goroutine and is abandoned (it
 // finishes on its own and closes what it opened) when ctx is done.
@@ -49,6 +51,10 @@ func (r *Repo) OpenLayer(ctx context.Context, layer digest.Digest) (*os.File, er
 		fd, err := r.openBeneath(rel, true)
 		if err != nil {
 			return nil, r.pathError(rel, err)
+		}
+		if err := checkOwner(fd, filepath.Join(r.root, rel)); err != nil {
+			unix.Close(fd)
+			return nil, err
 		}
 		return os.NewFile(uintptr(fd), filepath.Join(r.root, rel)), nil
 	})

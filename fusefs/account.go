@@ -30,8 +30,12 @@ func (f *fileStat) addBytes(n int64) {
 type account struct {
 	lookups, getattrs, opens, readdirs, readlinks atomic.Int64
 	reads, bytesRead, panics                      atomic.Int64
-	cacheHits, cacheMisses                        atomic.Int64
-	first, last                                   atomic.Int64 // unix nanoseconds
+	// absent counts the names and attributes asked for that do not exist
+	// (see missing): the ordinary answers of overlayfs's merging, kept out
+	// of errors.
+	absent                 atomic.Int64
+	cacheHits, cacheMisses atomic.Int64
+	first, last            atomic.Int64 // unix nanoseconds
 
 	limit int
 
@@ -83,6 +87,17 @@ func (a *account) fail(errno syscall.Errno) syscall.Errno {
 	return errno
 }
 
+// missing counts an answer that a name or an attribute does not exist
+// (errno ENOENT or ENODATA) and returns errno. Those are not errors:
+// overlayfs looks every name up in every layer that shares a directory,
+// and most layers lack most names. An entry that exists, or that its
+// directory's listing holds, and then cannot be found is a failure and
+// goes to fail instead.
+func (a *account) missing(errno syscall.Errno) syscall.Errno {
+	a.absent.Add(1)
+	return errno
+}
+
 // opened counts an open of path and returns its profile entry, or nil once
 // the profile is full.
 func (a *account) opened(path string) *fileStat {
@@ -122,6 +137,7 @@ func (a *account) stats(s *usage.LayerStats) {
 	s.Reads = a.reads.Load()
 	s.BytesRead = a.bytesRead.Load()
 	s.Panics = a.panics.Load()
+	s.Absent = a.absent.Load()
 	s.CacheHits = a.cacheHits.Load()
 	s.CacheMisses = a.cacheMisses.Load()
 	if t := a.first.Load(); t != 0 {

@@ -3,6 +3,7 @@
 package fusefs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
@@ -95,8 +98,8 @@ func TestAccounting(t *testing.T) {
 			if s.Opens != wantOpens || s.UniqueFiles != wantUnique || s.Readlinks != 1 || s.Readdirs != 1 {
 				t.Errorf("opens %d unique %d readlinks %d readdirs %d; want %d %d 1 1", s.Opens, s.UniqueFiles, s.Readlinks, s.Readdirs, wantOpens, wantUnique)
 			}
-			if s.Errors["ENOENT"] != 1 || len(s.Errors) != 1 {
-				t.Errorf("errors %v, want one ENOENT", s.Errors)
+			if len(s.Errors) != 0 || s.Absent != 1 {
+				t.Errorf("errors %v absent %d, want none and one absent name (missing)", s.Errors, s.Absent)
 			}
 			// small, big, unread, link, missing, sub, then sub's two
 			// entries through READDIRPLUS (or not, if the kernel used
@@ -223,5 +226,74 @@ func TestMountDevAsksServerNothing(t *testing.T) {
 	}
 	if requests() == before {
 		t.Errorf("a stat of the mount root reached no server: the test proves nothing")
+	}
+}
+
+// TestErrorsLeaveOutAbsentNames: the names and attributes overlayfs asks
+// for in every layer, and that do not exist, are counted apart from
+// errors; an entry its directory listed and that is then gone from the
+// store is an error.
+func TestErrorsLeaveOutAbsentNames(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "kept", "x")
+	writeFile(t, dir, "removed", "x")
+	writeFile(t, dir, ".cvmfscatalog", "")
+	root, acct := newTestRoot(t, dir)
+	ctx := context.Background()
+
+	var out fuse.EntryOut
+	if _, errno := root.Lookup(ctx, "missing", &out); errno != syscall.ENOENT {
+		t.Fatalf("lookup missing = %v, want ENOENT", errno)
+	}
+	if _, errno := root.Lookup(ctx, ".cvmfscatalog", &out); errno != syscall.ENOENT {
+		t.Fatalf("lookup .cvmfscatalog = %v, want ENOENT", errno)
+	}
+	if _, errno := root.Getxattr(ctx, "trusted.overlay.opaque", nil); errno != syscall.ENODATA {
+		t.Fatalf("getxattr = %v, want ENODATA", errno)
+	}
+	d := &dirHandle{n: root, fd: -1}
+	if errno := d.load(); errno != 0 {
+		t.Fatalf("list root: %v", errno)
+	}
+	defer d.Releasedir(ctx, 0)
+	if _, errno := root.Lookup(ctx, "also-missing", &out); errno != syscall.ENOENT {
+		t.Fatalf("lookup also-missing = %v, want ENOENT", errno)
+	}
+	var s usage.LayerStats
+	acct.stats(&s)
+	if len(s.Errors) != 0 || s.Absent != 4 {
+		t.Fatalf("errors %v absent %d, want no error and 4 absent", s.Errors, s.Absent)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "removed")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errno := root.Lookup(ctx, "removed", &out); errno != syscall.ENOENT {
+		t.Fatalf("lookup removed = %v, want ENOENT", errno)
+	}
+	acct.stats(&s)
+	if s.Errors["ENOENT"] != 1 || len(s.Errors) != 1 || s.Absent != 4 {
+		t.Fatalf("errors %v absent %d, want one ENOENT (a listed entry gone) and 4 absent", s.Errors, s.Absent)
+	}
+}
+
+// TestErrorsCountLookupsInARemovedLayer: once the layer directory itself
+// is removed from the store, a lookup is no longer of an absent name: it
+// is an error.
+func TestErrorsCountLookupsInARemovedLayer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "layerfs")
+	writeFile(t, dir, "a", "x")
+	root, acct := newTestRoot(t, dir)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	var out fuse.EntryOut
+	if _, errno := root.Lookup(context.Background(), "b", &out); errno != syscall.ENOENT {
+		t.Fatalf("lookup b = %v, want ENOENT", errno)
+	}
+	var s usage.LayerStats
+	acct.stats(&s)
+	if s.Errors["ENOENT"] != 1 || s.Absent != 0 {
+		t.Fatalf("errors %v absent %d, want one ENOENT and nothing absent", s.Errors, s.Absent)
 	}
 }

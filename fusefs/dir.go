@@ -58,7 +58,7 @@ func (d *dirHandle) load() syscall.Errno {
 		unix.Close(fd)
 		return lfs.acct.fail(fs.ToErrno(err))
 	}
-	list, _ := translate(ents, d.n.dropWhiteouts)
+	list, _ := translate(ents, d.n.dropWhiteouts, d.n.rel == "")
 	d.n.listing.Store(newDirListing(list))
 	d.fd, d.ents, d.loaded = fd, list, true
 	return 0

@@ -11,8 +11,10 @@
 //     "trusted.overlay.opaque" and "user.overlay.opaque" with "y"; the marker
 //     is hidden. Whiteouts inside an opaque directory's subtree are dropped:
 //     overlayfs merges nothing there, so it would list them as stray devices.
-//   - ".cvmfscatalog" (the CVMFS nested-catalog marker) is hidden at any
-//     depth, as is any other ".wh..wh." name.
+//   - ".cvmfscatalog" at the layer root (DUCC's nested-catalog marker) is
+//     hidden, as is any other ".wh..wh." name at any depth. A
+//     ".cvmfscatalog" below the root is the image's own file (CVMFS nests a
+//     catalog there too) and is shown with its bytes.
 //   - Every mutation answers EROFS. Every path is resolved beneath the layer
 //     root without following symlinks; symlink targets are only returned.
 //     The layer root itself comes from the Source as an open directory, so
@@ -40,7 +42,8 @@
 // the mount record; mount_linux.go mounts a layer and starts its server;
 // serving_linux.go the serving details (request sizes, readahead, the
 // passthrough probe, the panic handler); lifecycle_linux.go the life of a
-// mount after that (Check, dead mounts, Unmount, Close); node.go, dir.go,
+// mount after that (Check, dead mounts, Unmount, Close); removed_linux.go
+// finds the layers removed from the store while mounted; node.go, dir.go,
 // file.go, xattr.go and whiteout.go what a mount presents.
 //
 // fusefs knows nothing of containerd snapshots: its Manager satisfies the

@@ -29,7 +29,12 @@ const checkTimeout = 5 * time.Second
 // live FUSE mount, an error wrapping errdefs.ErrUnavailable for a dead one
 // (server gone: ENOTCONN) or one that does not answer in time, and
 // errdefs.ErrNotFound when no FUSE filesystem is mounted there. It works
-// for any mountpoint, including mounts left by a previous daemon.
+// for any mountpoint, including mounts left by a previous daemon. For a
+// mount it serves, it also looks for the layer in the Source (see
+// probeRemoved): an error wrapping errdefs.ErrFailedPrecondition says the
+// store no longer holds the layer (the mount is left as it is: running
+// containers keep what they hold), and one wrapping ErrUnavailable that
+// the store holds another copy of it than the one mounted.
 func (m *Manager) Check(ctx context.Context, mountpoint string) error {
 	mountpoint, err := cleanMountpoint(mountpoint)
 	if err != nil {
@@ -47,7 +52,7 @@ func (m *Manager) Check(ctx context.Context, mountpoint string) error {
 		case <-mt.done:
 			return fmt.Errorf("layer mount at %q: its server has stopped: %w", mountpoint, errdefs.ErrUnavailable)
 		default:
-			return nil
+			return m.probeRemoved(ctx, mt)
 		}
 	}
 	ctx, cancel := withDefaultTimeout(ctx, checkTimeout)

@@ -84,6 +84,9 @@ type layerState struct {
 	// a walk runs (under Manager.mu).
 	noXattrs, shapeKnown atomic.Bool
 	walking              bool
+	// removed is set while the store no longer holds the layer (see
+	// probeRemoved); probing while a look for it runs.
+	removed, probing atomic.Bool
 }
 
 // mount is one served mountpoint.
@@ -297,10 +300,12 @@ func (m *Manager) forget(mountpoint string) *mount {
 }
 
 // Stats returns the accounting of every layer mounted now (or being
-// mounted), ordered by digest. A layer's figures are summed over its
+// mounted), ordered by digest. It first looks for each mounted layer in
+// the Source (within a few seconds), to report those removed from it. A layer's figures are summed over its
 // mounts since it was last unmounted everywhere: the last Unmount of a
 // layer drops them.
 func (m *Manager) Stats() []usage.LayerStats {
+	m.probeAll(context.Background())
 	m.mu.Lock()
 	out := make([]usage.LayerStats, 0, len(m.layers))
 	accts := make([]*account, 0, len(m.layers))
@@ -311,6 +316,7 @@ func (m *Manager) Stats() []usage.LayerStats {
 			Passthrough:       ls.passthrough,
 			Accounting:        m.cfg.accounting,
 			BytesAreFileSizes: ls.passthrough,
+			Removed:           ls.removed.Load(),
 		})
 		accts = append(accts, ls.acct)
 	}

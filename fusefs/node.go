@@ -24,6 +24,7 @@ type layerFS struct {
 	layer   digest.Digest
 	rootfd  int // O_PATH descriptor of the layer root; every path resolves beneath it
 	rootDev uint64
+	rootIno uint64 // with rootDev, which directory of the store is served
 	acct    *account
 	cache   *cache.Attrs
 	// passthrough is set (once, right after the mount) when kernel
@@ -50,7 +51,7 @@ func newLayerFS(dir *os.File, layer digest.Digest, acct *account, c *cache.Attrs
 		unix.Close(fd)
 		return nil, nil, fmt.Errorf("layer root %s is not a directory", dir.Name())
 	}
-	lfs := &layerFS{layer: layer, rootfd: fd, rootDev: st.Dev, acct: acct, cache: c}
+	lfs := &layerFS{layer: layer, rootfd: fd, rootDev: st.Dev, rootIno: st.Ino, acct: acct, cache: c}
 	opaque := exists(fd, opaqueMarker)
 	root := &node{lfs: lfs, attr: attrFromStat(&st, st.Dev), opaque: opaque, dropWhiteouts: opaque}
 	return lfs, root, nil
@@ -120,16 +121,17 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // directory (-1: open one if the cache misses).
 func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	a := n.lfs.acct
-	if !presentable(name) {
-		return nil, a.fail(syscall.ENOENT)
+	if !presentable(name, n.rel == "") {
+		return nil, a.missing(syscall.ENOENT)
 	}
-	if l := n.listing.Load(); l != nil {
+	l := n.listing.Load()
+	if l != nil {
 		if _, ok := l.names[name]; !ok {
 			// The directory was listed and the layer never changes: a
 			// name it lacks is absent. No path to resolve, no stat: the
 			// negative lookups overlayfs makes in every layer that
 			// shares a directory are most of a cold start's requests.
-			return nil, a.fail(syscall.ENOENT)
+			return nil, a.missing(syscall.ENOENT)
 		}
 	}
 	rel := path.Join(n.rel, name)
@@ -138,7 +140,12 @@ func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.E
 		return nil, a.fail(errno)
 	}
 	if e.Negative {
-		return nil, a.fail(syscall.ENOENT)
+		if l != nil {
+			// Listed, yet gone: the layer changed under the mount (it
+			// was removed from the store).
+			return nil, a.fail(syscall.ENOENT)
+		}
+		return nil, a.missing(syscall.ENOENT)
 	}
 	child := &node{
 		lfs:           n.lfs,
@@ -201,7 +208,23 @@ func (lfs *layerFS) stat(dirfd int, name string, dropWhiteouts bool) (cache.Entr
 			return cache.Entry{}, fs.ToErrno(err)
 		}
 	}
+	if dirGone(dirfd) {
+		// Not an absent name: the directory itself was removed from the
+		// store under the mount (the layer was deleted).
+		return cache.Entry{}, syscall.ENOENT
+	}
 	return cache.Entry{Negative: true}, 0
+}
+
+// dirGone reports whether the directory open at dirfd was removed: its
+// link count is 0, or the store no longer answers for it (a CVMFS client
+// answers ENOENT for a directory of a catalog it dropped).
+func dirGone(dirfd int) bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(dirfd, &st); err != nil {
+		return err == unix.ENOENT || err == unix.ESTALE
+	}
+	return st.Nlink == 0
 }
 
 // hasOpaqueMarker reports whether directory name of dirfd holds the opaque

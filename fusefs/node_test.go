@@ -63,7 +63,8 @@ func lookupPath(t *testing.T, n *node, rel string) (*node, syscall.Errno) {
 
 // duccLayer writes a DUCC-style upper layer: /.cvmfscatalog, /.wh.a,
 // d/.wh..wh..opq, d/y, d/.wh.z (redundant in an opaque dir), d/e/.wh.w
-// (redundant below it), s -> ../../etc (a symlink leading out).
+// (redundant below it), d/e/.cvmfscatalog (the image's own file),
+// s -> ../../etc (a symlink leading out).
 func duccLayer(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -90,9 +91,9 @@ func TestNodeLookupTranslation(t *testing.T) {
 		{".cvmfscatalog", syscall.ENOENT, 0, false},
 		{"d/.wh..wh..opq", syscall.ENOENT, 0, false},
 		{"d/y", 0, sIFREG, false},
-		{"d/z", syscall.ENOENT, 0, false},   // whiteout in an opaque dir: dropped
-		{"d/e/w", syscall.ENOENT, 0, false}, // and below it
-		{"d/e/.cvmfscatalog", syscall.ENOENT, 0, false},
+		{"d/z", syscall.ENOENT, 0, false},       // whiteout in an opaque dir: dropped
+		{"d/e/w", syscall.ENOENT, 0, false},     // and below it
+		{"d/e/.cvmfscatalog", 0, sIFREG, false}, // the image's own file
 		{"s", 0, sIFLNK, false},
 		{"missing", syscall.ENOENT, 0, false},
 		// ".wh." + 255 bytes is too long for the backing tree: still ENOENT.
@@ -196,8 +197,8 @@ func TestNodeReaddir(t *testing.T) {
 		t.Errorf("opaque dir lists %q, want %q", got, want)
 	}
 	e, _ := lookupPath(t, root, "d/e")
-	if got := read(e); len(got) != 0 {
-		t.Errorf("dir below opaque lists %q, want nothing", got)
+	if got, want := read(e), []string{".cvmfscatalog"}; !slices.Equal(got, want) {
+		t.Errorf("dir below opaque lists %q, want %q (the image's own catalog file)", got, want)
 	}
 }
 

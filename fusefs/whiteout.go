@@ -10,7 +10,8 @@ const (
 	whiteoutMeta = ".wh..wh."
 	opaqueMarker = ".wh..wh..opq"
 	// catalogMarker is ducc.CatalogMarker; fusefs does not import ducc so
-	// that it can serve any layer directory.
+	// that it can serve any layer directory. It is hidden at the layer
+	// root only (see classifyAt).
 	catalogMarker = ".cvmfscatalog"
 )
 
@@ -29,8 +30,8 @@ const (
 	kindHidden               // hidden: catalog marker or other aufs metadata
 )
 
-// classify returns what the backing entry name becomes and, for a
-// whiteout, the name it hides.
+// classify returns what the backing entry name becomes at the layer root
+// and, for a whiteout, the name it hides.
 func classify(name string) (k kind, target string) {
 	switch {
 	case name == catalogMarker:
@@ -50,10 +51,24 @@ func classify(name string) (k kind, target string) {
 	}
 }
 
-// presentable reports whether name can be looked up in the presented tree
-// at all: marker names never can, whatever exists behind them.
-func presentable(name string) bool {
-	k, _ := classify(name)
+// classifyAt is classify for an entry of the layer root (atRoot) or of a
+// directory below it. DUCC's nested-catalog marker is at the layer root
+// (cvmfs_server ingest --catalog), where an image's own root
+// ".cvmfscatalog" cannot be told from it: hidden there. Below the root a
+// ".cvmfscatalog" is the image's own file (CVMFS nests a catalog there
+// too, and keeps the file and its bytes): shown, as a pull shows it.
+func classifyAt(name string, atRoot bool) (k kind, target string) {
+	if name == catalogMarker && !atRoot {
+		return kindPlain, ""
+	}
+	return classify(name)
+}
+
+// presentable reports whether name can be looked up in a directory of the
+// presented tree (atRoot: the layer root) at all: marker names never can,
+// whatever exists behind them.
+func presentable(name string, atRoot bool) bool {
+	k, _ := classifyAt(name, atRoot)
 	return k == kindPlain
 }
 
@@ -78,25 +93,26 @@ type presented struct {
 }
 
 // translate turns a backing directory listing into the presented one, in
-// the backing order. dropWhiteouts is set inside an opaque subtree. A real
+// the backing order. dropWhiteouts is set inside an opaque subtree, atRoot
+// for the layer root (see classifyAt). A real
 // entry wins over a whiteout of the same name (the layer deleted the lower
 // entry and created a new one). opaque reports whether the listing holds
 // the opaque marker.
-func translate(ents []dirent, dropWhiteouts bool) (out []presented, opaque bool) {
+func translate(ents []dirent, dropWhiteouts, atRoot bool) (out []presented, opaque bool) {
 	real := make(map[string]bool, len(ents))
 	for _, e := range ents {
-		if k, _ := classify(e.name); k == kindPlain {
+		if k, _ := classifyAt(e.name, atRoot); k == kindPlain {
 			real[e.name] = true
 		}
 	}
 	out = make([]presented, 0, len(ents))
 	for _, e := range ents {
-		k, target := classify(e.name)
+		k, target := classifyAt(e.name, atRoot)
 		switch k {
 		case kindPlain:
 			out = append(out, presented{name: e.name, backing: e.name, typ: e.typ, ino: e.ino})
 		case kindWhiteout:
-			if dropWhiteouts || real[target] || !presentable(target) {
+			if dropWhiteouts || real[target] || !presentable(target, atRoot) {
 				continue
 			}
 			out = append(out, presented{name: target, backing: e.name, typ: sIFCHR, ino: e.ino})

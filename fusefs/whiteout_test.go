@@ -57,19 +57,22 @@ func TestTranslate(t *testing.T) {
 		name   string
 		in     []dirent
 		drop   bool
+		below  bool // a directory below the layer root
 		want   []string
 		opaque bool
 	}{
-		{"plain", ents(".", "..", "a", "b"), false, []string{".", "..", "a", "b"}, false},
-		{"whiteout", ents("a", ".wh.b"), false, []string{"a", "b"}, false},
-		{"markers hidden", ents(".cvmfscatalog", ".wh..wh..opq", ".wh..wh..plnk", "a"), false, []string{"a"}, true},
-		{"real entry beats whiteout", ents(".wh.a", "a"), false, []string{"a"}, false},
-		{"whiteouts dropped in opaque subtree", ents(".wh.a", "b"), true, []string{"b"}, false},
-		{"whiteout of a hidden name dropped", ents(".wh..cvmfscatalog"), false, nil, false},
+		{"plain", ents(".", "..", "a", "b"), false, false, []string{".", "..", "a", "b"}, false},
+		{"whiteout", ents("a", ".wh.b"), false, false, []string{"a", "b"}, false},
+		{"markers hidden", ents(".cvmfscatalog", ".wh..wh..opq", ".wh..wh..plnk", "a"), false, false, []string{"a"}, true},
+		{"real entry beats whiteout", ents(".wh.a", "a"), false, false, []string{"a"}, false},
+		{"whiteouts dropped in opaque subtree", ents(".wh.a", "b"), true, false, []string{"b"}, false},
+		{"whiteout of a hidden name dropped", ents(".wh..cvmfscatalog"), false, false, nil, false},
+		{"catalog file below the root shown", ents(".cvmfscatalog", ".wh..wh..opq", "a"), false, true, []string{".cvmfscatalog", "a"}, true},
+		{"whiteout of a catalog file below the root", ents(".wh..cvmfscatalog"), false, true, []string{".cvmfscatalog"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, opaque := translate(tc.in, tc.drop)
+			got, opaque := translate(tc.in, tc.drop, !tc.below)
 			if !slices.Equal(names(got), tc.want) || opaque != tc.opaque {
 				t.Errorf("translate = %q, opaque %v; want %q, %v", names(got), opaque, tc.want, tc.opaque)
 			}
@@ -110,10 +113,10 @@ func FuzzWhiteoutName(f *testing.F) {
 		if n1 == n2 {
 			in = in[:1]
 		}
-		out, _ := translate(in, drop)
+		out, _ := translate(in, drop, true)
 		seen := map[string]bool{}
 		for _, p := range out {
-			if !presentable(p.name) {
+			if !presentable(p.name, true) {
 				t.Fatalf("translate(%q, %q) shows marker name %q", n1, n2, p.name)
 			}
 			if seen[p.name] {

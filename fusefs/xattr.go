@@ -22,7 +22,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if n.opaque && !n.whiteout && isOpaqueXattr(attr) {
 		return copyOut(dest, []byte("y"))
 	}
-	return 0, a.fail(syscall.ENODATA)
+	return 0, a.missing(syscall.ENODATA)
 }
 
 var _ = (fs.NodeListxattrer)((*node)(nil))

@@ -48,6 +48,7 @@ var classes = []struct {
 	{"invalid-argument", errdefs.ErrInvalidArgument},
 	{"unavailable", errdefs.ErrUnavailable},
 	{"failed-precondition", errdefs.ErrFailedPrecondition},
+	{"permission-denied", errdefs.ErrPermissionDenied},
 }
 
 func classOf(err error) string {

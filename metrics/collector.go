@@ -39,6 +39,7 @@ type Collector struct {
 	imageOf  func(digest.Digest) string
 	counters []counterDesc
 	mounts   *prometheus.Desc
+	removed  *prometheus.Desc
 	errors   *prometheus.Desc
 	lastSeen *prometheus.Desc
 }
@@ -64,10 +65,12 @@ func NewCollector(src Source, opts ...CollectorOpt) *Collector {
 			c("prefetch_files_total", "Files of the layer read ahead from the layer store by prefetch (not workload reads).", func(s *usage.LayerStats) int64 { return s.PrefetchFiles }),
 			c("prefetch_bytes_total", "Bytes of the layer read ahead from the layer store by prefetch (not workload reads).", func(s *usage.LayerStats) int64 { return s.PrefetchBytes }),
 			c("prefetch_hits_total", "Files of the layer a workload read after prefetch had read them.", func(s *usage.LayerStats) int64 { return s.PrefetchHits }),
+			c("absent_names_total", "Lookups of names, and reads of extended attributes, that do not exist in the layer: overlayfs makes them in every layer as it merges directories; not errors.", func(s *usage.LayerStats) int64 { return s.Absent }),
 			c("cache_misses_total", "Attribute cache misses for the layer.", func(s *usage.LayerStats) int64 { return s.CacheMisses }),
 		},
 		mounts:   prometheus.NewDesc("cvmfs_snapshotter_layer_mounts", "Current FUSE mounts of the layer.", layer, nil),
-		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno.", []string{"layer", "mode", "image", "errno"}, nil),
+		removed:  prometheus.NewDesc("cvmfs_snapshotter_layer_removed", "1 while the layer store no longer holds the mounted layer (removed by the repository's garbage collection): its containers get ENOENT and new ones on it fail until the image is pulled again.", layer, nil),
+		errors:   prometheus.NewDesc("cvmfs_snapshotter_layer_errors_total", "Errors answered for the layer, by errno: failures (EIO, ESTALE, an entry gone from the layer store, ...), never a name that does not exist (see absent_names_total).", []string{"layer", "mode", "image", "errno"}, nil),
 		lastSeen: prometheus.NewDesc("cvmfs_snapshotter_layer_last_access_seconds", "Unix time of the layer's last access.", layer, nil),
 	}
 	for _, o := range opts {
@@ -82,6 +85,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- cd.desc
 	}
 	ch <- c.mounts
+	ch <- c.removed
 	ch <- c.errors
 	ch <- c.lastSeen
 }
@@ -100,6 +104,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			send(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), lv...)
 		}
 		send(c.mounts, prometheus.GaugeValue, float64(st.Mounts), lv...)
+		removed := 0.0
+		if st.Removed {
+			removed = 1
+		}
+		send(c.removed, prometheus.GaugeValue, removed, lv...)
 		for errno, n := range st.Errors {
 			send(c.errors, prometheus.CounterValue, float64(n), append(lv, errno)...)
 		}

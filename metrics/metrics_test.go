@@ -27,7 +27,7 @@ var layer = digest.Digest("sha256:" + strings.Repeat("c", 64))
 func source() fakeSource {
 	return fakeSource{stats: []usage.LayerStats{{
 		Layer: layer, Mounts: 2, Accounting: usage.AccountReads, Opens: 7, BytesRead: 4096, Lookups: 11,
-		Errors: map[string]int64{"ENOENT": 3}, LastAccess: time.Unix(1700000000, 0),
+		Errors: map[string]int64{"EIO": 3}, Absent: 26, Removed: true, LastAccess: time.Unix(1700000000, 0),
 	}}}
 }
 
@@ -46,15 +46,21 @@ func TestCollector(t *testing.T) {
 # HELP cvmfs_snapshotter_layer_opens_total Files opened in the layer (in "reads" accounting: fetches of a file's content from its start; opens served from the page cache are not seen).
 # TYPE cvmfs_snapshotter_layer_opens_total counter
 cvmfs_snapshotter_layer_opens_total{image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 7
-# HELP cvmfs_snapshotter_layer_errors_total Errors answered for the layer, by errno.
+# HELP cvmfs_snapshotter_layer_errors_total Errors answered for the layer, by errno: failures (EIO, ESTALE, an entry gone from the layer store, ...), never a name that does not exist (see absent_names_total).
 # TYPE cvmfs_snapshotter_layer_errors_total counter
-cvmfs_snapshotter_layer_errors_total{errno="ENOENT",image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 3
+cvmfs_snapshotter_layer_errors_total{errno="EIO",image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 3
+# HELP cvmfs_snapshotter_layer_absent_names_total Lookups of names, and reads of extended attributes, that do not exist in the layer: overlayfs makes them in every layer as it merges directories; not errors.
+# TYPE cvmfs_snapshotter_layer_absent_names_total counter
+cvmfs_snapshotter_layer_absent_names_total{image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 26
 # HELP cvmfs_snapshotter_layer_mounts Current FUSE mounts of the layer.
 # TYPE cvmfs_snapshotter_layer_mounts gauge
 cvmfs_snapshotter_layer_mounts{image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 2
+# HELP cvmfs_snapshotter_layer_removed 1 while the layer store no longer holds the mounted layer (removed by the repository's garbage collection): its containers get ENOENT and new ones on it fail until the image is pulled again.
+# TYPE cvmfs_snapshotter_layer_removed gauge
+cvmfs_snapshotter_layer_removed{image="registry.example/app:1",layer="` + layer.String() + `",mode="reads"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"cvmfs_snapshotter_layer_opens_total", "cvmfs_snapshotter_layer_errors_total", "cvmfs_snapshotter_layer_mounts"); err != nil {
+		"cvmfs_snapshotter_layer_opens_total", "cvmfs_snapshotter_layer_errors_total", "cvmfs_snapshotter_layer_absent_names_total", "cvmfs_snapshotter_layer_mounts", "cvmfs_snapshotter_layer_removed"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -112,7 +112,7 @@ func (s *snapshotter) checkChain(ctx context.Context, layer digest.Digest, targe
 	diffID, err := differ.LayerDiffID(lctx, layer)
 	if err != nil {
 		reason := ReasonNoDiffID
-		if errdefs.IsNotFound(err) || errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) {
+		if errdefs.IsNotFound(err) || errdefs.IsUnavailable(err) || errdefs.IsPermissionDenied(err) || errors.Is(err, context.DeadlineExceeded) {
 			reason = fallbackReason(err, labels[LabelLayerMediaType])
 		}
 		return &chainError{reason: reason, err: err}

@@ -227,6 +227,25 @@ func TestChainCheckWithoutDiffID(t *testing.T) {
 	}
 }
 
+// TestChainCheckRefused: a layer the store refuses to serve (its files
+// owned by the CVMFS client) is pulled, for that reason, before its chain
+// is checked or anything mounted.
+func TestChainCheckRefused(t *testing.T) {
+	rec := &recorder{}
+	lfs := newFakeLayerFS(layerA)
+	lfs.refused = true
+	sn := newCheckedSnapshotter(t, t.TempDir(), lfs, rec)
+	if _, err := unpack(sn, "", diffOf(layerA), layerA); err != nil {
+		t.Fatalf("Prepare = %v, want a pull", err)
+	}
+	if n := lfs.mountCalls(); n != 0 {
+		t.Fatalf("%d layers mounted", n)
+	}
+	if ev := rec.last(t); ev.Served || ev.Reason != ReasonRefused {
+		t.Fatalf("event %+v, want reason %s", ev, ReasonRefused)
+	}
+}
+
 // TestChainCheckOff: WithChainCheck(false) serves a layer under any chain
 // ID, as before the check existed.
 func TestChainCheckOff(t *testing.T) {

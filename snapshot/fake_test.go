@@ -18,8 +18,14 @@ type fakeLayerFS struct {
 	present map[digest.Digest]int64 // layers the store holds, and their sizes
 	mounted map[string]digest.Digest
 	dead    map[string]bool
-	hang    bool  // Mount blocks until ctx ends
-	failAll bool  // Mount fails with ErrUnavailable
+	// removed are the mountpoints whose layer the store no longer holds:
+	// Check answers FailedPrecondition.
+	removed map[string]bool
+	hang    bool // Mount blocks until ctx ends
+	failAll bool // Mount fails with ErrUnavailable
+	// refused: Mount and LayerDiffID fail with ErrPermissionDenied, as
+	// a store whose files a CVMFS client claims as its own.
+	refused bool
 	sizeErr error // LayerSize fails with it
 	// diffIDs are the diff IDs the store records (diffOf by default); a
 	// present layer missing here has none (no usable layers.json).
@@ -28,7 +34,7 @@ type fakeLayerFS struct {
 }
 
 func newFakeLayerFS(layers ...digest.Digest) *fakeLayerFS {
-	f := &fakeLayerFS{present: map[digest.Digest]int64{}, mounted: map[string]digest.Digest{}, dead: map[string]bool{}, diffIDs: map[digest.Digest]digest.Digest{}}
+	f := &fakeLayerFS{present: map[digest.Digest]int64{}, mounted: map[string]digest.Digest{}, dead: map[string]bool{}, removed: map[string]bool{}, diffIDs: map[digest.Digest]digest.Digest{}}
 	for _, l := range layers {
 		f.present[l] = 4096
 		f.diffIDs[l] = diffOf(l)
@@ -41,9 +47,12 @@ const fakeMarker = "fake-layer"
 func (f *fakeLayerFS) Mount(ctx context.Context, mountpoint string, layer digest.Digest) error {
 	f.mu.Lock()
 	f.calls = append(f.calls, "mount "+layer.String())
-	hang, failAll := f.hang, f.failAll
+	hang, failAll, refused := f.hang, f.failAll, f.refused
 	_, ok := f.present[layer]
 	f.mu.Unlock()
+	if refused && ok {
+		return fmt.Errorf("fake: layer %s owned by the CVMFS client: %w", layer, errdefs.ErrPermissionDenied)
+	}
 	if hang {
 		<-ctx.Done()
 		return fmt.Errorf("fake: %w: %w", ctx.Err(), errdefs.ErrUnavailable)
@@ -71,6 +80,9 @@ func (f *fakeLayerFS) Check(ctx context.Context, mountpoint string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "check")
+	if f.removed[mountpoint] {
+		return fmt.Errorf("fake: layer at %s removed from the store: %w", mountpoint, errdefs.ErrFailedPrecondition)
+	}
 	if _, ok := f.mounted[mountpoint]; !ok || f.dead[mountpoint] {
 		return fmt.Errorf("fake: %s dead: %w", mountpoint, errdefs.ErrUnavailable)
 	}
@@ -113,6 +125,9 @@ func (f *fakeLayerFS) LayerDiffID(ctx context.Context, layer digest.Digest) (dig
 	}
 	if f.failAll {
 		return "", fmt.Errorf("fake: store down: %w", errdefs.ErrUnavailable)
+	}
+	if f.refused {
+		return "", fmt.Errorf("fake: layer %s owned by the CVMFS client: %w", layer, errdefs.ErrPermissionDenied)
 	}
 	d, ok := f.diffIDs[layer]
 	if !ok {

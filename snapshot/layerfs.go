@@ -20,7 +20,11 @@ type LayerFS interface {
 	Mount(ctx context.Context, mountpoint string, layer digest.Digest) error
 	// Check reports whether the mount at mountpoint is alive. It is called
 	// on every Prepare, View and Mounts that stacks on the layer, so it
-	// must be cheap.
+	// must be cheap. An error wrapping errdefs.ErrFailedPrecondition says
+	// the store no longer holds the mounted layer: the snapshotter then
+	// leaves the mount (running containers hold it) and fails the
+	// snapshots stacked on it, naming the layer. Any other error makes it
+	// mount the layer again.
 	Check(ctx context.Context, mountpoint string) error
 	// Unmount removes the mount at mountpoint: a plain unmount first, a lazy
 	// one (MNT_DETACH) if it is busy or dead, never MNT_FORCE. Unmounting

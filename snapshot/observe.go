@@ -58,6 +58,11 @@ const (
 	// it (DUCC's layers.json missing, unreadable or malformed), so its
 	// chain cannot be checked.
 	ReasonNoDiffID FallbackReason = "no-diff-id"
+	// ReasonRefused: the layer store holds the layer but refuses to serve
+	// it as it presents it (errdefs.ErrPermissionDenied; for CVMFS, a
+	// client that shows every file as its own). Logged at Error: every
+	// layer of the store is pulled until the store is fixed.
+	ReasonRefused FallbackReason = "refused"
 )
 
 // LayerEvent is what an observer learns of each layer unpack (a Prepare
@@ -134,6 +139,8 @@ func (s *snapshotter) observeExisting(ctx context.Context, req remoteRequest) {
 // media type when the labels give it.
 func fallbackReason(err error, mediaType string) FallbackReason {
 	switch {
+	case errdefs.IsPermissionDenied(err):
+		return ReasonRefused
 	case errdefs.IsNotFound(err):
 		switch {
 		case strings.Contains(mediaType, "zstd"):

@@ -31,6 +31,8 @@ func TestLayerObserver(t *testing.T) {
 			LayerEvent{Layer: layerB, RawLayer: layerB.String(), MediaType: "application/vnd.oci.image.layer.v1.tar", Reason: ReasonNotGzip}},
 		{"timeout", func(f *fakeLayerFS) { f.hang = true }, map[string]string{LabelTarget: "c", LabelLayerDigest: layerA.String(), LabelImageRef: img},
 			LayerEvent{Image: img, Layer: layerA, RawLayer: layerA.String(), Reason: ReasonLookupTimeout}},
+		{"refused", func(f *fakeLayerFS) { f.refused = true }, map[string]string{LabelTarget: "c", LabelLayerDigest: layerA.String(), LabelImageRef: img},
+			LayerEvent{Image: img, Layer: layerA, RawLayer: layerA.String(), Reason: ReasonRefused}},
 		{"malformed", nil, map[string]string{LabelTarget: "c", LabelLayerDigest: "sha256:../../etc", LabelImageRef: img},
 			LayerEvent{Image: img, RawLayer: "sha256:../../etc", Reason: ReasonMalformedLabel}},
 		{"no label", nil, map[string]string{LabelTarget: "c", LabelImageRef: img},

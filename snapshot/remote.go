@@ -26,9 +26,12 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, parent, id string,
 		if err := s.checkRemoteRequest(ctx, parent, req); err != nil {
 			reason := chainReason(err)
 			entry := logger.WithError(err).WithField("target", req.target).WithField("reason", reason)
-			if reason == ReasonChainMismatch || reason == ReasonNoDiffID {
+			switch reason {
+			case ReasonChainMismatch, ReasonNoDiffID:
 				entry.Warn("layer not served from the layer store: its chain does not check out, pulling it")
-			} else {
+			case ReasonRefused:
+				entry.Error("the layer store refuses to serve the layer, pulling it")
+			default:
 				entry.Info("layer not served from the layer store, pulling it")
 			}
 			s.observe(ctx, req.labels, req.layer, reason)
@@ -36,8 +39,13 @@ func (s *snapshotter) prepareRemote(ctx context.Context, key, parent, id string,
 		}
 	}
 	if err := s.mountLayer(ctx, id, req.layer); err != nil {
-		logger.WithError(err).Info("layer not served from the layer store, pulling it")
-		s.observe(ctx, req.labels, req.layer, fallbackReason(err, req.labels[LabelLayerMediaType]))
+		reason := fallbackReason(err, req.labels[LabelLayerMediaType])
+		if reason == ReasonRefused {
+			logger.WithError(err).Error("the layer store refuses to serve the layer, pulling it")
+		} else {
+			logger.WithError(err).Info("layer not served from the layer store, pulling it")
+		}
+		s.observe(ctx, req.labels, req.layer, reason)
 		return nil
 	}
 	usage := snapshots.Usage{}
@@ -131,7 +139,20 @@ func (s *snapshotter) ensureMounted(ctx context.Context, id string) error {
 	if rl.unavailable == nil {
 		cerr := s.config.layers.Check(ctx, path)
 		if cerr == nil {
+			rl.removed = false
 			return nil
+		}
+		if errdefs.IsFailedPrecondition(cerr) {
+			// The store no longer holds the layer: mounting it again
+			// cannot help, and the mount stays for the running
+			// containers that hold it.
+			if !rl.removed {
+				rl.removed = true
+				log.G(ctx).WithError(cerr).WithField("layer", rl.layer).WithField("mountpoint", path).
+					Error("remote layer removed from the layer store: snapshots stacked on it fail until the image is pulled again")
+			}
+			return fmt.Errorf("layer %s (snapshot %s) is no longer in the layer store, removed while in use: "+
+				"remove the image and pull it again, its layers then come from the registry: %v: %w", rl.layer, id, cerr, errdefs.ErrUnavailable)
 		}
 		log.G(ctx).WithError(cerr).WithField("layer", rl.layer).WithField("mountpoint", path).Warn("remote layer mount is dead, re-mounting")
 	}

@@ -261,14 +261,22 @@ func TestRemoveUnmountsAndDeletes(t *testing.T) {
 	}
 }
 
-func TestDeadMountIsRevived(t *testing.T) {
-	ctx := context.Background()
+// servedChainA returns a snapshotter over a fake store holding layerA,
+// served as snapshot chain-a, and chain-a's id.
+func servedChainA(t *testing.T) (*snapshotter, *fakeLayerFS, string) {
+	t.Helper()
 	lfs := newFakeLayerFS(layerA)
 	sn := newTestSnapshotter(t, t.TempDir(), lfs)
 	if _, err := prepareLayer(t, sn, "chain-a", "", layerA); !errdefs.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	id, _ := idOf(t, sn, "chain-a")
+	return sn, lfs, id
+}
+
+func TestDeadMountIsRevived(t *testing.T) {
+	ctx := context.Background()
+	sn, lfs, id := servedChainA(t)
 	lfs.mu.Lock()
 	lfs.dead[sn.upperPath(id)] = true
 	lfs.mu.Unlock()
@@ -292,6 +300,40 @@ func TestDeadMountIsRevived(t *testing.T) {
 	}
 	if _, err := sn.Stat(ctx, "chain-a"); err != nil {
 		t.Fatalf("remote snapshot lost: %v", err)
+	}
+}
+
+// TestRemovedLayerFailsNewSnapshots: Check reports that the store no
+// longer holds a mounted layer. Snapshots stacked on it fail with an error
+// that names the layer and the fix; the mount is left for the containers
+// that hold it (no unmount, no mount again); all is well once the store
+// holds the layer again.
+func TestRemovedLayerFailsNewSnapshots(t *testing.T) {
+	ctx := context.Background()
+	sn, lfs, id := servedChainA(t)
+	lfs.mu.Lock()
+	lfs.removed[sn.upperPath(id)] = true
+	lfs.calls = nil
+	lfs.mu.Unlock()
+	for _, key := range []string{"c1", "c2"} {
+		_, err := sn.Prepare(ctx, key, "chain-a")
+		if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), layerA.String()) || !strings.Contains(err.Error(), "pull it again") {
+			t.Fatalf("Prepare %s over a removed layer = %v, want ErrUnavailable naming %s and the fix", key, err, layerA)
+		}
+	}
+	if _, err := sn.View(ctx, "v1", "chain-a"); !errdefs.IsUnavailable(err) {
+		t.Fatalf("View over a removed layer = %v", err)
+	}
+	lfs.mu.Lock()
+	for _, c := range lfs.calls {
+		if c != "check" {
+			t.Errorf("call %q on a removed layer: its mount must stay as it is", c)
+		}
+	}
+	lfs.removed[sn.upperPath(id)] = false
+	lfs.mu.Unlock()
+	if _, err := sn.Prepare(ctx, "c3", "chain-a"); err != nil {
+		t.Fatalf("Prepare once the layer is back: %v", err)
 	}
 }
 

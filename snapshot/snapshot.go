@@ -228,6 +228,9 @@ type remoteLayer struct {
 	// or when a dead mount could not be revived). Mounts that stack on it
 	// answer ErrUnavailable; the snapshot itself is never deleted for it.
 	unavailable error
+	// removed is set while Check reports that the store no longer holds
+	// the layer (logged once).
+	removed bool
 }
 
 // Stat returns the info of the snapshot key.

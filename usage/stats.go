@@ -17,6 +17,11 @@ type LayerStats struct {
 	// the layer's mounts (of the most recent one, if they differ).
 	Passthrough bool
 	Accounting  Accounting
+	// Removed is set when the layer store no longer holds the layer
+	// although it is mounted (removed by the repository's garbage
+	// collection): its mounts answer ENOENT, and new containers on it fail
+	// until the image is pulled again.
+	Removed bool `json:",omitempty"`
 
 	// Readdirs counts the directory listings read from the backing tree
 	// (the kernel keeps them, so a directory is read about once).
@@ -32,9 +37,16 @@ type LayerStats struct {
 	// Reads is the number of read requests the daemon served; 0 under
 	// passthrough.
 	Reads int64
-	// Errors counts failed requests by errno name ("ENOENT", "EROFS", ...);
-	// a failed lookup of a name that does not exist counts as ENOENT.
+	// Errors counts failed requests by errno name ("EIO", "ESTALE",
+	// "EROFS", ...). A lookup of a name that does not exist is not one
+	// (see Absent); ENOENT here is an entry that existed (looked up
+	// before, or held by its directory's listing) and is gone from the
+	// layer store.
 	Errors map[string]int64
+	// Absent counts lookups of names, and reads of extended attributes,
+	// that do not exist: overlayfs makes them in every layer as it merges
+	// directories, so a healthy layer has many.
+	Absent int64
 	// Panics counts handler panics, answered with EIO.
 	Panics                  int64
 	FirstAccess, LastAccess time.Time

@@ -164,6 +164,117 @@ func wantKept(mode string) int {
 // snapshots (and, in FUSE mode, the mounts), a restart restoring them, a
 // kill -9 and a restart.
 func TestDaemon(t *testing.T) {
+	eachMountMode(t, func(t *testing.T, bin, mode, dir string) {
+		repo := filepath.Join(dir, "repo")
+		present := layerDigest("present")
+		ducctest.WriteLayer(t, repo, present, map[string]string{"bin/tool": "tool"}, 4)
+		// The chains of the layer alone and of the layer twice.
+		chain1 := ducctest.DiffID(present).String()
+		chain2 := identity.ChainID([]digest.Digest{ducctest.DiffID(present), ducctest.DiffID(present)}).String()
+		cfg := fmt.Sprintf("absolute-mountpoint = %q\nmount-mode = %q\nlookup-timeout = \"2s\"\n", repo, mode)
+		d := startDaemon(t, bin, dir, cfg)
+		sn := d.client(t)
+		ctx := context.Background()
+
+		if fi, err := os.Stat(d.sock); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("socket mode: %v, %v", fi.Mode(), err)
+		}
+		labels := func(target string, layer string) snapshots.Opt {
+			return snapshots.WithLabels(map[string]string{
+				"containerd.io/snapshot.ref":              target,
+				"containerd.io/snapshot/cri.layer-digest": layer,
+			})
+		}
+		_, err := sn.Prepare(ctx, "extract-1 chain-1", "", labels(chain1, present.String()))
+		if !errdefs.IsAlreadyExists(err) {
+			t.Fatalf("Prepare of a present layer = %v, want AlreadyExists", err)
+		}
+		info, err := sn.Stat(ctx, chain1)
+		if err != nil || info.Labels[snapshot.LabelRemote] != present.String() {
+			t.Fatalf("Stat target = %+v, %v", info, err)
+		}
+		mps, _ := mountutil.Under(d.root)
+		if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
+			t.Fatalf("layer files not visible at the snapshot mount: %+v", mps)
+		}
+		// Absent layer and malformed digests: writable mounts, no panic.
+		for i, layer := range []string{layerDigest("absent").String(), "sha256:../../etc", "", "sha512:" + strings.Repeat("a", 128)} {
+			ms, err := sn.Prepare(ctx, fmt.Sprintf("extract-x%d", i), "", labels(fmt.Sprintf("chain-x%d", i), layer))
+			if err != nil || len(ms) != 1 {
+				t.Fatalf("Prepare(%q) = %+v, %v; want a fallback", layer, ms, err)
+			}
+		}
+		if _, err := sn.Stat(ctx, chain1); err != nil {
+			t.Fatalf("daemon stopped answering: %v", err)
+		}
+
+		d.stop(t)
+		// Bind mounts go with the daemon; FUSE mounts stay, kept by
+		// the custody, for the next daemon to serve.
+		if mps, _ := mountutil.Under(d.root); len(mps) != wantKept(mode) {
+			t.Fatalf("mounts after SIGTERM: %+v, want %d", mps, wantKept(mode))
+		}
+		if !fileExists(filepath.Join(d.root, "metadata.db")) {
+			t.Fatal("metadata deleted at shutdown")
+		}
+
+		d = startDaemon(t, bin, dir, cfg)
+		sn = d.client(t)
+		if _, err := sn.Stat(ctx, chain1); err != nil {
+			t.Fatalf("snapshot lost across restart: %v", err)
+		}
+		var infos []snapshots.Info
+		if err := sn.Walk(ctx, func(ctx context.Context, i snapshots.Info) error { infos = append(infos, i); return nil }); err != nil || len(infos) != 5 {
+			b, _ := json.Marshal(infos)
+			t.Fatalf("Walk after restart: %s, %v", b, err)
+		}
+		mps, _ = mountutil.Under(d.root)
+		if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
+			t.Fatalf("remote mount not restored: %+v", mps)
+		}
+		checkMalformedRequests(t, sn, chain1)
+
+		// Crash: kill -9 leaves the mount behind. A bind mount needs
+		// no server; a FUSE mount's requests wait in the kernel
+		// (the custody holds its connection) for the next daemon,
+		// which takes it over.
+		mp := mps[0].Mountpoint
+		if err := d.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		d.cmd.Wait()
+		d.log.Close()
+		d = startDaemon(t, bin, dir, cfg)
+		if mode == modeFUSE && !strings.Contains(readFile(filepath.Join(dir, "daemon.log")), "layer mount taken over") {
+			t.Fatalf("the FUSE mount was not taken over after a kill; log:\n%s", readFile(filepath.Join(dir, "daemon.log")))
+		}
+		sn = d.client(t)
+		if got := readFile(filepath.Join(mp, "bin", "tool")); got != "tool" {
+			t.Fatalf("layer not re-mounted after a crash: %q", got)
+		}
+		if mps, _ := mountutil.Under(d.root); len(mps) != 1 {
+			t.Fatalf("after crash and restart, mounts = %+v, want exactly 1", mps)
+		}
+		if _, err := sn.Prepare(ctx, "extract-2 chain-2", chain1, labels(chain2, present.String())); !errdefs.IsAlreadyExists(err) {
+			t.Fatalf("Prepare after crash = %v", err)
+		}
+		d.stop(t)
+		if mps, _ := mountutil.Under(d.root); len(mps) != 2*wantKept(mode) {
+			t.Fatalf("mounts after the final SIGTERM: %+v, want %d", mps, 2*wantKept(mode))
+		}
+		// Stopping the custody with no daemon running unmounts
+		// what it keeps.
+		testutil.StopCustodies(t, dir)
+		if mps, _ := mountutil.Under(d.root); len(mps) != 0 {
+			t.Fatalf("mounts left after the daemon and its custody stopped: %+v", mps)
+		}
+	})
+}
+
+// eachMountMode runs test as root in a subtest per mount mode (bind,
+// FUSE), with the built daemon bin and a directory dir whose mounts are
+// swept at the end.
+func eachMountMode(t *testing.T, test func(t *testing.T, bin, mode, dir string)) {
 	testutil.RequiresRoot(t)
 	bin := buildDaemon(t)
 	for _, mode := range []string{modeBind, modeFUSE} {
@@ -173,109 +284,7 @@ func TestDaemon(t *testing.T) {
 			}
 			dir := t.TempDir()
 			t.Cleanup(func() { testutil.SweepMounts(t, dir) })
-			repo := filepath.Join(dir, "repo")
-			present := layerDigest("present")
-			ducctest.WriteLayer(t, repo, present, map[string]string{"bin/tool": "tool"}, 4)
-			// The chains of the layer alone and of the layer twice.
-			chain1 := ducctest.DiffID(present).String()
-			chain2 := identity.ChainID([]digest.Digest{ducctest.DiffID(present), ducctest.DiffID(present)}).String()
-			cfg := fmt.Sprintf("absolute-mountpoint = %q\nmount-mode = %q\nlookup-timeout = \"2s\"\n", repo, mode)
-			d := startDaemon(t, bin, dir, cfg)
-			sn := d.client(t)
-			ctx := context.Background()
-
-			if fi, err := os.Stat(d.sock); err != nil || fi.Mode().Perm() != 0o600 {
-				t.Fatalf("socket mode: %v, %v", fi.Mode(), err)
-			}
-			labels := func(target string, layer string) snapshots.Opt {
-				return snapshots.WithLabels(map[string]string{
-					"containerd.io/snapshot.ref":              target,
-					"containerd.io/snapshot/cri.layer-digest": layer,
-				})
-			}
-			_, err := sn.Prepare(ctx, "extract-1 chain-1", "", labels(chain1, present.String()))
-			if !errdefs.IsAlreadyExists(err) {
-				t.Fatalf("Prepare of a present layer = %v, want AlreadyExists", err)
-			}
-			info, err := sn.Stat(ctx, chain1)
-			if err != nil || info.Labels[snapshot.LabelRemote] != present.String() {
-				t.Fatalf("Stat target = %+v, %v", info, err)
-			}
-			mps, _ := mountutil.Under(d.root)
-			if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
-				t.Fatalf("layer files not visible at the snapshot mount: %+v", mps)
-			}
-			// Absent layer and malformed digests: writable mounts, no panic.
-			for i, layer := range []string{layerDigest("absent").String(), "sha256:../../etc", "", "sha512:" + strings.Repeat("a", 128)} {
-				ms, err := sn.Prepare(ctx, fmt.Sprintf("extract-x%d", i), "", labels(fmt.Sprintf("chain-x%d", i), layer))
-				if err != nil || len(ms) != 1 {
-					t.Fatalf("Prepare(%q) = %+v, %v; want a fallback", layer, ms, err)
-				}
-			}
-			if _, err := sn.Stat(ctx, chain1); err != nil {
-				t.Fatalf("daemon stopped answering: %v", err)
-			}
-
-			d.stop(t)
-			// Bind mounts go with the daemon; FUSE mounts stay, kept by
-			// the custody, for the next daemon to serve.
-			if mps, _ := mountutil.Under(d.root); len(mps) != wantKept(mode) {
-				t.Fatalf("mounts after SIGTERM: %+v, want %d", mps, wantKept(mode))
-			}
-			if !fileExists(filepath.Join(d.root, "metadata.db")) {
-				t.Fatal("metadata deleted at shutdown")
-			}
-
-			d = startDaemon(t, bin, dir, cfg)
-			sn = d.client(t)
-			if _, err := sn.Stat(ctx, chain1); err != nil {
-				t.Fatalf("snapshot lost across restart: %v", err)
-			}
-			var infos []snapshots.Info
-			if err := sn.Walk(ctx, func(ctx context.Context, i snapshots.Info) error { infos = append(infos, i); return nil }); err != nil || len(infos) != 5 {
-				b, _ := json.Marshal(infos)
-				t.Fatalf("Walk after restart: %s, %v", b, err)
-			}
-			mps, _ = mountutil.Under(d.root)
-			if len(mps) != 1 || readFile(filepath.Join(mps[0].Mountpoint, "bin", "tool")) != "tool" {
-				t.Fatalf("remote mount not restored: %+v", mps)
-			}
-			checkMalformedRequests(t, sn, chain1)
-
-			// Crash: kill -9 leaves the mount behind. A bind mount needs
-			// no server; a FUSE mount's requests wait in the kernel
-			// (the custody holds its connection) for the next daemon,
-			// which takes it over.
-			mp := mps[0].Mountpoint
-			if err := d.cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			d.cmd.Wait()
-			d.log.Close()
-			d = startDaemon(t, bin, dir, cfg)
-			if mode == modeFUSE && !strings.Contains(readFile(filepath.Join(dir, "daemon.log")), "layer mount taken over") {
-				t.Fatalf("the FUSE mount was not taken over after a kill; log:\n%s", readFile(filepath.Join(dir, "daemon.log")))
-			}
-			sn = d.client(t)
-			if got := readFile(filepath.Join(mp, "bin", "tool")); got != "tool" {
-				t.Fatalf("layer not re-mounted after a crash: %q", got)
-			}
-			if mps, _ := mountutil.Under(d.root); len(mps) != 1 {
-				t.Fatalf("after crash and restart, mounts = %+v, want exactly 1", mps)
-			}
-			if _, err := sn.Prepare(ctx, "extract-2 chain-2", chain1, labels(chain2, present.String())); !errdefs.IsAlreadyExists(err) {
-				t.Fatalf("Prepare after crash = %v", err)
-			}
-			d.stop(t)
-			if mps, _ := mountutil.Under(d.root); len(mps) != 2*wantKept(mode) {
-				t.Fatalf("mounts after the final SIGTERM: %+v, want %d", mps, 2*wantKept(mode))
-			}
-			// Stopping the custody with no daemon running unmounts
-			// what it keeps.
-			testutil.StopCustodies(t, dir)
-			if mps, _ := mountutil.Under(d.root); len(mps) != 0 {
-				t.Fatalf("mounts left after the daemon and its custody stopped: %+v", mps)
-			}
+			test(t, bin, mode, dir)
 		})
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -70,6 +71,7 @@ type backend struct {
 func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 	repo := ducc.New(cfg.AbsoluteMountpoint)
 	records := new(usageRecords)
+	checkOwnership(ctx, repo)
 	sized := func(l snapshot.LayerFS) sizedLayerFS { return sizedLayerFS{LayerFS: l, repo: repo} }
 	nothing := func(context.Context) error { return nil }
 	if cfg.MountMode == modeBind || cfg.FUSEServer == fuseSeparate {
@@ -123,3 +125,19 @@ func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 		return backend{layers: sized(m), stats: m, close: closeAll, keepMounts: true, records: records}, nil
 	}
 }
+
+// checkOwnership logs at Error, at start, a repository whose CVMFS client
+// presents every file as its own (CVMFS_CLAIM_OWNERSHIP=yes): every layer
+// is then refused and pulled. A repository that is not there yet (autofs
+// mounts it on first access) or does not answer is left to the Prepares.
+func checkOwnership(ctx context.Context, repo *ducc.Repo) {
+	cctx, cancel := context.WithTimeout(ctx, ownershipCheckTimeout)
+	defer cancel()
+	if err := repo.CheckOwnership(cctx); errdefs.IsPermissionDenied(err) {
+		log.G(ctx).WithError(err).Error("the layer store is not served: every layer is pulled")
+	}
+}
+
+// ownershipCheckTimeout bounds checkOwnership, so that a stuck CVMFS client
+// delays the start by no more.
+const ownershipCheckTimeout = 2 * time.Second

@@ -112,12 +112,18 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// removedLayer is a layer the store no longer holds, in TestStats.
+var removedLayer = digest.FromString("removed layer")
+
 func TestStats(t *testing.T) {
 	layer := digest.FromString("layer")
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/stats":
-			json.NewEncoder(w).Encode([]usage.LayerStats{{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: usage.AccountBytes}})
+			json.NewEncoder(w).Encode([]usage.LayerStats{
+				{Layer: layer, Mounts: 2, Opens: 5, UniqueFiles: 3, BytesRead: 2048, Accounting: usage.AccountBytes},
+				{Layer: removedLayer, Mounts: 1, Accounting: usage.AccountBytes, Removed: true},
+			})
 		case "/stats/profile":
 			if r.URL.Query().Get("layer") != layer.String() {
 				http.Error(w, "bad layer", http.StatusBadRequest)
@@ -156,6 +162,11 @@ func testStats(t *testing.T, addr string, layer digest.Digest) {
 	}
 	if !strings.Contains(out.String(), layer.String()) || !strings.Contains(out.String(), "bytes") || !strings.Contains(out.String(), "2KiB") {
 		t.Errorf("stats output:\n%s", out.String())
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "REMOVED") != strings.HasPrefix(line, removedLayer.String()) {
+			t.Errorf("only the removed layer's line says REMOVED:\n%s", out.String())
+		}
 	}
 	out.Reset()
 	if err := run(ctx, []string{"stats", "--address", addr, "--layer", layer.String()}, &out); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -54,22 +55,26 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		return printJSON(stdout, stats)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYER\tMOUNTS\tACCOUNTING\tPASSTHROUGH\tOPENS\tFILES\tBYTES READ\tERRORS\tLAST ACCESS")
+	fmt.Fprintln(tw, "LAYER\tMOUNTS\tACCOUNTING\tPASSTHROUGH\tOPENS\tFILES\tBYTES READ\tERRORS\tABSENT\tLAST ACCESS")
 	for _, s := range stats {
 		read := humanBytes(s.BytesRead)
 		if s.BytesAreFileSizes {
 			read += " (sizes opened)"
 		}
+		mounts := strconv.Itoa(s.Mounts)
 		errs := int64(0)
 		for _, n := range s.Errors {
 			errs += n
+		}
+		if s.Removed {
+			mounts += " (REMOVED FROM THE STORE: pull the image again)"
 		}
 		last := "-"
 		if !s.LastAccess.IsZero() {
 			last = s.LastAccess.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%d\t%d\t%s\t%d\t%s\n", display(s.Layer.String()), s.Mounts, display(s.Accounting.String()), s.Passthrough,
-			s.Opens, s.UniqueFiles, read, errs, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%d\t%d\t%s\t%d\t%d\t%s\n", display(s.Layer.String()), mounts, display(s.Accounting.String()), s.Passthrough,
+			s.Opens, s.UniqueFiles, read, errs, s.Absent, last)
 	}
 	return tw.Flush()
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -174,8 +175,21 @@ func TestLayerDeletedWhileMounted(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(rb, "b1")); err != nil || string(b) != "bee" {
 		t.Fatalf("the other layer stopped being served: %q, %v", b, err)
 	}
-	// New snapshots of the other layer still come from the store.
+	// A new container on the deleted layer fails, naming the layer and
+	// the fix, instead of starting on an empty root; the layer is marked
+	// removed in the stats.
 	chainA := s.diffIDs[0].String()
+	_, err = s.sn.Prepare(context.Background(), "container-on-deleted", chainA)
+	if err == nil || !strings.Contains(err.Error(), s.layers[0].String()) || !strings.Contains(err.Error(), "pull it again") {
+		t.Fatalf("Prepare of a container on the deleted layer = %v, want an error naming %s and the fix", err, s.layers[0])
+	}
+	t.Logf("container on the deleted layer: %v", err)
+	for _, st := range s.mgr.Stats() {
+		if st.Removed != (st.Layer == s.layers[0]) {
+			t.Errorf("stats of %s: removed %v", st.Layer, st.Removed)
+		}
+	}
+	// New snapshots of the other layer still come from the store.
 	chainAB := identity.ChainID(s.diffIDs[:2]).String()
 	if _, err := s.sn.Prepare(context.Background(), "extract-b2", chainA, snapshots.WithLabels(map[string]string{
 		snapshot.LabelTarget: chainAB, snapshot.LabelLayerDigest: s.layers[1].String(),
