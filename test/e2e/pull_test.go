@@ -18,7 +18,8 @@ import (
 // daemon's accounting sees what the container read.
 //
 // Each mode runs over a plain directory and over a CVMFS-like store (a FUSE
-// mount behaving like a cvmfs2 client, with owners claimed by its user).
+// mount behaving like a cvmfs2 client configured as docs/cvmfs-client.md
+// says: CVMFS_CLAIM_OWNERSHIP=no, so files are root's as published).
 func TestAllLayersFromCVMFS(t *testing.T) {
 	for _, mode := range []string{"fuse", "bind"} {
 		t.Run(mode, func(t *testing.T) { testAllLayersFromCVMFS(t, mode, false) })
@@ -28,7 +29,7 @@ func TestAllLayersFromCVMFS(t *testing.T) {
 
 func testAllLayersFromCVMFS(t *testing.T, mode string, cvmfsLike bool) {
 	env := start(t, harness.Options{MountMode: mode, Accounting: "bytes", Metrics: true,
-		CVMFSLike: cvmfsLike, CVMFSClaimOwnership: cvmfsLike, CVMFSMissDelay: 5 * time.Millisecond})
+		CVMFSLike: cvmfsLike, CVMFSMissDelay: 5 * time.Millisecond})
 	ctx := testContext(t)
 	ref, layers := pushApp(t, env)
 	ingest(t, ctx, env, ref)
@@ -49,13 +50,13 @@ func testAllLayersFromCVMFS(t *testing.T, mode string, cvmfsLike bool) {
 		t.Errorf("container output %q, want %q", out, want)
 	}
 	if cvmfsLike {
-		// The store claims every file for its user, and neither mount mode
-		// maps owners back: the container sees them as the store does.
 		tree, err := treediff.Parse(run(t, ctx, env, img, harness.RunOptions{}, "walk", "/etc"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("over a store claiming ownership, the container sees /etc/os-release owned by %d:%d", tree["/etc/os-release"].UID, tree["/etc/os-release"].GID)
+		if o := tree["/etc/os-release"]; o.UID != 0 || o.GID != 0 {
+			t.Errorf("the container sees /etc/os-release owned by %d:%d, want root's", o.UID, o.GID)
+		}
 	}
 	if mode != "fuse" {
 		return
@@ -170,5 +171,38 @@ func TestZstdLayerFallsBack(t *testing.T) {
 	checkRemote(t, ctx, env, img, true, false)
 	if out := run(t, ctx, env, img, harness.RunOptions{}, "cat", "/z/file"); !strings.Contains(out, "12 bytes") {
 		t.Errorf("container output %q", out)
+	}
+}
+
+// TestClaimedOwnershipPulled: over a CVMFS client that claims every file
+// for its own user (CVMFS_CLAIM_OWNERSHIP=yes, the client running as the
+// cvmfs user), no layer is served from the repository: each is pulled from
+// the registry, and the container sees files owned as the image says.
+func TestClaimedOwnershipPulled(t *testing.T) {
+	env := start(t, harness.Options{CVMFSLike: true, CVMFSClaimOwnership: true})
+	ctx := testContext(t)
+	ref, layers := pushApp(t, env)
+	ingest(t, ctx, env, ref)
+	env.Registry.Reset()
+	ctx = env.Namespace(ctx, "claimed")
+	img, err := env.Pull(ctx, ref, harness.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served := env.Registry.Served(); len(served) < len(layers) {
+		t.Errorf("the registry served %d layer blobs, want all %d pulled", len(served), len(layers))
+	}
+	if n := remotePrepared(env); n != 0 {
+		t.Errorf("daemon served %d layers from a store claiming ownership, want none", n)
+	}
+	tree, err := treediff.Parse(run(t, ctx, env, img, harness.RunOptions{}, "walk", "/etc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := tree["/etc/os-release"]; o.UID != 0 || o.GID != 0 {
+		t.Errorf("the container sees /etc/os-release owned by %d:%d, want root's", o.UID, o.GID)
+	}
+	if log := env.SnapshotterLog(); !strings.Contains(log, "CVMFS_CLAIM_OWNERSHIP") {
+		t.Errorf("the daemon's log does not name the fix (CVMFS_CLAIM_OWNERSHIP)")
 	}
 }
