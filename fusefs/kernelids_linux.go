@@ -32,6 +32,7 @@ import (
 // gives back at most what the bridge holds, and one for a node ID never
 // seen here is ignored: after a handover the kernel forgets nodes it looked
 // up from the predecessor, and go-fuse would panic on counts below zero.
+// Nodes of a predecessor are pinned (see kernelNode).
 type kernelIDs struct {
 	inner   fuse.RawFileSystem
 	journal *nodeJournal
@@ -46,6 +47,9 @@ type kernelIDs struct {
 	next     uint64
 
 	revival sync.Mutex // one revival at a time (they are rare)
+	// firstOwn is the first node ID this process gives: the ones below
+	// were given by predecessors (see kernelNode.pinned).
+	firstOwn uint64
 	// journalErrors counts node IDs handed out without a record (the
 	// journal could not be written): a successor cannot revive them.
 	journalErrors atomic.Int64
@@ -54,10 +58,15 @@ type kernelIDs struct {
 }
 
 // kernelNode is a live kernel node ID: the bridge's node ID for it and the
-// lookups of it the bridge holds.
+// lookups of it the bridge holds. A pinned node is one a predecessor gave
+// the kernel: the kernel's count of it is unknown here, and FORGETs sent
+// for the predecessor's lookups may still come (even after the node was
+// looked up again here), so its bridge node is never let go: a request
+// racing such a FORGET would find the bridge without it.
 type kernelNode struct {
 	bridge uint64
 	refs   uint64
+	pinned bool
 }
 
 const rootNodeID = fuse.FUSE_ROOT_ID
@@ -83,6 +92,7 @@ func newKernelIDs(inner fuse.RawFileSystem, j *nodeJournal, recs map[uint64]node
 		t.byPath[r] = id
 		t.next = max(t.next, id+1)
 	}
+	t.firstOwn = t.next
 	return t
 }
 
@@ -171,6 +181,7 @@ func (t *kernelIDs) link(k, b uint64) {
 	}
 	t.toKernel[b] = k
 	kn.refs++
+	kn.pinned = kn.pinned || k < t.firstOwn
 }
 
 // give returns the kernel node ID for bridge node b, just looked up as
@@ -200,7 +211,7 @@ func (t *kernelIDs) give(b, parent uint64, name string) uint64 {
 	}
 	kn := t.toBridge[k]
 	if kn == nil {
-		kn = &kernelNode{bridge: b}
+		kn = &kernelNode{bridge: b, pinned: k < t.firstOwn}
 		t.toBridge[k] = kn
 	}
 	kn.refs++
@@ -262,6 +273,9 @@ func (t *kernelIDs) Forget(k, nlookup uint64) {
 		return
 	}
 	n := min(nlookup, kn.refs)
+	if kn.pinned {
+		n = min(nlookup, kn.refs-1)
+	}
 	kn.refs -= n
 	b := kn.bridge
 	if kn.refs == 0 {

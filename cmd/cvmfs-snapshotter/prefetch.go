@@ -31,10 +31,12 @@ func prefetchProfiles(repo *ducc.Repo, records *usageRecords) fusefs.ProfileSour
 				out = append(out, p)
 			}
 		}
-		if st := records.Load(); records != nil && st != nil {
-			if u, ok, err := st.Layer(ctx, layer); err == nil && ok {
-				for _, f := range u.Profile {
-					add(f.Path)
+		if records != nil {
+			if st := records.Load(); st != nil {
+				if u, ok, err := st.Layer(ctx, layer); err == nil && ok {
+					for _, f := range u.Profile {
+						add(f.Path)
+					}
 				}
 			}
 		}

@@ -88,6 +88,7 @@ func fileBody(i int) string { return fmt.Sprintf("file %d\n", i) }
 // dropped too (a dead mount kills such a reader with SIGBUS). Every error
 // is recorded; so is the longest operation.
 type readers struct {
+	log     string // the daemon's log
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	ops     atomic.Int64
@@ -97,7 +98,7 @@ type readers struct {
 }
 
 func startReaders(t *testing.T, f *restartFixture, n int) *readers {
-	r := &readers{stop: make(chan struct{})}
+	r := &readers{stop: make(chan struct{}), log: filepath.Join(f.dir, "daemon.log")}
 	big, err := os.Open(filepath.Join(f.mp, "big"))
 	if err != nil {
 		t.Fatal(err)
@@ -191,10 +192,22 @@ func (r *readers) check(t *testing.T, what string) {
 	r.wg.Wait()
 	t.Logf("%s: %d reader operations, longest %v", what, r.ops.Load(), r.longest)
 	if len(r.errs) > 0 {
+		r.logDaemon(t)
 		t.Fatalf("%s: %d reader errors, first: %s", what, len(r.errs), strings.Join(r.errs[:min(5, len(r.errs))], "; "))
 	}
 	if r.ops.Load() == 0 {
 		t.Fatalf("%s: the readers did nothing", what)
+	}
+}
+
+// logDaemon logs the daemon's warnings and errors, to explain a reader's
+// error.
+func (r *readers) logDaemon(t *testing.T) {
+	t.Helper()
+	for _, l := range strings.Split(readFile(r.log), "\n") {
+		if strings.Contains(l, "level=error") || strings.Contains(l, "level=warn") || strings.Contains(l, "panic") {
+			t.Log(l)
+		}
 	}
 }
 
@@ -216,6 +229,7 @@ func (r *readers) after(t *testing.T, event string, n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.errs) > 0 {
+		r.logDaemon(t)
 		t.Fatalf("after %s: %d reader errors, first: %s", event, len(r.errs), strings.Join(r.errs[:min(5, len(r.errs))], "; "))
 	}
 	t.Logf("after %s: no reader error; longest operation so far %v", event, r.longest)
@@ -299,11 +313,12 @@ func TestRestartKeepsMounts(t *testing.T) {
 	// until the new daemon answers, and is served.
 	prepared := make(chan error, 1)
 	f.d.stop(t)
+	sock := f.d.sock
 	go func() {
 		var err error
 		for range 100 {
-			if canDial(f.d.sock) {
-				_, err = f.d.client(t).Prepare(ctx, "container-1", f.chain)
+			if canDial(sock) {
+				_, err = (&daemon{sock: sock}).client(t).Prepare(ctx, "container-1", f.chain)
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
