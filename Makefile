@@ -48,9 +48,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 BENCHFLAGS ?=
 BENCHOUT   ?= bench/results
 
-bench: deps build ## run the benchmarks: fusefs/snapshot (native vs bind vs FUSE), then containers vs overlayfs (results in bench/results, table in README.md)
+bench: deps build ## run the benchmarks: fusefs/snapshot (native vs bind vs FUSE), then containers vs overlayfs (results in bench/results, tables in docs/performance.md)
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./fusefs/... ./snapshot/... ./cmd/cvmfs-snapshotter/
-	$(GO) run ./test/benchmark -out $(BENCHOUT) -readme README.md $(BENCHFLAGS)
+	$(GO) run ./test/benchmark -out $(BENCHOUT) -doc docs/performance.md $(BENCHFLAGS)
 
 demo: deps build ## run the product on an embedded local repository, registry and containerd
 	$(GO) run ./test/demo

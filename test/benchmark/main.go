@@ -22,7 +22,7 @@
 // calls with up to 1,000 layers mounted (fuse/reads and bind). Results go
 // to -out: BENCHMARKS.md (a table per workload, medians of repetitions,
 // both sides of each ratio from the same run), results.json (every
-// sample) and PNG plots; -readme rewrites the section of README.md
+// sample) and PNG plots; -doc rewrites the section of docs/performance.md
 // between <!-- bench:start --> and <!-- bench:end -->.
 //
 // Run it as root: `make bench`, or `go run ./test/benchmark -quick`.
@@ -104,7 +104,7 @@ const (
 func main() {
 	cfg := config{}
 	flag.StringVar(&cfg.out, "out", "_build/bench", "results directory (created)")
-	flag.StringVar(&cfg.readme, "readme", "", "README to update between <!-- bench:start --> and <!-- bench:end --> (empty: none)")
+	flag.StringVar(&cfg.readme, "doc", "", "Markdown page to update between <!-- bench:start --> and <!-- bench:end --> (empty: none; make bench: docs/performance.md)")
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions, for development (a few minutes)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory (logs, repositories)")
 	from := flag.String("from", "", "write the report again from the results.json of an earlier run, measuring nothing")

@@ -195,7 +195,7 @@ func (rep *report) workloadTable(w string) string {
 	return b.String()
 }
 
-// summaryTable is every workload in one table (for the README and the
+// summaryTable is every workload in one table (for docs/performance.md and the
 // terminal).
 func (rep *report) summaryTable() string {
 	var b strings.Builder
@@ -307,7 +307,7 @@ func (rep *report) write(dir string) error {
 	return rep.plots(dir)
 }
 
-// Markers of the README section the benchmark owns.
+// Markers of the section of docs/performance.md the benchmark owns.
 const (
 	readmeStart = "<!-- bench:start -->"
 	readmeEnd   = "<!-- bench:end -->"

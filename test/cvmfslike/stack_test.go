@@ -22,7 +22,8 @@ import (
 // TestLayerFSStacksOnStore: as on a real client, our layer filesystem
 // mounts a layer of the store (stack depth 1, passthrough granted in
 // "open" accounting since the store uses none), and overlayfs stacks on
-// that (depth 2). Owners claimed by the store are what the layer shows.
+// that (depth 2). The store presents owners as stored (a client with
+// CVMFS_CLAIM_OWNERSHIP=no; one that claims them is refused, see ducc).
 func TestLayerFSStacksOnStore(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -32,7 +33,7 @@ func TestLayerFSStacksOnStore(t *testing.T) {
 		{"bytes", usage.AccountBytes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, mgr, tmp, lmnt, _ := layerOverStore(t, tc.acct, WithClaimOwnership(999, 995))
+			s, mgr, tmp, lmnt, _ := layerOverStore(t, tc.acct)
 			st := mgr.Stats()
 			if len(st) != 1 {
 				t.Fatalf("stats %+v", st)
@@ -45,8 +46,8 @@ func TestLayerFSStacksOnStore(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("through our layer filesystem: etc/hello owned by %d:%d", fi.Uid, fi.Gid)
-			if fi.Uid != 999 || fi.Gid != 995 {
-				t.Errorf("etc/hello owned by %d:%d through our layer, want the claimed 999:995", fi.Uid, fi.Gid)
+			if fi.Uid != 0 || fi.Gid != 0 {
+				t.Errorf("etc/hello owned by %d:%d through our layer, want root's as stored", fi.Uid, fi.Gid)
 			}
 			if _, err := os.Lstat(filepath.Join(lmnt, ".cvmfscatalog")); !os.IsNotExist(err) {
 				t.Errorf("our layer shows the store's .cvmfscatalog: %v", err)

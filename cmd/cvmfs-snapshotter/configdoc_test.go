@@ -16,19 +16,19 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
-// readmeConfigTable returns the rows of the README's configuration table:
-// each key (a row may document several) with its default cell.
+// configTableDoc is where the configuration table is documented.
+const configTableDoc = "../../docs/configuration.md"
+
+// readmeConfigTable returns the rows of the documented configuration
+// table: each key (a row may document several) with its default cell.
 func readmeConfigTable(t *testing.T) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile(configTableDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(b), "\n## Configuration\n")
-	if !ok {
-		t.Fatal("README has no \"## Configuration\" section")
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
+	// The table comes before any second-level section.
+	section, _, _ := strings.Cut(string(b), "\n## ")
 	key := regexp.MustCompile("`([a-z-]+)`")
 	rows := map[string]string{}
 	for _, line := range strings.Split(section, "\n") {
@@ -41,7 +41,7 @@ func readmeConfigTable(t *testing.T) map[string]string {
 		}
 	}
 	if len(rows) == 0 {
-		t.Fatal("no rows in the README's configuration table")
+		t.Fatalf("no rows in the configuration table of %s", configTableDoc)
 	}
 	return rows
 }
@@ -55,7 +55,7 @@ func documentedDefault(t *testing.T, key, cell string) string {
 	}
 	m := regexp.MustCompile("`([^`]*)`").FindStringSubmatch(cell)
 	if m == nil {
-		t.Fatalf("README default of %s is %q: want a `value` or \"empty\"", key, cell)
+		t.Fatalf("docs/configuration.md: default of %s is %q: want a `value` or \"empty\"", key, cell)
 	}
 	return m[1]
 }
@@ -74,16 +74,16 @@ var packageDefaults = map[string]any{
 	"verify-chain":     snapshot.DefaultChainCheck,
 }
 
-// TestREADMEConfigTable: the README documents exactly the keys the daemon
-// reads, each with the default the code uses.
-func TestREADMEConfigTable(t *testing.T) {
+// TestConfigTableDocumented: docs/configuration.md documents exactly the
+// keys the daemon reads, each with the default the code uses.
+func TestConfigTableDocumented(t *testing.T) {
 	rows := readmeConfigTable(t)
 	def, err := loadConfig("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Defaults that depend on other settings, as the daemon derives them;
-	// the README writes them with <placeholders>.
+	// the page writes them with <placeholders>.
 	const root = "/ROOT" // absolute, as the daemon makes its paths
 	placeholder := func(p string) string { return strings.Replace(p, root, "<root>", 1) }
 	derived := map[string]string{
@@ -103,13 +103,13 @@ func TestREADMEConfigTable(t *testing.T) {
 		seen[key] = true
 		cell, ok := rows[key]
 		if !ok {
-			t.Errorf("README's configuration table lacks the key %s", key)
+			t.Errorf("%s: the configuration table lacks the key %s", configTableDoc, key)
 			continue
 		}
 		doc := documentedDefault(t, key, cell)
 		if want, ok := derived[key]; ok {
 			if doc != want {
-				t.Errorf("README: %s defaults to %q; the code: %q", key, doc, want)
+				t.Errorf("docs/configuration.md: %s defaults to %q; the code: %q", key, doc, want)
 			}
 			continue
 		}
@@ -123,21 +123,21 @@ func TestREADMEConfigTable(t *testing.T) {
 		}
 		parsed := reflect.New(v.Type())
 		if err := toml.Unmarshal([]byte(key+" = "+literal), parsed.Interface()); err != nil {
-			t.Errorf("README: default of %s, %q, does not parse: %v", key, doc, err)
+			t.Errorf("docs/configuration.md: default of %s, %q, does not parse: %v", key, doc, err)
 			continue
 		}
 		got := parsed.Elem().Field(i).Interface()
 		if want := v.Field(i).Interface(); !reflect.DeepEqual(got, want) {
-			t.Errorf("README: %s defaults to %v; the code: %v", key, got, want)
+			t.Errorf("docs/configuration.md: %s defaults to %v; the code: %v", key, got, want)
 		}
 		// Where a package owns the value, its own default is the truth.
 		if want, ok := packageDefaults[key]; ok && !reflect.DeepEqual(got, want) {
-			t.Errorf("README: %s defaults to %v; the package: %v", key, got, want)
+			t.Errorf("docs/configuration.md: %s defaults to %v; the package: %v", key, got, want)
 		}
 	}
 	for key := range rows {
 		if !seen[key] {
-			t.Errorf("README documents %s, which the daemon does not read", key)
+			t.Errorf("docs/configuration.md documents %s, which the daemon does not read", key)
 		}
 	}
 }
