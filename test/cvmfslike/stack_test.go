@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -159,8 +160,13 @@ func TestLayerRemovedFromStore(t *testing.T) {
 			if err == nil {
 				t.Errorf("a file of the removed layer still reads")
 			}
-			cerr := mgr.Check(context.Background(), lmnt)
-			t.Logf("Check of the mount: %v", cerr)
+			// The health check and the accounting see the layer gone.
+			if cerr := mgr.Check(context.Background(), lmnt); !errdefs.IsFailedPrecondition(cerr) {
+				t.Errorf("Check of the mount of a removed layer = %v, want FailedPrecondition", cerr)
+			}
+			if st := mgr.Stats(); len(st) != 1 || !st[0].Removed {
+				t.Errorf("stats of a removed layer: %+v, want it marked Removed", st)
+			}
 		})
 	}
 }
