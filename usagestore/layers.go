@@ -304,6 +304,13 @@ func (s *Store) Layer(ctx context.Context, layer digest.Digest) (u usage.LayerUs
 	return s.layer(ctx, layer)
 }
 
+// Recorded is Layer without asking the source for the live figures: what
+// the store holds now. For callers on the mount path (prefetch), which must
+// neither wait on the source nor move the readers' refresh throttle.
+func (s *Store) Recorded(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
+	return s.layer(ctx, layer)
+}
+
 // layer is Layer with the live figures as last brought in.
 func (s *Store) layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
 	if _, err := layerFileName(layer); err != nil {

@@ -33,7 +33,7 @@ func prefetchProfiles(repo *ducc.Repo, records *usageRecords) fusefs.ProfileSour
 		}
 		if records != nil {
 			if st := records.Load(); st != nil {
-				if u, ok, err := st.Layer(ctx, layer); err == nil && ok {
+				if u, ok, err := st.Recorded(ctx, layer); err == nil && ok {
 					for _, f := range u.Profile {
 						add(f.Path)
 					}
