@@ -69,7 +69,7 @@ func run(ctx context.Context, out io.Writer, keep bool, accounting, reportDir st
 		return err
 	}
 	defer func() {
-		step("tearing down: containers, containerd, cvmfs-snapshotter (unmounts its layers), registry")
+		step("tearing down: containers, containerd, cvmfs-snapshotter and its custody (which unmounts the layers), registry")
 		left, cerr := env.Close(context.WithoutCancel(ctx))
 		if cerr != nil && err == nil {
 			err = cerr
