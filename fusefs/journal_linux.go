@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,22 +22,25 @@ import (
 // daemon hands to its custody process with the connection: it survives the
 // daemon, not the machine, exactly like the connection it describes.
 //
-// A record is written with one pwrite before the reply that gives its node
-// ID to the kernel, so every node ID the kernel knows has its record; a
-// process killed in the middle of a pwrite to memory completes it first (a
-// signal is taken at the syscall's return). Records:
+// Records are written through a shared mapping of the file (no syscall on
+// the lookup path), before the reply that gives their node ID to the
+// kernel: the record's body first, then its length, which is what makes it
+// count. A process killed in between leaves a zero length, which ends the
+// journal for its readers; nothing after it was given to the kernel.
+// Records, each starting at a multiple of 4 bytes:
 //
-//	u32 length of the whole record | u64 node ID | u64 parent node ID | name
+//	u32 length of the record | u64 node ID | u64 parent node ID | name
 //
-// A zero length ends the journal. Node IDs are never reused for another
-// path, so records are never removed: the journal grows with the distinct
-// paths of the layer looked up through this mount, at most its size.
+// Node IDs are never reused for another path, so records are never
+// removed: the journal grows with the distinct paths of the layer looked up
+// through this mount, at most its size.
 type nodeJournal struct {
 	f *os.File
 
 	mu  sync.Mutex
+	mem []byte // the file mapped shared, len(mem) its size
 	off int64
-	err error // the first write error; later records are not written
+	err error // the first error; later records are not written
 }
 
 const journalHeader = 4 + 8 + 8
@@ -43,6 +48,9 @@ const journalHeader = 4 + 8 + 8
 // maxJournalName bounds a recorded name (Linux names are at most 255 bytes;
 // the bound only protects the reader from a corrupt length).
 const maxJournalName = 4096
+
+// journalGrowth is the least the journal's file grows by when full.
+const journalGrowth = 256 << 10
 
 // newNodeJournal returns an empty journal in a new memfd.
 func newNodeJournal() (*nodeJournal, error) {
@@ -58,6 +66,9 @@ type nodeRecord struct {
 	parent uint64
 	name   string
 }
+
+// align4 rounds n up to a multiple of 4.
+func align4(n int64) int64 { return (n + 3) &^ 3 }
 
 // openNodeJournal reads the journal in f (which it takes over) and returns
 // it ready for appending, with its records by node ID. Reading stops at the
@@ -89,7 +100,7 @@ func openNodeJournal(f *os.File) (*nodeJournal, map[uint64]nodeRecord, error) {
 			break
 		}
 		recs[id] = nodeRecord{parent: parent, name: string(name)}
-		off += n
+		off += align4(n)
 	}
 	return &nodeJournal{f: f, off: off}, recs, nil
 }
@@ -99,21 +110,48 @@ func (j *nodeJournal) add(id, parent uint64, name string) error {
 	if len(name) == 0 || len(name) > maxJournalName {
 		return fmt.Errorf("node journal: name of %d bytes", len(name))
 	}
-	rec := make([]byte, journalHeader+len(name))
-	binary.LittleEndian.PutUint32(rec[0:4], uint32(len(rec)))
-	binary.LittleEndian.PutUint64(rec[4:12], id)
-	binary.LittleEndian.PutUint64(rec[12:20], parent)
-	copy(rec[journalHeader:], name)
+	n := int64(journalHeader + len(name))
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err != nil {
 		return j.err
 	}
-	if _, err := j.f.WriteAt(rec, j.off); err != nil {
-		j.err = fmt.Errorf("write node journal: %w", err)
-		return j.err
+	if j.off+align4(n) > int64(len(j.mem)) {
+		if err := j.grow(j.off + align4(n)); err != nil {
+			j.err = err
+			return err
+		}
 	}
-	j.off += int64(len(rec))
+	rec := j.mem[j.off : j.off+n]
+	binary.LittleEndian.PutUint64(rec[4:12], id)
+	binary.LittleEndian.PutUint64(rec[12:20], parent)
+	copy(rec[journalHeader:], name)
+	// The length last, in one store: it is what makes the record count.
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&rec[0])), uint32(n))
+	j.off += align4(n)
+	return nil
+}
+
+// grow makes the file, and its mapping, hold at least size bytes; j.mu is
+// held.
+func (j *nodeJournal) grow(size int64) error {
+	fi, err := j.f.Stat()
+	if err != nil {
+		return fmt.Errorf("node journal: %w", err)
+	}
+	newSize := max(fi.Size(), int64(len(j.mem))*2, size+journalGrowth)
+	newSize = (newSize + int64(os.Getpagesize()) - 1) &^ (int64(os.Getpagesize()) - 1)
+	if err := j.f.Truncate(newSize); err != nil {
+		return fmt.Errorf("grow node journal: %w", err)
+	}
+	mem, err := unix.Mmap(int(j.f.Fd()), 0, int(newSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map node journal: %w", err)
+	}
+	if j.mem != nil {
+		unix.Munmap(j.mem)
+	}
+	j.mem = mem
 	return nil
 }
 
@@ -126,5 +164,15 @@ func (j *nodeJournal) dup() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "node journal"), nil
 }
 
-// Close closes the journal's descriptor (the custody may hold another).
-func (j *nodeJournal) Close() error { return j.f.Close() }
+// Close unmaps the journal and closes its descriptor (the custody may hold
+// another).
+func (j *nodeJournal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.mem != nil {
+		unix.Munmap(j.mem)
+		j.mem = nil
+		j.err = os.ErrClosed
+	}
+	return j.f.Close()
+}
