@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -84,9 +85,16 @@ func fileBody(i int) string { return fmt.Sprintf("file %d\n", i) }
 
 // readers hammers the layer mount from n goroutines: fresh opens and full
 // reads (their pages dropped after each read, so that the next read asks
-// the server), stats, listings, and reads of a mapped file whose pages are
-// dropped too (a dead mount kills such a reader with SIGBUS). Every error
-// is recorded; so is the longest operation.
+// the server), stats and listings; and from a helper process, reads of a
+// mapped file whose pages are dropped too (a dead mount kills such a
+// reader with SIGBUS). Every error is recorded; so is the longest
+// operation.
+//
+// The mapped file is read in another process because a thread waiting in
+// a page fault on a FUSE mount is, to Go's scheduler, a running goroutine:
+// faults that wait for the next daemon would hold every P of the test
+// process, which could then neither reap the old daemon nor start the
+// next (a container's process is not the one that starts the daemon).
 type readers struct {
 	log     string // the daemon's log
 	stop    chan struct{}
@@ -95,19 +103,68 @@ type readers struct {
 	mu      sync.Mutex
 	errs    []string
 	longest time.Duration
+	mapped  *exec.Cmd
+}
+
+// mappedReaderEnv names, in a helper process's environment, the file it
+// maps and reads (see runMappedReader).
+const mappedReaderEnv = "CVMFS_TEST_MAPPED_READER"
+
+func TestMain(m *testing.M) {
+	if p := os.Getenv(mappedReaderEnv); p != "" {
+		os.Exit(runMappedReader(p))
+	}
+	os.Exit(m.Run())
+}
+
+// runMappedReader maps path and reads a byte of a random page over and
+// over, dropping the page after each read, until killed. Every 50 reads it
+// prints "ops 50 <longest read in ns>"; at the first wrong byte or fault it
+// prints "err <what>" and returns 1.
+func runMappedReader(path string) int {
+	debug.SetPanicOnFault(true)
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Println("err", err)
+		return 1
+	}
+	mapped, err := unix.Mmap(int(f.Fd()), 0, restartBig, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		fmt.Println("err", err)
+		return 1
+	}
+	rng := rand.New(rand.NewPCG(7, 1))
+	var longest time.Duration
+	for n := 1; ; n++ {
+		start := time.Now()
+		if err := readPage(mapped, f, rng.IntN(restartBig/4096)); err != nil {
+			fmt.Println("err", start.Format("15:04:05.000"), err)
+			return 1
+		}
+		longest = max(longest, time.Since(start))
+		if n%50 == 0 {
+			fmt.Println("ops", 50, int64(longest))
+			longest = 0
+		}
+	}
+}
+
+// readPage reads a byte of page of the mapping and drops the page.
+func readPage(mapped []byte, f *os.File, page int) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("fault reading the mapped file: %v", p)
+		}
+	}()
+	if got := mapped[page*4096+17]; got != byte(page) {
+		return fmt.Errorf("mapped page %d holds %d", page, got)
+	}
+	return unix.Fadvise(int(f.Fd()), int64(page*4096), 4096, unix.FADV_DONTNEED)
 }
 
 func startReaders(t *testing.T, f *restartFixture, n int) *readers {
 	r := &readers{stop: make(chan struct{}), log: filepath.Join(f.dir, "daemon.log")}
-	big, err := os.Open(filepath.Join(f.mp, "big"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapped, err := unix.Mmap(int(big.Fd()), 0, restartBig, unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Munmap(mapped); big.Close() })
+	r.startMapped(t, filepath.Join(f.mp, "big"))
 	for g := range n {
 		r.wg.Add(1)
 		go func() {
@@ -120,25 +177,64 @@ func startReaders(t *testing.T, f *restartFixture, n int) *readers {
 				default:
 				}
 				start := time.Now()
-				err := r.op(f, rng, big, mapped)
-				d := time.Since(start)
-				r.ops.Add(1)
-				r.mu.Lock()
-				if err != nil {
-					r.errs = append(r.errs, fmt.Sprintf("%s: %v", start.Format("15:04:05.000"), err))
-				}
-				r.longest = max(r.longest, d)
-				r.mu.Unlock()
+				err := r.op(f, rng)
+				r.note(start, time.Since(start), 1, err)
 			}
 		}()
 	}
 	return r
 }
 
-func (r *readers) op(f *restartFixture, rng *rand.Rand, big *os.File, mapped []byte) (err error) {
+// note records n operations that took up to d, started at start, and err.
+func (r *readers) note(start time.Time, d time.Duration, n int64, err error) {
+	r.ops.Add(n)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v", start.Format("15:04:05.000"), err))
+	}
+	r.longest = max(r.longest, d)
+}
+
+// startMapped starts the helper process that reads path through a mapping
+// (see runMappedReader) and records what it reports.
+func (r *readers) startMapped(t *testing.T, path string) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mappedReaderEnv+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.mapped = cmd
+	t.Cleanup(func() { cmd.Process.Kill() })
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var n, longest int64
+			if _, err := fmt.Sscanf(sc.Text(), "ops %d %d", &n, &longest); err == nil {
+				r.note(time.Now(), time.Duration(longest), n, nil)
+				continue
+			}
+			r.note(time.Now(), 0, 1, fmt.Errorf("mapped reader: %s", sc.Text()))
+		}
+		err := cmd.Wait()
+		select {
+		case <-r.stop:
+		default:
+			r.note(time.Now(), 0, 0, fmt.Errorf("mapped reader exited: %v", err))
+		}
+	}()
+}
+
+func (r *readers) op(f *restartFixture, rng *rand.Rand) error {
 	i := rng.IntN(f.nFiles)
 	dir := filepath.Join(f.mp, fmt.Sprintf("d%d", i%10))
-	switch rng.IntN(4) {
+	switch rng.IntN(3) {
 	case 0:
 		p := filepath.Join(dir, fmt.Sprintf("f%03d", i))
 		fd, err := os.Open(p)
@@ -161,7 +257,7 @@ func (r *readers) op(f *restartFixture, rng *rand.Rand, big *os.File, mapped []b
 			return fmt.Errorf("stat: size %d", st.Size)
 		}
 		return nil
-	case 2:
+	default:
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return err
@@ -170,18 +266,6 @@ func (r *readers) op(f *restartFixture, rng *rand.Rand, big *os.File, mapped []b
 			return fmt.Errorf("listing of %s: %d entries", dir, len(ents))
 		}
 		return nil
-	default:
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("fault reading the mapped file: %v", p)
-			}
-		}()
-		page := rng.IntN(restartBig / 4096)
-		if got := mapped[page*4096+17]; got != byte(page) {
-			return fmt.Errorf("mapped page %d holds %d", page, got)
-		}
-		return unix.Fadvise(int(big.Fd()), int64(page*4096), 4096, unix.FADV_DONTNEED)
 	}
 }
 
@@ -189,6 +273,7 @@ func (r *readers) op(f *restartFixture, rng *rand.Rand, big *os.File, mapped []b
 func (r *readers) check(t *testing.T, what string) {
 	t.Helper()
 	close(r.stop)
+	r.mapped.Process.Kill()
 	r.wg.Wait()
 	t.Logf("%s: %d reader operations, longest %v", what, r.ops.Load(), r.longest)
 	if len(r.errs) > 0 {
