@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 )
 
 // Adopt serves c, a layer mount whose server (a previous daemon) is gone,
@@ -106,4 +107,49 @@ func (m *Manager) serverExited(mt *mount) {
 		mt.dev.Close()
 	}
 	mt.journal.Close()
+}
+
+// quiesceWait is how long Quiesce lets requests already read finish.
+const quiesceWait = 100 * time.Millisecond
+
+// Quiesce readies the mounts the custody keeps for this process's exit:
+// go-fuse's reader descriptor of each is pointed at an idle socket, so
+// that no reader takes a request from the kernel any more, and Quiesce
+// waits quiesceWait for the requests already taken. Why: Linux fails with
+// EIO a request that it is copying to a server whose process is dying (the
+// copy to the dead process's buffer fails); requests left in the kernel
+// instead wait for the next daemon, which has the kernel send again those
+// read here but not answered. Replies written after Quiesce are lost the
+// same way, and sent again. Call it last, right before the process exits:
+// the mounts are no longer served by this process.
+func (m *Manager) Quiesce(ctx context.Context) {
+	if m.cfg.custody == nil {
+		return
+	}
+	m.mu.Lock()
+	var mts []*mount
+	for _, mt := range m.mounts {
+		if mt != nil && mt.dev != nil && mt.at > 0 {
+			mts = append(mts, mt)
+		}
+	}
+	m.mu.Unlock()
+	idle := 0
+	for _, mt := range mts {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		// Both ends stay open until the process exits: a read of the
+		// idle end blocks, never returns end of file.
+		if err := unix.Dup3(pair[0], mt.at, unix.O_CLOEXEC); err == nil {
+			idle++
+		}
+	}
+	if idle > 0 {
+		select {
+		case <-time.After(quiesceWait):
+		case <-ctx.Done():
+		}
+	}
 }

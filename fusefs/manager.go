@@ -108,6 +108,8 @@ type mount struct {
 	dev             *os.File
 	init, initReply []byte
 	id              string
+	// at is the descriptor number go-fuse reads the device through.
+	at int
 }
 
 // mode names how reads are served, for logs.

@@ -232,7 +232,7 @@ func (m *Manager) mountNew(ctx context.Context, mt *mount, opts *fs.Options, big
 		if err := writeDevice(dev, reply); err != nil {
 			return fmt.Errorf("answer INIT: %w", err)
 		}
-		mt.server, mt.dev, mt.init, mt.initReply = server, dev, init, reply
+		mt.server, mt.dev, mt.init, mt.initReply, mt.at = server, dev, init, reply, at
 		return nil
 	}()
 	if err != nil {
@@ -267,7 +267,7 @@ func (m *Manager) resume(ctx context.Context, mt *mount, c *Connection, o *fuse.
 		log.G(ctx).WithError(err).WithField("mountpoint", mt.mountpoint).
 			Warn("the kernel cannot resend requests a dead server had read (needs Linux >= 6.9): their callers may wait until interrupted")
 	}
-	mt.server, mt.dev, mt.init, mt.initReply = server, c.Device, c.Init, c.InitReply
+	mt.server, mt.dev, mt.init, mt.initReply, mt.at = server, c.Device, c.Init, c.InitReply, at
 	c.Device = nil
 	return nil
 }

@@ -120,6 +120,8 @@ func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
 			stopWatch()
 			err := m.Close(ctx)
 			cl.Close()
+			// Last: the process exits next.
+			m.Quiesce(ctx)
 			return err
 		}
 		return backend{layers: sized(m), stats: m, close: closeAll, keepMounts: true, records: records}, nil
