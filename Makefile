@@ -29,13 +29,13 @@ deps: ## install what the tests need (apt packages, containerd 2.x built with go
 test: deps build ## run every test: unit, root, FUSE, containerd conformance, end to end (race detector on)
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 60m $(PKGS)
 	@echo "== containerd snapshotter conformance suite, verbose =="
-	$(GO) test $(GOFLAGS) -count=1 -v -run '^TestConformance$$' ./snapshot/ | grep -E -- '^(\s*--- (PASS|FAIL|SKIP)|ok|FAIL)'
+	$(GO) test $(GOFLAGS) -count=1 -v -run '^TestConformance$$' ./snapshot/ | grep -E -- '^(\s*--- (PASS|FAIL|SKIP)|ok|FAIL)|_test\.go:[0-9]+:|panic:'
 	@echo "== FUSE and snapshot tests again with GOMAXPROCS=1 (surfaces FUSE self-deadlocks) =="
 	GOMAXPROCS=1 $(GO) test $(GOFLAGS) -count=1 -timeout 20m ./fusefs/... ./snapshot/...
 	$(MAKE) --no-print-directory fuzz
 
 e2e: deps build ## run only the end-to-end scenarios (real containerd, runc, registry)
-	$(GO) test $(GOFLAGS) -count=1 -v -timeout 30m ./test/... 2>&1 | grep -E -- '^(\s*--- |ok|FAIL|PASS)'
+	$(GO) test $(GOFLAGS) -count=1 -v -timeout 30m ./test/... 2>&1 | grep -E -- '^(\s*--- |ok|FAIL|PASS)|_test\.go:[0-9]+:|panic:'
 
 unit: ## run the tests that need neither root nor containerd
 	CVMFS_UNIT_ONLY=1 $(GO) test $(GOFLAGS) -count=1 $(PKGS)

@@ -68,7 +68,7 @@ func workload(t *testing.T, mp string) {
 	}
 }
 
-// TestAccounting is test 7d: exact figures for a scripted workload in both
+// TestAccounting: exact figures for a scripted workload in both
 // modes; in "open" mode with passthrough the daemon sees no read at all, in
 // "bytes" mode it sees them and counts exact bytes, once (the page cache is
 // kept across opens); in "reads" mode it sees no open, and counts each

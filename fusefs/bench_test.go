@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Benchmarks of issue 3 item 8: sequential read of a large file, random
+// Benchmarks: sequential read of a large file, random
 // 4 KiB reads, and a stat walk of a large tree, natively, through a
 // read-only bind mount, through FUSE with passthrough ("open" accounting)
 // and through FUSE in "bytes" and "reads" modes. Sizes can be shrunk by environment:

@@ -15,7 +15,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/treediff"
 )
 
-// everyKindLayer writes a layer with every kind of entry test 7a asks for.
+// everyKindLayer writes a layer with every kind of entry a layer may hold.
 // It needs root (devices, ownership).
 func everyKindLayer(t testing.TB) string {
 	t.Helper()
@@ -94,7 +94,7 @@ func everyKindLayer(t testing.TB) string {
 }
 
 // walkInfo walks root with the end-to-end tests' tree walker and describes
-// every entry by its path relative to root: what test 7a compares between a
+// every entry by its path relative to root: what TestMountMatchesNativeWalk compares between a
 // native walk and one through a mount.
 func walkInfo(t testing.TB, root string) map[string]treediff.Entry {
 	t.Helper()

@@ -170,7 +170,7 @@ func serveUntilKilled(dir, mp string) {
 	select {}
 }
 
-// TestDeadMount is test 7e: a mount whose server was killed is reported
+// TestDeadMount: a mount whose server was killed is reported
 // dead by Check and removed by Unmount.
 func TestDeadMount(t *testing.T) {
 	requireFUSE(t)

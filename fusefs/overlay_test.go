@@ -15,7 +15,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/testutil"
 )
 
-// stackLayers writes the two layers of test 7b: a lower one with /a and
+// stackLayers writes the two layers of the stacking test: a lower one with /a and
 // /d/x, and a DUCC-style upper one with .wh.a, d/.wh..wh..opq and d/y (plus
 // the catalog markers DUCC leaves).
 func stackLayers(t *testing.T) (lower, upper string) {
@@ -77,7 +77,7 @@ func listTree(t *testing.T, root string) map[string]bool {
 	return out
 }
 
-// TestOverlayStacking is test 7b in FUSE mode: overlayfs honours the
+// TestOverlayStacking, in FUSE mode: overlayfs honours the
 // translated whiteout and opaque directory, and no marker shows, with the
 // xattrs of root's overlay and of rootless overlay (userxattr), read-only
 // and with an upper directory as a container gets.

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestMountIsReadOnly is test 7c: every write attempt through the mount
+// TestMountIsReadOnly: every write attempt through the mount
 // fails with EROFS and the source is untouched.
 func TestMountIsReadOnly(t *testing.T) {
 	requireFUSE(t)

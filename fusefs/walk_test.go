@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestMountMatchesNativeWalk is test 7a: every kind of entry, walked
+// TestMountMatchesNativeWalk: every kind of entry, walked
 // natively and through the mount, in both accounting modes.
 func TestMountMatchesNativeWalk(t *testing.T) {
 	requireFUSE(t)

@@ -48,7 +48,7 @@ const (
 	pullTimeout  = time.Minute
 )
 
-// Issue 5 item 5: 8 concurrent pulls (4 images sharing layers, in two
+// 8 concurrent pulls (4 images sharing layers, in two
 // namespaces), repeated (pull, remove, pull again) while the daemon is
 // killed and restarted 20 times. Pulls that fail while the daemon is down
 // are retried, bounded. Afterwards every committed snapshot is intact
