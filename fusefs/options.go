@@ -109,15 +109,6 @@ func WithProfileLimit(n int) Opt {
 	}
 }
 
-// WithDebug makes go-fuse log every request. Only for debugging: it logs on
-// the read path.
-func WithDebug(debug bool) Opt {
-	return func(c *config) error {
-		c.debug = debug
-		return nil
-	}
-}
-
 // withRequestLog sends go-fuse's log of every request to w.
 func withRequestLog(w io.Writer) Opt {
 	return func(c *config) error {

@@ -39,30 +39,6 @@ func WithClientOptions(opts ...ClientOpt) SupervisorOpt {
 	}
 }
 
-// WithServerLog sets the file the server's output is appended to; the
-// default is <root>/fuse-server.log.
-func WithServerLog(path string) SupervisorOpt {
-	return func(s *Supervisor) error {
-		if path == "" {
-			return fmt.Errorf("empty server log path: %w", errdefs.ErrInvalidArgument)
-		}
-		s.logPath = path
-		return nil
-	}
-}
-
-// WithStartTimeout bounds the wait for a started server to answer; the
-// default is DefaultStartTimeout.
-func WithStartTimeout(d time.Duration) SupervisorOpt {
-	return func(s *Supervisor) error {
-		if d <= 0 {
-			return fmt.Errorf("start timeout %v is not positive: %w", d, errdefs.ErrInvalidArgument)
-		}
-		s.startTimeout = d
-		return nil
-	}
-}
-
 // Supervisor is the daemon's side of a separate FUSE server: a Client of
 // the server on its socket that also keeps the server running. It starts
 // the server (detached, in its own session, so that it outlives the
