@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,17 @@ func FullFS(t testing.TB, prepare func(root string)) string {
 	}
 	if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("fill: %v", err)
+	}
+	// Blocks held back by delayed allocation may come free at the sync:
+	// take what is left with directories until none can be made.
+	for i := 0; ; i++ {
+		err := os.Mkdir(filepath.Join(mnt, fmt.Sprintf("fill-%d", i)), 0o700)
+		if errors.Is(err, syscall.ENOSPC) {
+			break
+		}
+		if err != nil || i > 100_000 {
+			t.Fatalf("fill with directories: %v (after %d)", err, i)
+		}
 	}
 	if err := os.Mkdir(filepath.Join(mnt, "probe"), 0o700); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("mkdir on the full filesystem = %v, want ENOSPC", err)
