@@ -19,6 +19,7 @@ import (
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
 
 // sweepInterval is how often the custody drops connections the kernel has
@@ -162,8 +163,12 @@ func listen(path string) (*net.UnixListener, error) {
 // handle answers one peer's requests until it hangs up.
 func (s *server) handle(ctx context.Context, uc *net.UnixConn) {
 	defer uc.Close()
-	if uid, err := peerUID(uc); err != nil || uid != s.uid {
-		log.G(ctx).WithError(err).WithField("uid", uid).Warn("custody refused a peer of another user")
+	if cred, err := unixsock.PeerCred(uc); err != nil || int(cred.Uid) != s.uid {
+		entry := log.G(ctx).WithError(err)
+		if cred != nil {
+			entry = entry.WithField("uid", cred.Uid).WithField("pid", cred.Pid)
+		}
+		entry.Warn("custody refused a peer of another user")
 		return
 	}
 	for {

@@ -133,22 +133,3 @@ func closeAll(files []*os.File) {
 		f.Close()
 	}
 }
-
-// peerUID returns the uid of the process at the other end of uc.
-func peerUID(uc *net.UnixConn) (int, error) {
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return -1, err
-	}
-	if cerr != nil {
-		return -1, fmt.Errorf("SO_PEERCRED: %w", cerr)
-	}
-	return int(cred.Uid), nil
-}

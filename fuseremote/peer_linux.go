@@ -4,12 +4,11 @@ package fuseremote
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 
 	"github.com/containerd/log"
-	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
 
 // peerListener accepts only connections whose peer runs as uid. The socket's
@@ -29,7 +28,7 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		cred, err := peerCred(c)
+		cred, err := unixsock.PeerCred(c)
 		if err == nil && int(cred.Uid) == l.uid {
 			return c, nil
 		}
@@ -42,31 +41,4 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		entry.Warn("FUSE server refused a connection from another user")
 		c.Close()
 	}
-}
-
-// peerCred returns the credentials of the process at the other end of c,
-// as they were when it connected.
-func peerCred(c net.Conn) (*unix.Ucred, error) {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return nil, fmt.Errorf("not a unix socket connection (%T)", c)
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	if cerr != nil {
-		return nil, fmt.Errorf("SO_PEERCRED: %w", cerr)
-	}
-	if cred == nil {
-		return nil, errors.New("SO_PEERCRED: no credentials")
-	}
-	return cred, nil
 }
