@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/log"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/detached"
 )
 
 var _ fusefs.Custody = (*Client)(nil)
@@ -140,24 +139,11 @@ func (cl *Client) Ensure(ctx context.Context, command []string, logPath string) 
 	if cl.Ping(ctx) == nil {
 		return nil
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	pid, exited, err := detached.Start(command, logPath)
 	if err != nil {
-		return fmt.Errorf("custody log: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(command[0], command[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = "/"
-	// Its own session: signals to the daemon's process group (a
-	// terminal's ^C, a service manager's stop with KillMode=mixed... of
-	// the group) do not reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start custody: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	log.G(ctx).WithField("pid", cmd.Process.Pid).WithField("socket", cl.path).Info("started the custody of FUSE connections")
+	log.G(ctx).WithField("pid", pid).WithField("socket", cl.path).Info("started the custody of FUSE connections")
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
 	for cl.Ping(ctx) != nil {

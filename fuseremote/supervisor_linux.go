@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -21,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/detached"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 )
 
@@ -236,23 +235,11 @@ func (s *Supervisor) startServer(ctx context.Context) error {
 // spawnServer starts the server command; the returned channel gets its
 // exit status if it exits while this process runs.
 func (s *Supervisor) spawnServer(ctx context.Context) (<-chan error, error) {
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	pid, exited, err := detached.Start(s.command, s.logPath)
 	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.Command(s.command[0], s.command[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own session: signals to the daemon's process group (a terminal's
-	// ^C, a service manager stopping the daemon) do not reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start fuse server: %w", err)
 	}
-	log.G(ctx).WithField("pid", cmd.Process.Pid).WithField("socket", s.socket).Info("started the FUSE server")
-	// Reap it if it exits while we run; after we exit, init does.
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	log.G(ctx).WithField("pid", pid).WithField("socket", s.socket).Info("started the FUSE server")
 	return exited, nil
 }
 
