@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/containerd/log"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -112,7 +113,7 @@ const (
 // API for it), and a new mount goes the same way so that its INIT exchange
 // is known. It returns the server (not yet serving), the reply it gave to
 // INIT, and the descriptor number go-fuse owns.
-func startServer(raw fuse.RawFileSystem, init []byte, opts *fuse.MountOptions) (*fuse.Server, []byte, int, error) {
+func startServer(ctx context.Context, raw fuse.RawFileSystem, init []byte, opts *fuse.MountOptions) (*fuse.Server, []byte, int, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, -1, fmt.Errorf("socketpair: %w", err)
@@ -130,6 +131,9 @@ func startServer(raw fuse.RawFileSystem, init []byte, opts *fuse.MountOptions) (
 		// go-fuse closed theirs if it got as far as INIT; closing again
 		// is harmless only before it did.
 		return nil, nil, -1, fmt.Errorf("start FUSE server: %w", err)
+	}
+	if err := prefaultReadBuffers(server); err != nil {
+		log.G(ctx).WithError(err).Warn("cannot prefault go-fuse's read buffers: a kill -9 of this process may fail a request in flight with EIO")
 	}
 	reply := make([]byte, 4096)
 	n, err := unix.Read(ours, reply)

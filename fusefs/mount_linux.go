@@ -219,7 +219,7 @@ func (m *Manager) mountNew(ctx context.Context, mt *mount, opts *fs.Options, big
 		if err != nil {
 			return err
 		}
-		server, reply, at, err := startServer(mt.ids, init, &opts.MountOptions)
+		server, reply, at, err := startServer(ctx, mt.ids, init, &opts.MountOptions)
 		if err != nil {
 			return err
 		}
@@ -247,7 +247,7 @@ func (m *Manager) resume(ctx context.Context, mt *mount, c *Connection, o *fuse.
 	if !Connected(c.Device) {
 		return fmt.Errorf("FUSE connection of %q is closed: %w", mt.mountpoint, errdefs.ErrNotFound)
 	}
-	server, reply, at, err := startServer(mt.ids, c.Init, o)
+	server, reply, at, err := startServer(ctx, mt.ids, c.Init, o)
 	if err != nil {
 		return err
 	}
