@@ -44,13 +44,13 @@ FUZZTIME ?= 15s
 fuzz: ## run every fuzz target for FUZZTIME each
 	bash hack/fuzz.sh $(FUZZTIME)
 
-# Extra flags of test/benchmark, e.g. BENCHFLAGS="-variants fuse/open -reps 5".
+# Extra flags of bench, e.g. BENCHFLAGS="-variants fuse/open -reps 5".
 BENCHFLAGS ?=
 BENCHOUT   ?= bench/results
 
 bench: deps build ## run the benchmarks: fusefs/snapshot (native vs bind vs FUSE), then containers vs overlayfs (results in bench/results, tables in docs/performance.md)
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./fusefs/... ./snapshot/... ./cmd/cvmfs-snapshotter/
-	$(GO) run ./test/benchmark -out $(BENCHOUT) -doc docs/performance.md $(BENCHFLAGS)
+	$(GO) run ./bench -out $(BENCHOUT) -doc docs/performance.md $(BENCHFLAGS)
 
 demo: deps build ## run the product on an embedded local repository, registry and containerd
 	$(GO) run ./test/demo

@@ -29,7 +29,7 @@
 // long (layers are immutable), and attributes also in a shared cache.Attrs
 // keyed by layer digest and path. Directories are served without OPENDIR
 // (FUSE_NO_OPENDIR_SUPPORT), so a warm walk sends nothing to the daemon.
-// BENCHMARKS.md has the figures against native and bind mounts.
+// bench/fusefs.md has the figures against native and bind mounts.
 //
 // Each mount appears in /proc/self/mountinfo with source
 // "cvmfs-layer:sha256:<hex>" (FsNamePrefix, LayerFromFsName) and type

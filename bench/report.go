@@ -248,7 +248,7 @@ func mb(kib int64) string { return fmt.Sprintf("%.0f MB", float64(kib)*1024/1e6)
 func (rep *report) markdown() string {
 	var b strings.Builder
 	b.WriteString("# Container benchmarks: cvmfs-snapshotter vs containerd's overlayfs snapshotter\n\n")
-	fmt.Fprintf(&b, "Written by `make bench` (`go run ./test/benchmark`), finished %s after %s.", rep.Finished.Format("2006-01-02 15:04 UTC"), rep.Duration)
+	fmt.Fprintf(&b, "Written by `make bench` (`go run ./bench`), finished %s after %s.", rep.Finished.Format("2006-01-02 15:04 UTC"), rep.Duration)
 	if rep.Quick {
 		b.WriteString(" **Quick run (`-quick`): small sizes, few repetitions; not for comparison.**")
 	}

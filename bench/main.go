@@ -25,7 +25,7 @@
 // sample) and PNG plots; -doc rewrites the section of docs/performance.md
 // between <!-- bench:start --> and <!-- bench:end -->.
 //
-// Run it as root: `make bench`, or `go run ./test/benchmark -quick`.
+// Run it as root: `make bench`, or `go run ./bench -quick`.
 package main
 
 import (
