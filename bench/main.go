@@ -74,6 +74,9 @@ func (c config) pullFiles() int {
 type variant struct {
 	Name string
 	Opts harness.Options
+	// Profiles publishes an access profile next to every layer in the
+	// repository (all its files), for prefetch to read.
+	Profiles bool
 }
 
 var allVariants = []variant{
@@ -81,10 +84,17 @@ var allVariants = []variant{
 	{Name: "fuse/open", Opts: harness.Options{Accounting: "open"}},
 	{Name: "fuse/bytes", Opts: harness.Options{Accounting: "bytes"}},
 	{Name: "bind", Opts: harness.Options{MountMode: "bind"}},
+	{Name: pagesVariant, Opts: harness.Options{PrefetchPageCache: true}, Profiles: true},
 	{Name: cvmfsLikeVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, NoPrefetch: true}},
-	{Name: cvmfsLikePrefetchVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}},
+	{Name: cvmfsLikePrefetchVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}, Profiles: true},
+	{Name: cvmfsLikePagesVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, PrefetchPageCache: true}, Profiles: true},
 	{Name: cvmfsLikeNoDelayVariant, Opts: harness.Options{CVMFSLike: true, NoPrefetch: true}},
 }
+
+// pagesVariant is fuse/reads with an access profile published next to
+// every layer and prefetch-page-cache on: prefetch reads the profiled
+// files through the mounts, into the kernel's caches.
+const pagesVariant = "fuse/reads+prefetch-pages"
 
 // cvmfsLikeVariant is fuse/reads over a CVMFS-like store (test/cvmfslike)
 // instead of a directory: an OPEN per open, no passthrough, and
@@ -92,11 +102,13 @@ var allVariants = []variant{
 //
 // cvmfsLikeVariant runs without prefetch; cvmfsLikePrefetchVariant with
 // prefetch and an access profile published next to every layer (all its
-// files); cvmfsLikeNoDelayVariant without prefetch and with no miss delay,
-// the floor the other two are measured against.
+// files); cvmfsLikePagesVariant the same with prefetch-page-cache;
+// cvmfsLikeNoDelayVariant without prefetch and with no miss delay, the
+// floor the others are measured against.
 const (
 	cvmfsLikeVariant         = "fuse/reads+cvmfs-like"
 	cvmfsLikePrefetchVariant = "fuse/reads+cvmfs-like+prefetch"
+	cvmfsLikePagesVariant    = "fuse/reads+cvmfs-like+prefetch-pages"
 	cvmfsLikeNoDelayVariant  = "fuse/reads+cvmfs-like+0ms"
 	cvmfsMissDelay           = 5 * time.Millisecond
 )
@@ -108,7 +120,7 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions, for development (a few minutes)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory (logs, repositories)")
 	from := flag.String("from", "", "write the report again from the results.json of an earlier run, measuring nothing")
-	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind,"+cvmfsLikeVariant+","+cvmfsLikePrefetchVariant+","+cvmfsLikeNoDelayVariant, "daemon variants to run, comma-separated")
+	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind,"+pagesVariant+","+cvmfsLikeVariant+","+cvmfsLikePrefetchVariant+","+cvmfsLikePagesVariant+","+cvmfsLikeNoDelayVariant, "daemon variants to run, comma-separated")
 	wl := flag.String("workloads", "", "workloads to run, comma-separated ids ("+strings.Join(workloadOrder, ",")+",prepare); empty: all")
 	flag.IntVar(&cfg.reps, "reps", 0, "repetitions of the small-file, walk and start workloads (0: 2); start runs 3 pairs per repetition")
 	flag.Parse()
@@ -300,7 +312,7 @@ func startEnv(ctx context.Context, cfg config, work string, v variant, im fixtur
 	}
 	progress("pushing the images and ingesting them into the repository")
 	refs, err := loadImages(ctx, cfg, env, im)
-	if err == nil && v.Opts.CVMFSLike {
+	if err == nil && v.Profiles {
 		err = env.PublishProfiles()
 	}
 	if err != nil {

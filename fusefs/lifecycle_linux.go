@@ -109,6 +109,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	// No walk starts once closed; the running one stops at its next
 	// directory, and is waited for after the unmounts.
 	m.walkCancel()
+	m.pages.close()
 	m.mu.Lock()
 	var mps []string
 	for mp, mt := range m.mounts {

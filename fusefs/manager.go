@@ -66,6 +66,9 @@ type Manager struct {
 	walkCancel context.CancelFunc
 	// prefetchSlots bounds the prefetch reads in flight across layers.
 	prefetchSlots chan struct{}
+	// pages reads prefetched files through the mounts; nil when prefetch
+	// reads the backing trees.
+	pages *pageReader
 	// walk is walkShape; tests replace it.
 	walk func(ctx context.Context, rootfd int) (layerShape, error)
 }
@@ -168,7 +171,12 @@ func NewManager(src Source, opts ...Opt) (*Manager, error) {
 		cfg.cache = c
 	}
 	walkCtx, walkCancel := context.WithCancel(context.Background())
+	var pages *pageReader
+	if cfg.pageReader != nil && cfg.prefetch != nil && cfg.accounting == AccountReads {
+		pages = &pageReader{argv: cfg.pageReader}
+	}
 	return &Manager{
+		pages:      pages,
 		src:        src,
 		cfg:        cfg,
 		mounts:     map[string]*mount{},

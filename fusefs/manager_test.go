@@ -148,6 +148,13 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(serveDirEnv); dir != "" {
 		serveUntilKilled(dir, os.Getenv(serveMntEnv))
 	}
+	if os.Getenv(pageReaderEnv) != "" {
+		if err := RunPageReader(os.Stdin, os.Stdout, 2); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	// Lifecycle lines ("layer mounted") would interleave with benchmark
 	// output; warnings and errors still show.
 	if err := log.SetLevel("warn"); err != nil {

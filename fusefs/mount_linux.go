@@ -62,7 +62,7 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	}
 	mt = served
 	m.keep(ctx, mt)
-	m.startPrefetch(layer, mt.lfs.rootfd)
+	m.startPrefetch(layer, mt.lfs.rootfd, mountpoint)
 
 	entry := log.G(ctx).WithFields(log.Fields{
 		"layer":      layer,
@@ -89,6 +89,7 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	if err != nil {
 		return nil, "", err
 	}
+	lfs.pages = m.pages
 	m.learnShape(ctx, layer, ls, lfs.rootfd)
 	logger := log.G(ctx).WithFields(log.Fields{"layer": layer, "mountpoint": mountpoint})
 	opts := m.fsOptions(layer, acct)

@@ -31,6 +31,8 @@ type layerFS struct {
 	// passthrough serves reads: open accounting then counts file sizes at
 	// open. Never set in "bytes" mode.
 	passthrough atomic.Bool
+	// pages, if set, is the prefetch helper whose reads are not counted.
+	pages *pageReader
 }
 
 // newLayerFS takes the already opened directory dir (the Source's, never

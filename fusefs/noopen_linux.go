@@ -19,13 +19,17 @@ var _ = (fs.NodeReader)((*node)(nil))
 // one request; the kernel keeps what it read in the page cache across
 // opens, so a file's content normally reaches the daemon once. A READ at
 // offset 0 counts as one open of the file (a fetch of its content), and
-// every byte served is counted.
+// every byte served is counted; a READ of the prefetch page reader is
+// served and not counted.
 func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	switch f := fh.(type) {
 	case *file:
 		return f.Read(ctx, dest, off)
 	case *passthroughFile:
 		return f.Read(ctx, dest, off)
+	}
+	if n.lfs.pages.fromReader(ctx) {
+		return n.readUncounted(dest, off)
 	}
 	a := n.lfs.acct.begin(&n.lfs.acct.reads)
 	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
@@ -48,5 +52,22 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	}
 	a.bytesRead.Add(int64(k))
 	prof.addBytes(int64(k))
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+// readUncounted serves a READ without counting it.
+func (n *node) readUncounted(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
+		return nil, syscall.EINVAL
+	}
+	fd, err := openBacking(n.lfs.rootfd, n.rel)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	defer unix.Close(fd)
+	k, err := preadFull(fd, dest, off)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
 	return fuse.ReadResultData(dest[:k]), 0
 }

@@ -52,6 +52,9 @@ type config struct {
 	prefetch            ProfileSource
 	prefetchConcurrency int
 	prefetchMaxBytes    int64
+	// pageReader, if set, starts the helper that prefetches through the
+	// mounts (see WithPrefetchPages).
+	pageReader []string
 }
 
 // Opt configures a Manager.

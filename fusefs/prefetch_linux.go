@@ -117,9 +117,9 @@ func (p *prefetchState) stats(s *usage.LayerStats) {
 }
 
 // startPrefetch starts the prefetch of layer, once per layer state, with
-// its own descriptor of the layer root. The caller holds a reservation or
-// a mount of the layer.
-func (m *Manager) startPrefetch(layer digest.Digest, rootfd int) {
+// its own descriptor of the layer root, or through its mount at
+// mountpoint. The caller holds a reservation or a mount of the layer.
+func (m *Manager) startPrefetch(layer digest.Digest, rootfd int, mountpoint string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ls := m.layers[layer]
@@ -150,13 +150,13 @@ func (m *Manager) startPrefetch(layer digest.Digest, rootfd int) {
 		defer p.running.Store(false)
 		defer unix.Close(fd)
 		defer cancel()
-		m.prefetch(ctx, layer, p, fd)
+		m.prefetch(ctx, layer, p, fd, mountpoint)
 	}()
 }
 
 // prefetch reads the files of layer's profile from the backing tree at
-// rootfd.
-func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetchState, rootfd int) {
+// rootfd, or through its mount at mountpoint by the page reader.
+func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetchState, rootfd int, mountpoint string) {
 	paths, err := m.cfg.prefetch(ctx, layer)
 	if err != nil {
 		if !errdefs.IsNotFound(err) && ctx.Err() == nil {
@@ -186,7 +186,14 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 					continue
 				}
 				if p.bytes.Load() < m.cfg.prefetchMaxBytes {
-					if n, err := readBacking(rootfd, path, buf); err == nil {
+					var n int64
+					var err error
+					if m.pages != nil {
+						n, err = m.pages.read(ctx, mountpoint, path)
+					} else {
+						n, err = readBacking(rootfd, path, buf)
+					}
+					if err == nil {
 						p.note(path, n)
 					}
 				}

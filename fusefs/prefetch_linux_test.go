@@ -4,6 +4,7 @@ package fusefs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,5 +97,58 @@ func TestPrefetchBounded(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if st := layerStats(t, m); st.PrefetchFiles != 2 {
 		t.Fatalf("prefetch read %d files with a budget of 1500 bytes over files of 1000, want 2", st.PrefetchFiles)
+	}
+}
+
+// pageReaderEnv makes this test binary, re-executed, run RunPageReader.
+const pageReaderEnv = "FUSEFS_TEST_PAGE_READER"
+
+// TestPrefetchPages: with WithPrefetchPages and accounting "reads",
+// prefetch reads the profiled files through the mount, from a helper
+// process, without counting its reads; the files' pages are then in the
+// kernel's cache of the mount, so a workload's later reads of them send
+// no READ to the daemon. Files the profile does not name are read and
+// counted as usual. Paths that are not clean and relative, or lead
+// through a link, are not read.
+func TestPrefetchPages(t *testing.T) {
+	src := t.TempDir()
+	var names []string
+	for i := range 20 {
+		name := fmt.Sprintf("d%d/f%d", i%3, i)
+		writeFile(t, src, name, strings.Repeat("x", 5000+i))
+		names = append(names, name)
+	}
+	writeFile(t, src, "other", "not in the profile")
+	if err := os.Symlink("/etc", filepath.Join(src, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	profile := func(ctx context.Context, layer digest.Digest) ([]string, error) {
+		return append([]string{"../outside", "etc/passwd", "missing"}, names...), nil
+	}
+	t.Setenv(pageReaderEnv, "1")
+	m, mp, _ := mountLayer(t, src, WithAccounting(AccountReads), WithPrefetch(profile, 2, 1<<20), WithPrefetchPages([]string{os.Args[0], "-test.run=^$"}))
+	st := waitPrefetched(t, m, int64(len(names)))
+	time.Sleep(50 * time.Millisecond) // anything else it would read
+	st = layerStats(t, m)
+	if st.PrefetchFiles != int64(len(names)) {
+		t.Fatalf("prefetch read %d files, want the %d regular files of the profile", st.PrefetchFiles, len(names))
+	}
+	if st.Reads != 0 || st.Opens != 0 || st.BytesRead != 0 || len(m.Profile(st.Layer)) != 0 {
+		t.Fatalf("prefetch through the mount counted as workload reads: %+v", st)
+	}
+	for i, name := range names {
+		b, err := os.ReadFile(filepath.Join(mp, name))
+		if err != nil || len(b) != 5000+i {
+			t.Fatalf("read %s: %d bytes, %v", name, len(b), err)
+		}
+	}
+	if st := layerStats(t, m); st.Reads != 0 {
+		t.Fatalf("reads of prefetched files sent %d READs to the daemon, want 0 (their pages were not cached)", st.Reads)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "other")); err != nil || string(b) != "not in the profile" {
+		t.Fatalf("read other: %q, %v", b, err)
+	}
+	if st := layerStats(t, m); st.Reads != 1 || st.BytesRead != int64(len("not in the profile")) {
+		t.Fatalf("a workload's read of a file not prefetched: %d READs, %d bytes counted; want 1, %d", st.Reads, st.BytesRead, len("not in the profile"))
 	}
 }

@@ -116,6 +116,11 @@ type config struct {
 	Prefetch bool `toml:"prefetch"`
 	// PrefetchConcurrency bounds the prefetch reads in flight (≥ 1).
 	PrefetchConcurrency int `toml:"prefetch-concurrency"`
+	// PrefetchPageCache makes prefetch, under accounting "reads", read
+	// through the layer's mount, so that the kernel's caches of the mount
+	// hold the files; workloads' reads of them are then not counted
+	// (fusefs.WithPrefetchPages).
+	PrefetchPageCache bool `toml:"prefetch-page-cache"`
 }
 
 // defaultConfig returns the defaults: the packages' own where a package

@@ -75,6 +75,14 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == pageReaderName {
+		signal.Ignore(syscall.SIGHUP, syscall.SIGINT)
+		if err := runPageReader(os.Args[2:], os.Stderr); err != nil {
+			log.L.WithError(err).Error("cvmfs-snapshotter prefetch-reader failed")
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == custodyName {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()

@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"flag"
+	"io"
+	"os"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/containerd/errdefs"
@@ -56,5 +60,25 @@ func (c config) prefetchOpts(repo *ducc.Repo, records *usageRecords) []fusefs.Op
 	if !c.Prefetch {
 		return nil
 	}
-	return []fusefs.Opt{fusefs.WithPrefetch(prefetchProfiles(repo, records), c.PrefetchConcurrency, fusefs.DefaultPrefetchMaxBytes)}
+	opts := []fusefs.Opt{fusefs.WithPrefetch(prefetchProfiles(repo, records), c.PrefetchConcurrency, fusefs.DefaultPrefetchMaxBytes)}
+	if c.PrefetchPageCache {
+		opts = append(opts, fusefs.WithPrefetchPages([]string{"/proc/self/exe", pageReaderName, "--workers", strconv.Itoa(c.PrefetchConcurrency)}))
+	}
+	return opts
+}
+
+// pageReaderName is the subcommand that reads prefetched files through
+// the layer mounts (fusefs.RunPageReader), started by the daemon.
+const pageReaderName = "prefetch-reader"
+
+// runPageReader runs the page reader on standard input and output.
+func runPageReader(args []string, out io.Writer) error {
+	var workers int
+	fs := flag.NewFlagSet("cvmfs-snapshotter "+pageReaderName, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.IntVar(&workers, "workers", fusefs.DefaultPrefetchConcurrency, "files read at once")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return fusefs.RunPageReader(os.Stdin, os.Stdout, workers)
 }

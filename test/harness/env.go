@@ -65,9 +65,10 @@ type Options struct {
 	// (a cache miss fetched over the network), with CVMFSLike.
 	CVMFSMissDelay time.Duration
 	// NoPrefetch sets prefetch = false; PrefetchConcurrency, if not 0,
-	// prefetch-concurrency.
+	// prefetch-concurrency; PrefetchPageCache sets prefetch-page-cache.
 	NoPrefetch          bool
 	PrefetchConcurrency int
+	PrefetchPageCache   bool
 	// CVMFSClaimOwnership presents every file of the store as owned by
 	// uid:gid 999:995, as a client running as the cvmfs user with
 	// CVMFS_CLAIM_OWNERSHIP=yes does, with CVMFSLike.

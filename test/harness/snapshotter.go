@@ -60,6 +60,9 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 	if o.NoPrefetch {
 		fmt.Fprintf(&cfg, "prefetch = false\n")
 	}
+	if o.PrefetchPageCache {
+		fmt.Fprintf(&cfg, "prefetch-page-cache = true\n")
+	}
 	if o.PrefetchConcurrency != 0 {
 		fmt.Fprintf(&cfg, "prefetch-concurrency = %d\n", o.PrefetchConcurrency)
 	}

@@ -1,0 +1,303 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// WithPrefetchPages makes prefetch, under accounting "reads", read the
+// files of a layer's profile through the layer's mount instead of from the
+// backing tree: their entries and pages are then in the kernel's caches of
+// the mount (and the backing files in the layer store's cache, as the
+// daemon reads them to answer), so that a container's first run finds them
+// there as a warm run does. The price: the container's reads of those
+// files never reach the daemon, so they are not counted (nor are prefetch
+// hits); the reads of the prefetch itself are not counted either. Under
+// "open" and "bytes" prefetch reads the backing tree, as without this
+// option (passthrough reads the backing file's pages; "bytes" counts every
+// byte a workload reads).
+//
+// The reads come from a helper process started with argv, which must run
+// RunPageReader on its standard input and output: a read through the mount
+// by the daemon itself could not finish if the daemon were killed during
+// it, and the daemon's lock would stay held by the dying process. The
+// daemon tells the helper's requests apart by the thread IDs it reports.
+func WithPrefetchPages(argv []string) Opt {
+	return func(c *config) error {
+		if len(argv) == 0 {
+			return fmt.Errorf("prefetch pages: no helper command: %w", errdefs.ErrInvalidArgument)
+		}
+		c.pageReader = append([]string(nil), argv...)
+		return nil
+	}
+}
+
+// pageRequest asks the page reader to read path beneath mount.
+type pageRequest struct {
+	ID    uint64 `json:"id"`
+	Mount string `json:"mount"`
+	Path  string `json:"path"`
+}
+
+// pageReply answers a pageRequest, or (ID 0) announces the reader's threads.
+type pageReply struct {
+	ID    uint64   `json:"id"`
+	Bytes int64    `json:"bytes,omitempty"`
+	Error string   `json:"error,omitempty"`
+	TIDs  []uint32 `json:"tids,omitempty"`
+}
+
+// RunPageReader reads files through layer mounts for the daemon's
+// prefetch: requests come from in, one JSON object per line, and every
+// request is answered on out the same way. Each of workers threads first
+// takes the lowest CPU and I/O priority, and the reader announces their
+// thread IDs before reading anything. A path is resolved beneath its mount
+// without following links, and only a regular file is read. It returns
+// when in ends.
+func RunPageReader(in io.Reader, out io.Writer, workers int) error {
+	if workers < 1 {
+		return fmt.Errorf("page reader: %d workers: %w", workers, errdefs.ErrInvalidArgument)
+	}
+	var (
+		outMu sync.Mutex
+		enc   = json.NewEncoder(out)
+		jobs  = make(chan pageRequest)
+		tids  = make(chan uint32, workers)
+		wg    sync.WaitGroup
+	)
+	reply := func(r pageReply) error {
+		outMu.Lock()
+		defer outMu.Unlock()
+		return enc.Encode(r)
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Locked for good: the requests of this goroutine's reads
+			// carry this thread's ID, which the daemon knows.
+			runtime.LockOSThread()
+			lowestPriority()
+			tids <- uint32(unix.Gettid())
+			buf := make([]byte, 1<<20)
+			for req := range jobs {
+				r := pageReply{ID: req.ID}
+				r.Bytes, r.Error = readThroughMount(req.Mount, req.Path, buf)
+				if err := reply(r); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	hello := pageReply{}
+	for range workers {
+		hello.TIDs = append(hello.TIDs, <-tids)
+	}
+	err := reply(hello)
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for err == nil && sc.Scan() {
+		var req pageRequest
+		if err = json.Unmarshal(sc.Bytes(), &req); err == nil && req.ID == 0 {
+			err = errors.New("no id")
+		}
+		if err != nil {
+			err = fmt.Errorf("page reader: malformed request %q: %w", sc.Bytes(), err)
+			break
+		}
+		jobs <- req
+	}
+	close(jobs)
+	wg.Wait()
+	if err == nil {
+		err = sc.Err()
+	}
+	return err
+}
+
+// readThroughMount reads the regular file path beneath mount to its end
+// and returns its size, or why it could not.
+func readThroughMount(mount, path string, buf []byte) (int64, string) {
+	root, err := unix.Open(mount, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer unix.Close(root)
+	n, err := readBacking(root, path, buf)
+	if err != nil {
+		return n, err.Error()
+	}
+	return n, ""
+}
+
+// pageReader is the daemon's side of the helper that runs RunPageReader:
+// started at the first read, started again after it died.
+type pageReader struct {
+	argv []string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	next    uint64
+	pending map[uint64]chan pageReply
+	closed  bool
+
+	// tids are the helper's reading threads, read on every READ.
+	tids atomic.Pointer[map[uint32]struct{}]
+}
+
+// errReaderGone is the error of reads pending when the helper exits.
+var errReaderGone = errors.New("prefetch page reader exited")
+
+// read reads path beneath mount through the helper and returns its size.
+func (r *pageReader) read(ctx context.Context, mount, path string) (int64, error) {
+	ch, err := r.send(ctx, mount, path)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case rep := <-ch:
+		if rep.Error != "" {
+			return rep.Bytes, errors.New(rep.Error)
+		}
+		return rep.Bytes, nil
+	case <-ctx.Done():
+		// The helper finishes the read; its reply is dropped.
+		return 0, ctx.Err()
+	}
+}
+
+// send starts the helper if it does not run and sends it a request.
+func (r *pageReader) send(ctx context.Context, mount, path string) (chan pageReply, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errReaderGone
+	}
+	if r.cmd == nil {
+		if err := r.startLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	r.next++
+	ch := make(chan pageReply, 1)
+	r.pending[r.next] = ch
+	b, err := json.Marshal(pageRequest{ID: r.next, Mount: mount, Path: path})
+	if err == nil {
+		_, err = r.stdin.Write(append(b, '\n'))
+	}
+	if err != nil {
+		delete(r.pending, r.next)
+		return nil, fmt.Errorf("prefetch page reader: %w", err)
+	}
+	return ch, nil
+}
+
+// startLocked starts the helper and waits for its threads; r.mu held.
+func (r *pageReader) startLocked(ctx context.Context) error {
+	cmd := exec.Command(r.argv[0], r.argv[1:]...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start prefetch page reader: %w", err)
+	}
+	dec := json.NewDecoder(stdout)
+	var hello pageReply
+	if err := dec.Decode(&hello); err != nil || len(hello.TIDs) == 0 {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("prefetch page reader did not announce its threads: %v", err)
+	}
+	tids := make(map[uint32]struct{}, len(hello.TIDs))
+	for _, t := range hello.TIDs {
+		tids[t] = struct{}{}
+	}
+	r.tids.Store(&tids)
+	r.cmd, r.stdin, r.pending = cmd, stdin, map[uint64]chan pageReply{}
+	log.G(ctx).WithField("pid", cmd.Process.Pid).Debug("prefetch page reader started")
+	go r.replies(cmd, dec)
+	return nil
+}
+
+// replies hands the helper's replies to their readers until it exits,
+// then fails the reads still pending.
+func (r *pageReader) replies(cmd *exec.Cmd, dec *json.Decoder) {
+	for {
+		var rep pageReply
+		if err := dec.Decode(&rep); err != nil {
+			break
+		}
+		r.mu.Lock()
+		if ch, ok := r.pending[rep.ID]; ok {
+			delete(r.pending, rep.ID)
+			ch <- rep
+		}
+		r.mu.Unlock()
+	}
+	cmd.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, ch := range r.pending {
+		ch <- pageReply{ID: id, Error: errReaderGone.Error()}
+	}
+	r.pending = nil
+	if r.cmd == cmd {
+		r.cmd, r.stdin = nil, nil
+	}
+	r.tids.Store(nil)
+}
+
+// fromReader reports whether the request of ctx comes from the helper.
+func (r *pageReader) fromReader(ctx context.Context) bool {
+	if r == nil {
+		return false
+	}
+	tids := r.tids.Load()
+	if tids == nil {
+		return false
+	}
+	c, ok := ctx.(*fuse.Context)
+	if !ok {
+		return false
+	}
+	_, ok = (*tids)[c.Caller.Pid]
+	return ok
+}
+
+// close ends the helper: its input closes, and it exits once its reads
+// in flight are done.
+func (r *pageReader) close() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if r.stdin != nil {
+		r.stdin.Close()
+	}
+}
