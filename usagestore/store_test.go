@@ -213,7 +213,7 @@ func TestCrashKeepsLastFlush(t *testing.T) {
 	for !strings.Contains(readFile(t, filepath.Join(dir, profilesDir, layerA.Encoded()+".json")), `"Path":"f"`) {
 		time.Sleep(time.Millisecond)
 	}
-	s.mu.Lock() // the "killed" store writes nothing more
+	s.profiles.mu.Lock() // the "killed" store writes nothing more
 	src2 := newFakeSource()
 	s2 := open(t, dir, WithSource(src2))
 	src2.session(layerA, time.Unix(4000, 0), fa("f", 1, 10), fa("g", 1, 5))
