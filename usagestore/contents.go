@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -19,15 +20,13 @@ const (
 	// maxCounts bounds the layers counted at once (each count walks a
 	// layer in the repository).
 	maxCounts = 2
+	// contentsTimeout bounds one count of a layer's contents.
+	contentsTimeout = 5 * time.Minute
 )
 
 type contentsRecord struct {
 	Version int
 	Layers  map[digest.Digest]usage.Contents
-}
-
-func errVersion(v int) error {
-	return fmt.Errorf("record version %d, want %d", v, recordVersion)
 }
 
 // errNotCounted is a layer's contents not counted yet, asked by a reader

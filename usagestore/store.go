@@ -34,11 +34,15 @@ const (
 	DefaultFlushInterval = 30 * time.Second
 	// DefaultProfileLimit bounds the paths kept in a layer's merged profile.
 	DefaultProfileLimit = 100_000
-	// contentsTimeout bounds one count of a layer's contents.
-	contentsTimeout = 5 * time.Minute
-	// recordVersion is the version of every record file.
-	recordVersion = 1
 )
+
+// recordVersion is the version of every record file.
+const recordVersion = 1
+
+// errVersion says a record file is of another version than recordVersion.
+func errVersion(v int) error {
+	return fmt.Errorf("record version %d, want %d", v, recordVersion)
+}
 
 type config struct {
 	src      Source
