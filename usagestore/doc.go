@@ -11,6 +11,9 @@
 //     once in the background when first reported, under the store's
 //     lifetime (contents.json; layers are immutable).
 //
+// Each kind is kept by a type of its own, under its own lock (profiles,
+// images, contents); Store opens, flushes and closes them together.
+//
 // It reads live figures from a Source (the FUSE manager, in this process or
 // a separate FUSE server) and serves the records as JSON (Handler). It
 // knows nothing of FUSE, containerd or the repository layout: the daemon

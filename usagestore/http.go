@@ -47,8 +47,8 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			s.refresh(r.Context(), true)
-			u, ok, err := s.layer(r.Context(), d)
+			s.profiles.refresh(r.Context(), true)
+			u, ok, err := s.profiles.layer(r.Context(), d)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
@@ -64,7 +64,7 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 				http.Error(w, fmt.Sprintf("image %q: no unpack of it recorded", q.Get("image")), http.StatusNotFound)
 				return
 			}
-			s.refresh(r.Context(), true)
+			s.profiles.refresh(r.Context(), true)
 			out := []usage.LayerUsage{}
 			seen := map[string]bool{}
 			for _, l := range img.Layers {
@@ -72,7 +72,7 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 					continue
 				}
 				seen[l.Layer.String()] = true
-				if u, ok, err := s.layer(r.Context(), l.Layer); err == nil && ok {
+				if u, ok, err := s.profiles.layer(r.Context(), l.Layer); err == nil && ok {
 					out = append(out, u)
 				}
 			}
@@ -101,7 +101,7 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 			http.Error(w, fmt.Sprintf("%d images asked, at most %d per report", len(images), maxQueryImages), http.StatusBadRequest)
 			return
 		}
-		s.refresh(r.Context(), true)
+		s.profiles.refresh(r.Context(), true)
 		rows, err := s.report(r.Context(), images, !cfg.cachedOnly)
 		switch {
 		case errdefs.IsNotFound(err):

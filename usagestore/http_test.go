@@ -2,11 +2,13 @@ package usagestore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +90,71 @@ func TestReadsDoNotWrite(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("report of %d images: %s, want 400", maxQueryImages+1, resp.Status)
+	}
+}
+
+// TestReportAndHandler: a report over the handler gives each layer's read
+// and total files and bytes; the contents are counted once.
+func TestReportAndHandler(t *testing.T) {
+	ctx := context.Background()
+	src := newFakeSource()
+	var counted int
+	s := open(t, t.TempDir(), WithSource(src), WithContents(func(ctx context.Context, layer digest.Digest) (usage.Contents, error) {
+		counted++
+		return usage.Contents{Files: 10, Bytes: 1000}, nil
+	}))
+	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
+	s.Record(ctx, Event{Image: "app:1", Layer: layerB, Reason: "not-in-repository"})
+	src.session(layerA, time.Unix(10, 0), fa("x", 1, 100), fa("y", 1, 150))
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	var rows []usage.ReportRow
+	for rows == nil || rows[0].Counting {
+		rows = nil
+		getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)
+	}
+	getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)
+	want := []usage.ReportRow{
+		{Image: "app:1", Layer: layerA, Served: true, Accounting: "reads", FilesRead: 2, BytesRead: 250, FilesTotal: 10, BytesTotal: 1000},
+		{Image: "app:1", Layer: layerB, Reason: "not-in-repository"},
+	}
+	if !slices.Equal(rows, want) || counted != 1 {
+		t.Errorf("report %+v (contents counted %d times), want %+v once", rows, counted, want)
+	}
+	var prof []usage.LayerUsage
+	getJSON(t, srv.URL+"/usage/profile?image=app:1", &prof)
+	if len(prof) != 1 || prof[0].Layer != layerA || len(prof[0].Profile) != 2 {
+		t.Errorf("image profile %+v", prof)
+	}
+	for path, code := range map[string]int{
+		"/usage/report?image=nope":               http.StatusNotFound,
+		"/usage/report":                          http.StatusBadRequest,
+		"/usage/profile?layer=sha256:../etc":     http.StatusBadRequest,
+		"/usage/profile?layer=" + string(layerB): http.StatusNotFound,
+		"/usage/profile":                         http.StatusBadRequest,
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != code {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, code)
+		}
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,13 +5,12 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
@@ -48,20 +47,47 @@ type imagesRecord struct {
 	Images  []usage.ImageUsage
 }
 
-// Record adds a layer unpack to its image's record.
-func (s *Store) Record(ctx context.Context, ev Event) {
+// images keeps the record of images (images.json): each image's layers as
+// unpacked, which were served from the layer store and why the others were
+// pulled. Safe for concurrent use.
+type images struct {
+	// path is the record file.
+	path string
+	// recordLimit bounds the record file, written or read.
+	recordLimit int64
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	images map[string]*usage.ImageUsage
+	// dirty is set when images changed since the last write.
+	dirty bool
+	// layerImage is the first image seen served with each layer (imageOf).
+	layerImage map[digest.Digest]string
+}
+
+// newImages returns the images recorded in path; an unreadable record is
+// logged and ignored (and replaced at the next write).
+func newImages(ctx context.Context, path string, recordLimit int64) *images {
+	im := &images{path: path, recordLimit: recordLimit, images: map[string]*usage.ImageUsage{}, layerImage: map[digest.Digest]string{}}
+	im.load(ctx)
+	return im
+}
+
+// record adds a layer unpack to its image's record (written at the next
+// flush).
+func (im *images) record(ev Event) {
 	ref := cut(ev.Image)
 	key := imageLayer{Layer: ev.Layer}
 	if ev.Layer == "" {
 		key.RawLayer = cut(ev.RawLayer)
 	}
 	now := time.Now()
-	s.imu.Lock()
-	img := s.images[ref]
+	im.mu.Lock()
+	img := im.images[ref]
 	if img == nil {
-		s.evictImage()
+		im.evictImage()
 		img = &usage.ImageUsage{Image: ref}
-		s.images[ref] = img
+		im.images[ref] = img
 	}
 	img.LastSeen = now
 	i := slices.IndexFunc(img.Layers, func(l usage.ImageLayer) bool { return l.Layer == key.Layer && l.RawLayer == key.RawLayer })
@@ -70,8 +96,8 @@ func (s *Store) Record(ctx context.Context, ev Event) {
 		i = len(img.Layers) - 1
 	}
 	if ev.Served && ev.Layer != "" {
-		if _, ok := s.layerImage[ev.Layer]; !ok {
-			s.layerImage[ev.Layer] = ref
+		if _, ok := im.layerImage[ev.Layer]; !ok {
+			im.layerImage[ev.Layer] = ref
 		}
 	}
 	if i >= 0 {
@@ -84,13 +110,8 @@ func (s *Store) Record(ctx context.Context, ev Event) {
 	if !ev.Served {
 		img.Pulls++
 	}
-	s.imagesDirty = true
-	s.imu.Unlock()
-	if s.cfg.interval == 0 {
-		if err := s.flushImages(); err != nil {
-			log.G(ctx).WithError(err).Warn("failed to write image usage records")
-		}
-	}
+	im.dirty = true
+	im.mu.Unlock()
 }
 
 type imageLayer struct {
@@ -113,48 +134,47 @@ func cut(s string) string {
 }
 
 // evictImage drops the least recently seen image when the record is full.
-// s.imu is held.
-func (s *Store) evictImage() {
-	if len(s.images) < maxImages {
+// im.mu is held.
+func (im *images) evictImage() {
+	if len(im.images) < maxImages {
 		return
 	}
 	var oldest *usage.ImageUsage
-	for _, img := range s.images {
+	for _, img := range im.images {
 		if oldest == nil || img.LastSeen.Before(oldest.LastSeen) {
 			oldest = img
 		}
 	}
-	delete(s.images, oldest.Image)
+	delete(im.images, oldest.Image)
 }
 
-// ImageOf returns the first image recorded to have layer served from the
-// layer store ("" if none): the same answer for as long as the store is
-// open, so that it can label a layer's series.
-func (s *Store) ImageOf(layer digest.Digest) string {
-	s.imu.Lock()
-	defer s.imu.Unlock()
-	return s.layerImage[layer]
+// imageOf returns the first image recorded to have layer served from the
+// layer store ("" if none).
+func (im *images) imageOf(layer digest.Digest) string {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.layerImage[layer]
 }
 
-// Images returns every image recorded, by reference.
-func (s *Store) Images() []usage.ImageUsage {
-	s.imu.Lock()
-	out := make([]usage.ImageUsage, 0, len(s.images))
-	for _, img := range s.images {
+// all returns every image recorded, by reference.
+func (im *images) all() []usage.ImageUsage {
+	im.mu.Lock()
+	out := make([]usage.ImageUsage, 0, len(im.images))
+	for _, img := range im.images {
 		c := *img
 		c.Layers = slices.Clone(img.Layers)
 		out = append(out, c)
 	}
-	s.imu.Unlock()
+	im.mu.Unlock()
 	slices.SortFunc(out, func(a, b usage.ImageUsage) int { return strings.Compare(a.Image, b.Image) })
 	return out
 }
 
-// Image returns the record of ref.
-func (s *Store) Image(ref string) (usage.ImageUsage, bool) {
-	s.imu.Lock()
-	defer s.imu.Unlock()
-	img := s.images[ref]
+// image returns the record of ref.
+func (im *images) image(ref string) (usage.ImageUsage, bool) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	img := im.images[ref]
 	if img == nil {
 		return usage.ImageUsage{}, false
 	}
@@ -163,11 +183,11 @@ func (s *Store) Image(ref string) (usage.ImageUsage, bool) {
 	return c, true
 }
 
-// Missing returns the images not fully served from the layer store at
+// missing returns the images not fully served from the layer store at
 // their layers' last unpack, most pulled first (then most recently seen).
-func (s *Store) Missing() []usage.ImageUsage {
+func (im *images) missing() []usage.ImageUsage {
 	var out []usage.ImageUsage
-	for _, img := range s.Images() {
+	for _, img := range im.all() {
 		if !img.FullyServed() {
 			out = append(out, img)
 		}
@@ -181,52 +201,52 @@ func (s *Store) Missing() []usage.ImageUsage {
 	return out
 }
 
-func (s *Store) flushImages() error {
-	s.imu.Lock()
-	defer s.imu.Unlock()
-	if !s.imagesDirty {
+// flush writes the record if it changed since the last write.
+func (im *images) flush() error {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if !im.dirty {
 		return nil
 	}
 	for {
 		rec := imagesRecord{Version: recordVersion}
-		for _, img := range s.images {
+		for _, img := range im.images {
 			rec.Images = append(rec.Images, *img)
 		}
 		slices.SortFunc(rec.Images, func(a, b usage.ImageUsage) int { return strings.Compare(a.Image, b.Image) })
-		err := writeJSON(filepath.Join(s.dir, imagesFile), rec, s.cfg.recordLimit)
-		if errors.Is(err, errTooLarge) && len(s.images) > 0 {
+		err := writeJSON(im.path, rec, im.recordLimit)
+		if errors.Is(err, errTooLarge) && len(im.images) > 0 {
 			// Too many for a record file: the least recently seen half
 			// goes, as when there are more than maxImages.
-			s.evictOldest(len(s.images) - len(s.images)/2)
+			im.evictOldest(len(im.images) - len(im.images)/2)
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		s.imagesDirty = false
+		im.dirty = false
 		return nil
 	}
 }
 
-// evictOldest drops the n least recently seen images. s.imu is held.
-func (s *Store) evictOldest(n int) {
-	imgs := slices.Collect(maps.Values(s.images))
+// evictOldest drops the n least recently seen images. im.mu is held.
+func (im *images) evictOldest(n int) {
+	imgs := slices.Collect(maps.Values(im.images))
 	slices.SortFunc(imgs, func(a, b *usage.ImageUsage) int { return a.LastSeen.Compare(b.LastSeen) })
 	for _, img := range imgs[:min(n, len(imgs))] {
-		delete(s.images, img.Image)
+		delete(im.images, img.Image)
 	}
 }
 
-// loadImages reads the image records; an unreadable file is logged and
-// ignored (and replaced at the next write).
-func (s *Store) loadImages(ctx context.Context) {
+// load reads the image records; an unreadable file is logged and ignored
+// (and replaced at the next write).
+func (im *images) load(ctx context.Context) {
 	var rec imagesRecord
-	path := filepath.Join(s.dir, imagesFile)
-	if !readRecord(ctx, path, "image usage record", &rec, &rec.Version, s.cfg.recordLimit) {
+	if !readRecord(ctx, im.path, "image usage record", &rec, &rec.Version, im.recordLimit) {
 		return
 	}
 	for _, img := range rec.Images {
-		if len(s.images) >= maxImages {
+		if len(im.images) >= maxImages {
 			break
 		}
 		img.Image = cut(img.Image)
@@ -243,10 +263,10 @@ func (s *Store) loadImages(ctx context.Context) {
 			}
 		}
 		c := img
-		s.images[c.Image] = &c
+		im.images[c.Image] = &c
 		for _, l := range c.Layers {
-			if _, ok := s.layerImage[l.Layer]; l.Served && l.Layer != "" && !ok {
-				s.layerImage[l.Layer] = c.Image
+			if _, ok := im.layerImage[l.Layer]; l.Served && l.Layer != "" && !ok {
+				im.layerImage[l.Layer] = c.Image
 			}
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // through the snapshotter returns an error wrapping errdefs.ErrNotFound.
 // An image named twice is reported once.
 func (s *Store) Report(ctx context.Context, images []string) ([]usage.ReportRow, error) {
-	s.refresh(ctx, false)
+	s.profiles.refresh(ctx, false)
 	return s.report(ctx, images, true)
 }
 
@@ -40,7 +40,7 @@ func (s *Store) report(ctx context.Context, images []string, count bool) ([]usag
 				rows = append(rows, row)
 				continue
 			}
-			u, ok, err := s.layer(ctx, l.Layer)
+			u, ok, err := s.profiles.layer(ctx, l.Layer)
 			if err != nil {
 				return nil, err
 			}
@@ -48,7 +48,7 @@ func (s *Store) report(ctx context.Context, images []string, count bool) ([]usag
 				row.Accounting, row.FilesRead, row.BytesRead, row.Truncated = u.Accounting.String(), u.Files, u.Bytes, u.Truncated
 			}
 			if l.Served {
-				c, counting, err := s.contentsOf(l.Layer, count)
+				c, counting, err := s.contents.of(l.Layer, count)
 				if err != nil {
 					row.ContentsError = err.Error()
 				}

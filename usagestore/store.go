@@ -34,9 +34,15 @@ const (
 	DefaultFlushInterval = 30 * time.Second
 	// DefaultProfileLimit bounds the paths kept in a layer's merged profile.
 	DefaultProfileLimit = 100_000
-	// contentsTimeout bounds one count of a layer's contents.
-	contentsTimeout = 5 * time.Minute
 )
+
+// recordVersion is the version of every record file.
+const recordVersion = 1
+
+// errVersion says a record file is of another version than recordVersion.
+func errVersion(v int) error {
+	return fmt.Errorf("record version %d, want %d", v, recordVersion)
+}
 
 type config struct {
 	src      Source
@@ -99,39 +105,15 @@ func WithProfileLimit(n int) Opt {
 	}
 }
 
-// Store keeps usage records under a directory. Safe for concurrent use;
-// Close stops it.
+// Store keeps usage records under a directory: the per-layer profiles, the
+// images and the layer contents, each under its own lock. Safe for
+// concurrent use; Close stops it.
 type Store struct {
-	dir string
 	cfg config
 
-	// mu guards live, the flush sequence and the layer record files.
-	mu   sync.Mutex
-	live map[digest.Digest]*liveLayer
-	// fetched numbers the flushes that asked the source; applied is the
-	// last applied (an older one is dropped).
-	fetched, applied uint64
-	// refreshed is when the last refresh for readers began.
-	refreshed time.Time
-
-	imu         sync.Mutex
-	images      map[string]*usage.ImageUsage
-	imagesDirty bool
-	// layerImage is the first image seen served with each layer (ImageOf).
-	layerImage map[digest.Digest]string
-
-	// cmu guards contents, counting and countErr: the layers counted, being
-	// counted (by goroutines under life, counted in counts) and whose
-	// last count failed.
-	cmu      sync.Mutex
-	contents map[digest.Digest]usage.Contents
-	counting map[digest.Digest]bool
-	countErr map[digest.Digest]error
-	life     context.Context
-	endLife  context.CancelFunc
-	counts   sync.WaitGroup
-	// countSlots holds one token per count running (maxCounts at most).
-	countSlots chan struct{}
+	profiles *profiles
+	images   *images
+	contents *contents
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -153,24 +135,16 @@ func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, profilesDir), 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create usage store %s: %w", dir, err)
 	}
-	s := &Store{
-		dir:        dir,
-		cfg:        cfg,
-		live:       map[digest.Digest]*liveLayer{},
-		images:     map[string]*usage.ImageUsage{},
-		layerImage: map[digest.Digest]string{},
-		contents:   map[digest.Digest]usage.Contents{},
-		counting:   map[digest.Digest]bool{},
-		countErr:   map[digest.Digest]error{},
-		countSlots: make(chan struct{}, maxCounts),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-	}
-	s.life, s.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	removeTemporary(ctx, dir)
 	removeTemporary(ctx, filepath.Join(dir, profilesDir))
-	s.loadImages(ctx)
-	s.loadContents(ctx)
+	s := &Store{
+		cfg:      cfg,
+		profiles: newProfiles(filepath.Join(dir, profilesDir), cfg.src, cfg.limit, cfg.recordLimit),
+		images:   newImages(ctx, filepath.Join(dir, imagesFile), cfg.recordLimit),
+		contents: newContents(ctx, filepath.Join(dir, contentsFile), cfg.contents, cfg.recordLimit),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
 	if cfg.interval > 0 {
 		go s.loop(context.WithoutCancel(ctx))
 	} else {
@@ -198,7 +172,7 @@ func (s *Store) loop(ctx context.Context) {
 // Flush writes the live figures of every layer that changed since the last
 // flush, folds the layers no longer mounted, and writes new image records.
 func (s *Store) Flush(ctx context.Context) error {
-	return errors.Join(s.flushLayers(ctx), s.flushImages())
+	return errors.Join(s.profiles.flush(ctx), s.images.flush())
 }
 
 // Unmounting runs unmount, which may end a layer's last mount (and with it
@@ -209,11 +183,11 @@ func (s *Store) Flush(ctx context.Context) error {
 // the figures a layer's last flush saw are those of its end, since nothing
 // reads a layer whose last mount is going.
 func (s *Store) Unmounting(ctx context.Context, unmount func() error) error {
-	if err := s.flushLayers(ctx); err != nil {
+	if err := s.profiles.flush(ctx); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write usage records before an unmount")
 	}
 	err := unmount()
-	if ferr := s.flushLayers(ctx); ferr != nil {
+	if ferr := s.profiles.flush(ctx); ferr != nil {
 		log.G(ctx).WithError(ferr).Warn("failed to write usage records after an unmount")
 	}
 	return err
@@ -223,10 +197,7 @@ func (s *Store) Unmounting(ctx context.Context, unmount func() error) error {
 // waits for them), and flushes a last time. Idempotent.
 func (s *Store) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
-		s.cmu.Lock()
-		s.endLife()
-		s.cmu.Unlock()
-		s.counts.Wait()
+		s.contents.close()
 		if s.cfg.interval > 0 {
 			close(s.stop)
 		}
@@ -235,3 +206,47 @@ func (s *Store) Close(ctx context.Context) error {
 	})
 	return s.closeErr
 }
+
+// Layer returns layer's usage across daemon runs, its live session
+// included (asked of the source now; nothing is written); ok is false when
+// nothing is recorded of it.
+func (s *Store) Layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
+	if _, err := layerFileName(layer); err != nil {
+		return usage.LayerUsage{}, false, err
+	}
+	s.profiles.refresh(ctx, false)
+	return s.profiles.layer(ctx, layer)
+}
+
+// Recorded is Layer without asking the source for the live figures: what
+// the store holds now. For callers on the mount path (prefetch), which must
+// neither wait on the source nor move the readers' refresh throttle.
+func (s *Store) Recorded(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
+	return s.profiles.layer(ctx, layer)
+}
+
+// Record adds a layer unpack to its image's record, written at the next
+// flush (at once without a flush interval).
+func (s *Store) Record(ctx context.Context, ev Event) {
+	s.images.record(ev)
+	if s.cfg.interval == 0 {
+		if err := s.images.flush(); err != nil {
+			log.G(ctx).WithError(err).Warn("failed to write image usage records")
+		}
+	}
+}
+
+// ImageOf returns the first image recorded to have layer served from the
+// layer store ("" if none): the same answer for as long as the store is
+// open, so that it can label a layer's series.
+func (s *Store) ImageOf(layer digest.Digest) string { return s.images.imageOf(layer) }
+
+// Images returns every image recorded, by reference.
+func (s *Store) Images() []usage.ImageUsage { return s.images.all() }
+
+// Image returns the record of ref.
+func (s *Store) Image(ref string) (usage.ImageUsage, bool) { return s.images.image(ref) }
+
+// Missing returns the images not fully served from the layer store at
+// their layers' last unpack, most pulled first (then most recently seen).
+func (s *Store) Missing() []usage.ImageUsage { return s.images.missing() }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/containerd/log"
@@ -14,10 +15,36 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
-const (
-	profilesDir   = "profiles"
-	recordVersion = 1
-)
+// profilesDir holds the layer record files, under the store's directory.
+const profilesDir = "profiles"
+
+// profiles keeps the per-layer profiles: the live figures of the mounted
+// layers, brought in from the source, and the record file of each layer
+// (profiles/<hex>.json), written at each flush. Safe for concurrent use.
+type profiles struct {
+	// dir is the directory of the record files.
+	dir string
+	src Source
+	// limit bounds the paths kept in a layer's merged profile.
+	limit int
+	// recordLimit bounds a record file, written or read.
+	recordLimit int64
+
+	// mu guards live, the flush sequence and the record files.
+	mu   sync.Mutex
+	live map[digest.Digest]*liveLayer
+	// fetched numbers the flushes that asked the source; applied is the
+	// last applied (an older one is dropped).
+	fetched, applied uint64
+	// refreshed is when the last refresh for readers began.
+	refreshed time.Time
+}
+
+// newProfiles returns the profiles of the record files in dir, with the
+// live figures of src (none when src is nil).
+func newProfiles(dir string, src Source, limit int, recordLimit int64) *profiles {
+	return &profiles{dir: dir, src: src, limit: limit, recordLimit: recordLimit, live: map[digest.Digest]*liveLayer{}}
+}
 
 // layerRecord is a layer's record file: the folded figures of its ended
 // sessions, and those of the live session as last flushed.
@@ -66,25 +93,25 @@ func sigOf(st usage.LayerStats) signature {
 	return signature{st.Opens, st.BytesRead, st.Reads, st.UniqueFiles, st.Lookups, st.Getattrs, unixNano(st.LastAccess)}
 }
 
-// flushLayers writes the layers whose live figures moved and folds those no
+// flush writes the layers whose live figures moved and folds those no
 // longer live.
-func (s *Store) flushLayers(ctx context.Context) error { return s.collect(ctx, true) }
+func (p *profiles) flush(ctx context.Context) error { return p.collect(ctx, true) }
 
 // refresh brings the live figures in without writing anything (they are
 // written at the next flush): for readers, who must not make the store
-// write (an fsync per layer) nor hold s.mu for long. throttled skips it if
+// write (an fsync per layer) nor hold p.mu for long. throttled skips it if
 // a refresh began less than refreshInterval ago.
-func (s *Store) refresh(ctx context.Context, throttled bool) {
-	s.mu.Lock()
-	skip := throttled && time.Since(s.refreshed) < refreshInterval
+func (p *profiles) refresh(ctx context.Context, throttled bool) {
+	p.mu.Lock()
+	skip := throttled && time.Since(p.refreshed) < refreshInterval
 	if !skip {
-		s.refreshed = time.Now()
+		p.refreshed = time.Now()
 	}
-	s.mu.Unlock()
+	p.mu.Unlock()
 	if skip {
 		return
 	}
-	if err := s.collect(ctx, false); err != nil {
+	if err := p.collect(ctx, false); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to read the live usage figures")
 	}
 }
@@ -94,40 +121,40 @@ const refreshInterval = time.Second
 
 // collect asks the source for the live figures and applies them; write
 // writes the layers whose figures moved and folds those no longer live
-// (without it the changes are left for the next flush). s.mu is not held:
+// (without it the changes are left for the next flush). p.mu is not held:
 // the source is asked without it (a remote one may take seconds), then the
 // figures are applied under it. When the source cannot give its figures
 // nothing is folded: the layers stay live.
-func (s *Store) collect(ctx context.Context, write bool) error {
-	if s.cfg.src == nil {
+func (p *profiles) collect(ctx context.Context, write bool) error {
+	if p.src == nil {
 		return nil
 	}
-	s.mu.Lock()
-	s.fetched++
-	seq := s.fetched
-	s.mu.Unlock()
-	stats, err := s.cfg.src.Stats()
+	p.mu.Lock()
+	p.fetched++
+	seq := p.fetched
+	p.mu.Unlock()
+	stats, err := p.src.Stats()
 	if err != nil {
 		return fmt.Errorf("failed to read the live usage figures: %w", err)
 	}
 	// The profiles of the layers whose figures moved.
 	var errs []error
 	profiles := map[digest.Digest][]usage.FileAccess{}
-	for _, st := range s.moved(stats) {
-		p, err := s.cfg.src.Profile(st.Layer)
+	for _, st := range p.moved(stats) {
+		files, err := p.src.Profile(st.Layer)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("failed to read the profile of layer %s: %w", st.Layer, err))
 			continue
 		}
-		profiles[st.Layer] = p
+		profiles[st.Layer] = files
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq <= s.applied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if seq <= p.applied {
 		// A flush that asked later has applied newer figures.
 		return errors.Join(errs...)
 	}
-	s.applied = seq
+	p.applied = seq
 	seen := map[digest.Digest]bool{}
 	for _, st := range stats {
 		if seen[st.Layer] {
@@ -135,18 +162,18 @@ func (s *Store) collect(ctx context.Context, write bool) error {
 		}
 		seen[st.Layer] = true
 		start := unixNano(st.FirstAccess)
-		ll := s.live[st.Layer]
+		ll := p.live[st.Layer]
 		switch {
 		case ll == nil:
-			ll = s.loadLive(ctx, st.Layer, start)
+			ll = p.loadLive(ctx, st.Layer, start)
 			if ll == nil {
 				continue
 			}
-			s.live[st.Layer] = ll
+			p.live[st.Layer] = ll
 		case ll.start != 0 && start != ll.start:
 			// Unmounted everywhere and mounted again since the last
 			// flush: the old session ended with the figures last seen.
-			ll.rec.Base = merge(ll.rec.Base, ll.last, s.cfg.limit)
+			ll.rec.Base = merge(ll.rec.Base, ll.last, p.limit)
 			ll.last, ll.sig, ll.written = tally{}, signature{}, false
 		}
 		ll.start = start
@@ -167,33 +194,33 @@ func (s *Store) collect(ctx context.Context, write bool) error {
 		}
 		rec := ll.rec
 		rec.Session = &session{Start: ll.start, tally: ll.last}
-		written, err := s.writeLayer(rec)
+		written, err := p.writeLayer(rec)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		ll.rec.Base, ll.written = written.Base, true
 	}
-	for d, ll := range s.live {
+	for d, ll := range p.live {
 		if seen[d] || !write {
 			continue
 		}
 		rec := ll.rec
-		rec.Base = merge(rec.Base, ll.last, s.cfg.limit)
+		rec.Base = merge(rec.Base, ll.last, p.limit)
 		rec.Session = nil
-		if _, err := s.writeLayer(rec); err != nil {
+		if _, err := p.writeLayer(rec); err != nil {
 			errs = append(errs, err)
 		}
-		delete(s.live, d)
+		delete(p.live, d)
 	}
 	return errors.Join(errs...)
 }
 
 // moved returns the stats (one per layer) whose figures differ from those
 // last written.
-func (s *Store) moved(stats []usage.LayerStats) []usage.LayerStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (p *profiles) moved(stats []usage.LayerStats) []usage.LayerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var out []usage.LayerStats
 	seen := map[digest.Digest]bool{}
 	for _, st := range stats {
@@ -201,7 +228,7 @@ func (s *Store) moved(stats []usage.LayerStats) []usage.LayerStats {
 			continue
 		}
 		seen[st.Layer] = true
-		ll := s.live[st.Layer]
+		ll := p.live[st.Layer]
 		if ll == nil || !ll.written || ll.start != unixNano(st.FirstAccess) || ll.sig != sigOf(st) {
 			out = append(out, st)
 		}
@@ -212,8 +239,8 @@ func (s *Store) moved(stats []usage.LayerStats) []usage.LayerStats {
 // loadLive returns the live state of layer, newly mounted with a session
 // that started at start, from its record (if any). nil if layer cannot
 // name a record.
-func (s *Store) loadLive(ctx context.Context, layer digest.Digest, start int64) *liveLayer {
-	rec, err := s.readLayer(layer)
+func (p *profiles) loadLive(ctx context.Context, layer digest.Digest, start int64) *liveLayer {
+	rec, err := p.readLayer(layer)
 	if err != nil {
 		if _, nerr := layerFileName(layer); nerr != nil {
 			return nil
@@ -226,30 +253,30 @@ func (s *Store) loadLive(ctx context.Context, layer digest.Digest, start int64) 
 	if rec.Session != nil && (start == 0 || rec.Session.Start != start) {
 		// The recorded session is not the live one: it ended without
 		// being folded (the daemon and its mounts were killed).
-		rec.Base = rec.total(s.cfg.limit)
+		rec.Base = rec.total(p.limit)
 	}
 	rec.Session = nil
 	return &liveLayer{rec: rec, start: start}
 }
 
 // readLayer reads and checks layer's record file.
-func (s *Store) readLayer(layer digest.Digest) (layerRecord, error) {
+func (p *profiles) readLayer(layer digest.Digest) (layerRecord, error) {
 	name, err := layerFileName(layer)
 	if err != nil {
 		return layerRecord{}, err
 	}
 	var rec layerRecord
-	path := filepath.Join(s.dir, profilesDir, name)
-	if err := readJSON(path, &rec, s.cfg.recordLimit); err != nil {
+	path := filepath.Join(p.dir, name)
+	if err := readJSON(path, &rec, p.recordLimit); err != nil {
 		return layerRecord{}, err
 	}
 	if rec.Version != recordVersion || rec.Layer != layer {
 		return layerRecord{}, fmt.Errorf("%s: version %d of layer %q, want version %d of %s", path, rec.Version, rec.Layer, recordVersion, layer)
 	}
 	// Bound what a forged record can make us hold.
-	rec.Base = merge(tally{}, forged(rec.Base), s.cfg.limit)
+	rec.Base = merge(tally{}, forged(rec.Base), p.limit)
 	if rec.Session != nil {
-		rec.Session.tally = merge(tally{}, forged(rec.Session.tally), s.cfg.limit)
+		rec.Session.tally = merge(tally{}, forged(rec.Session.tally), p.limit)
 	}
 	return rec, nil
 }
@@ -266,14 +293,14 @@ func forged(t tally) tally {
 // writeLayer writes rec, and returns it as written: a record too large for
 // a record file has its profiles halved (the least read paths dropped, the
 // profile marked truncated) until it fits.
-func (s *Store) writeLayer(rec layerRecord) (layerRecord, error) {
+func (p *profiles) writeLayer(rec layerRecord) (layerRecord, error) {
 	name, err := layerFileName(rec.Layer)
 	if err != nil {
 		return rec, err
 	}
 	rec.Version = recordVersion
 	for {
-		err := writeJSON(filepath.Join(s.dir, profilesDir, name), rec, s.cfg.recordLimit)
+		err := writeJSON(filepath.Join(p.dir, name), rec, p.recordLimit)
 		n := len(rec.Base.Profile)
 		if rec.Session != nil {
 			n += len(rec.Session.Profile)
@@ -293,35 +320,19 @@ func (s *Store) writeLayer(rec layerRecord) (layerRecord, error) {
 	}
 }
 
-// Layer returns layer's usage across daemon runs, its live session
-// included (asked of the source now; nothing is written); ok is false when
-// nothing is recorded of it.
-func (s *Store) Layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
+// layer returns layer's usage across daemon runs, its live session
+// included with the figures as last brought in; ok is false when nothing
+// is recorded of it.
+func (p *profiles) layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
 	if _, err := layerFileName(layer); err != nil {
 		return usage.LayerUsage{}, false, err
 	}
-	s.refresh(ctx, false)
-	return s.layer(ctx, layer)
-}
-
-// Recorded is Layer without asking the source for the live figures: what
-// the store holds now. For callers on the mount path (prefetch), which must
-// neither wait on the source nor move the readers' refresh throttle.
-func (s *Store) Recorded(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
-	return s.layer(ctx, layer)
-}
-
-// layer is Layer with the live figures as last brought in.
-func (s *Store) layer(ctx context.Context, layer digest.Digest) (u usage.LayerUsage, ok bool, err error) {
-	if _, err := layerFileName(layer); err != nil {
-		return usage.LayerUsage{}, false, err
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ll := p.live[layer]; ll != nil {
+		return merge(ll.rec.Base, ll.last, p.limit).view(ll.rec, true), true, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ll := s.live[layer]; ll != nil {
-		return merge(ll.rec.Base, ll.last, s.cfg.limit).view(ll.rec, true), true, nil
-	}
-	rec, err := s.readLayer(layer)
+	rec, err := p.readLayer(layer)
 	if isNotExist(err) {
 		return usage.LayerUsage{}, false, nil
 	}
@@ -329,5 +340,5 @@ func (s *Store) layer(ctx context.Context, layer digest.Digest) (u usage.LayerUs
 		log.G(ctx).WithError(err).WithField("layer", layer).Warn("ignoring an unreadable usage record")
 		return usage.LayerUsage{}, false, nil
 	}
-	return rec.total(s.cfg.limit).view(rec, false), true, nil
+	return rec.total(p.limit).view(rec, false), true, nil
 }
