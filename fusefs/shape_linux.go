@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
 // A layer's shape is what one walk of its tree learns, once and for all
@@ -68,7 +70,7 @@ func walkShape(ctx context.Context, rootfd int) (layerShape, error) {
 		}
 		rel := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		fd, err := openBeneath(rootfd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+		fd, err := beneath.Open(rootfd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return s, fmt.Errorf("open %q: %w", rel, err)
 		}
