@@ -6,26 +6,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/bounded"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/smallfile"
 )
 
-// Paths inside the repository are resolved beneath its root with
-// openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS): a
-// symlink anywhere in .layers/<xx>/<hex>/layerfs (or in a metadata path)
-// is an error, never a way out of the repository. The root itself may be
-// reached through symlinks: it is configuration, not repository content.
-const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+// Paths inside the repository are resolved beneath its root by
+// beneath.Open: a symlink anywhere in .layers/<xx>/<hex>/layerfs (or in a
+// metadata path) is an error, never a way out of the repository. The root
+// itself may be reached through symlinks: it is configuration, not
+// repository content.
 
 // OpenLayer opens the layer's layerfs directory as an O_PATH descriptor
 // (usable as the dirfd of *at calls, for fstat, or as a bind-mount source
@@ -73,30 +71,17 @@ const maxMetadataFile = 16 << 20
 func (r *Repo) readFile(ctx context.Context, rel string) ([]byte, error) {
 	type data struct{ b []byte }
 	d, err := bounded.Call(ctx, filepath.Join(r.root, rel), func() (*data, error) {
-		pfd, err := r.openBeneath(rel, false)
+		rootfd, err := r.openRoot()
 		if err != nil {
 			return nil, r.pathError(rel, err)
 		}
-		defer unix.Close(pfd)
-		var st unix.Stat_t
-		if err := unix.Fstat(pfd, &st); err != nil {
-			return nil, r.pathError(rel, err)
+		defer unix.Close(rootfd)
+		b, err := smallfile.ReadBeneath(rootfd, rel, maxMetadataFile)
+		if errors.Is(err, smallfile.ErrNotRegular) || errors.Is(err, smallfile.ErrTooLarge) {
+			return nil, fmt.Errorf("%s: %w: %w", r.root, err, errdefs.ErrInvalidArgument)
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			return nil, fmt.Errorf("%s is not a regular file: %w", filepath.Join(r.root, rel), errdefs.ErrInvalidArgument)
-		}
-		// Reopen the very inode checked above for reading.
-		f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(pfd), os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 		if err != nil {
 			return nil, r.pathError(rel, err)
-		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxMetadataFile+1))
-		if err != nil {
-			return nil, r.pathError(rel, err)
-		}
-		if len(b) > maxMetadataFile {
-			return nil, fmt.Errorf("%s is larger than %d bytes: %w", filepath.Join(r.root, rel), maxMetadataFile, errdefs.ErrInvalidArgument)
 		}
 		return &data{b}, nil
 	})
@@ -116,75 +101,26 @@ func (r *Repo) layerRel(layer digest.Digest, elem ...string) (string, error) {
 	return filepath.Join(append([]string{layersDir, hex[:2], hex}, elem...)...), nil
 }
 
+// openRoot opens the repository root as an O_PATH descriptor, following
+// symlinks: the root is configuration, not repository content.
+func (r *Repo) openRoot() (int, error) {
+	return unix.Open(r.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
 // openBeneath opens the clean relative path rel beneath the repository
-// root as an O_PATH descriptor, following no symlink; dir requires a
-// directory.
+// root as an O_PATH descriptor, following no symlink (a trailing one
+// included: ELOOP); dir requires a directory.
 func (r *Repo) openBeneath(rel string, dir bool) (int, error) {
-	rootfd, err := unix.Open(r.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootfd, err := r.openRoot()
 	if err != nil {
 		return -1, err
 	}
 	defer unix.Close(rootfd)
-	// No O_NOFOLLOW: RESOLVE_NO_SYMLINKS refuses a trailing symlink with
-	// ELOOP, where O_NOFOLLOW|O_PATH would open the link itself.
-	flags := unix.O_PATH | unix.O_CLOEXEC
+	flags := unix.O_PATH
 	if dir {
 		flags |= unix.O_DIRECTORY
 	}
-	for {
-		fd, err := unix.Openat2(rootfd, rel, &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags})
-		switch {
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
-			continue
-		case errors.Is(err, unix.ENOSYS):
-			// Kernels before 5.6 and some seccomp profiles.
-			return walkBeneath(rootfd, rel, dir)
-		}
-		return fd, err
-	}
-}
-
-// walkBeneath is openBeneath without openat2: each component is opened
-// O_PATH|O_NOFOLLOW and checked with fstat, so a symlink fails with ELOOP
-// and a non-directory parent with ENOTDIR; ".." is refused with EXDEV.
-func walkBeneath(dirfd int, rel string, dir bool) (int, error) {
-	cur := dirfd
-	defer func() {
-		if cur != dirfd {
-			unix.Close(cur)
-		}
-	}()
-	parts := strings.Split(rel, "/")
-	for i, p := range parts {
-		if p == ".." {
-			return -1, unix.EXDEV
-		}
-		next, err := unix.Openat(cur, p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(next, &st); err != nil {
-			unix.Close(next)
-			return -1, err
-		}
-		last := i == len(parts)-1
-		switch {
-		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
-			unix.Close(next)
-			return -1, unix.ELOOP
-		case (!last || dir) && st.Mode&unix.S_IFMT != unix.S_IFDIR:
-			unix.Close(next)
-			return -1, unix.ENOTDIR
-		case last:
-			return next, nil
-		}
-		if cur != dirfd {
-			unix.Close(cur)
-		}
-		cur = next
-	}
-	return -1, unix.ENOENT // unreachable: Split returns at least one part
+	return beneath.Open(rootfd, rel, flags)
 }
 
 // pathError classifies an error resolving rel beneath the root.

@@ -3,7 +3,6 @@ package ducc
 import (
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +18,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/atomicfile"
 )
 
 // ErrUnsupportedLayer is wrapped by WriteLayer's error for a layer that DUCC
@@ -195,7 +196,7 @@ func writeTree(ctx context.Context, dir string, blob LayerBlob) (WriteResult, er
 	if err != nil {
 		return WriteResult{}, err
 	}
-	if err := writeFile(filepath.Join(meta, layersJSON), infos); err != nil {
+	if err := atomicfile.Write(filepath.Join(meta, layersJSON), infos, 0o644); err != nil {
 		return WriteResult{}, err
 	}
 	origins := []string{}
@@ -264,59 +265,24 @@ func (r *Repo) addOrigin(ctx context.Context, layer, origin digest.Digest) error
 	return writeJSONAt(metafd, originJSON, origins)
 }
 
-// writeJSON writes v to path through a temporary file and a rename.
+// writeJSON writes v to path, as JSON and a newline, with
+// atomicfile.Write: never through a symlink, readable by all (0644, less
+// the umask).
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFile(path, append(b, '\n'))
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
 }
 
-// writeFile writes b to path through a temporary file and a rename.
-func writeFile(path string, b []byte) error {
-	dirfd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: filepath.Dir(path), Err: err}
-	}
-	defer unix.Close(dirfd)
-	return writeFileAt(dirfd, filepath.Base(path), b)
-}
-
-// writeJSONAt writes v to name in dirfd as writeFileAt does.
+// writeJSONAt writes v to name in dirfd as writeJSON does.
 func writeJSONAt(dirfd int, name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFileAt(dirfd, name, append(b, '\n'))
-}
-
-// writeFileAt writes b to name in dirfd through a temporary file and a
-// rename; neither is written through a symlink.
-func writeFileAt(dirfd int, name string, b []byte) error {
-	var suffix [6]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
-		return err
-	}
-	tmp := name + ".tmp-" + hex.EncodeToString(suffix[:])
-	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Renameat(dirfd, tmp, dirfd, name)
-	}
-	if err != nil {
-		unix.Unlinkat(dirfd, tmp, 0)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return atomicfile.WriteAt(dirfd, name, append(b, '\n'), 0o644)
 }
 
 type countingWriter struct {

@@ -10,6 +10,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
 var _ = (fs.NodeOpendirHandler)((*node)(nil))
@@ -44,7 +46,7 @@ func (d *dirHandle) load() syscall.Errno {
 		return 0
 	}
 	lfs := d.n.lfs
-	fd, err := openBeneath(lfs.rootfd, d.n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := beneath.Open(lfs.rootfd, d.n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return lfs.acct.fail(fs.ToErrno(err))
 	}

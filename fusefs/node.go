@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
 // layerFS is what every node of one mount shares: the layer root, the
@@ -233,7 +234,7 @@ func dirGone(dirfd int) bool {
 // marker, resolving beneath dirfd (name is not followed if it became a
 // symlink).
 func hasOpaqueMarker(dirfd int, name string) bool {
-	fd, err := openBeneath(dirfd, name+"/"+opaqueMarker, unix.O_PATH)
+	fd, err := beneath.Open(dirfd, name+"/"+opaqueMarker, unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return false
 	}

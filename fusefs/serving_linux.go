@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
 // Request sizes. The kernel sizes requests by three values: max_write
@@ -168,7 +170,7 @@ func probeFile(rootfd int) (int, error) {
 	if err == nil {
 		return fd, nil
 	}
-	dfd, err := openBeneath(rootfd, "", unix.O_RDONLY|unix.O_DIRECTORY)
+	dfd, err := beneath.Open(rootfd, "", unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return -1, err
 	}
@@ -189,7 +191,7 @@ func probeFile(rootfd int) (int, error) {
 // openRegular opens name in dirfd for reading if, and only if, it is a
 // regular file (see probeFile).
 func openRegular(dirfd int, name string) (int, error) {
-	pfd, err := openBeneath(dirfd, name, unix.O_PATH)
+	pfd, err := beneath.Open(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return -1, err
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -16,6 +15,10 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/atomicfile"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/smallfile"
 )
 
 // A layer's shape is what one walk of its tree learns, once and for all
@@ -68,7 +71,7 @@ func walkShape(ctx context.Context, rootfd int) (layerShape, error) {
 		}
 		rel := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		fd, err := openBeneath(rootfd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+		fd, err := beneath.Open(rootfd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return s, fmt.Errorf("open %q: %w", rel, err)
 		}
@@ -125,16 +128,8 @@ func loadShape(dir string, layer digest.Digest) (layerShape, bool) {
 	if p == "" {
 		return layerShape{}, false
 	}
-	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	b, err := smallfile.Read(p, maxShapeFile)
 	if err != nil {
-		return layerShape{}, false
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return layerShape{}, false
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxShapeFile+1))
-	if err != nil || len(b) > maxShapeFile {
 		return layerShape{}, false
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -147,7 +142,7 @@ func loadShape(dir string, layer digest.Digest) (layerShape, bool) {
 }
 
 // saveShape keeps layer's shape in dir (created 0700 if missing), replacing
-// the file whole.
+// the file whole (atomicfile.Write).
 func saveShape(dir string, layer digest.Digest, s layerShape) error {
 	p := shapeFile(dir, layer)
 	if p == "" {
@@ -160,19 +155,7 @@ func saveShape(dir string, layer digest.Digest, s layerShape) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".shape-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after the rename: ENOENT, ignored
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
+	return atomicfile.Write(p, append(b, '\n'), 0o600)
 }
 
 // learnShape makes the mounts of layer answer xattr requests with ENOSYS

@@ -6,9 +6,10 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/atomicfile"
 )
 
 // maxLogSize bounds the FUSE server's log, which outlives daemon restarts
@@ -17,10 +18,10 @@ import (
 const maxLogSize = 16 << 20
 
 // boundLog cuts the log at path when it is larger than maxLogSize: its
-// last quarter (from a line start) replaces path+".1", and the log is
-// truncated in place. The server writes to it with O_APPEND, so a running
-// server goes on at the new end rather than leaving a hole. A missing log
-// is no error.
+// last quarter (from a line start) replaces path+".1" (atomicfile.Write),
+// and the log is truncated in place. The server writes to it with
+// O_APPEND, so a running server goes on at the new end rather than leaving
+// a hole. A missing log is no error.
 func boundLog(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if os.IsNotExist(err) {
@@ -43,21 +44,7 @@ func boundLog(path string) error {
 	if i := bytes.IndexByte(tail, '\n'); i >= 0 {
 		tail = tail[i+1:]
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(tail); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path+".1"); err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(path+".1", tail, 0o600); err != nil {
 		return err
 	}
 	return f.Truncate(0)

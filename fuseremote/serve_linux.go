@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,8 +14,9 @@ import (
 	"time"
 
 	"github.com/containerd/log"
-	"golang.org/x/sys/unix"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/atomicfile"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/smallfile"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
 
@@ -70,12 +70,7 @@ func Serve(ctx context.Context, m Manager, root, socket string, opts ...ServerOp
 
 // writePIDFile records this process's pid at path, atomically.
 func writePIDFile(path string) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write pid file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	return nil
@@ -94,24 +89,9 @@ const maxPIDFile = 64
 // readPIDFile reads the pid in the regular file path: never through a
 // symlink, never waiting on a FIFO, at most maxPIDFile bytes.
 func readPIDFile(path string) (int, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	b, err := smallfile.Read(path, maxPIDFile)
 	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("pid file %s is not a regular file (%v)", path, fi.Mode().Type())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPIDFile+1))
-	if err != nil {
-		return 0, err
-	}
-	if len(b) > maxPIDFile {
-		return 0, fmt.Errorf("pid file %s: more than %d bytes", path, maxPIDFile)
+		return 0, fmt.Errorf("pid file: %w", err)
 	}
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,7 +13,9 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/atomicfile"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/smallfile"
 )
 
 // maxRecordSize bounds a record file, written and read back: a profile of
@@ -24,43 +25,23 @@ const maxRecordSize = 256 << 20
 // errTooLarge says a record would not fit in a record file.
 var errTooLarge = errors.New("record larger than a record file may be")
 
-// tmpPrefix starts the names of writeJSON's temporary files.
-const tmpPrefix = ".tmp-"
-
-// writeJSON writes v to path atomically: a temporary file in the same
-// directory (tmpPrefix + base + "-" + random), synced, then renamed over
-// path. A record of more than limit
-// bytes (which readJSON would refuse) is not written: the error wraps
-// errTooLarge and path is left as it was.
-func writeJSON(path string, v any, limit int64) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-")
+// writeJSON writes v to path atomically (atomicfile.Write, 0600). A
+// record of more than limit bytes (which readJSON would refuse) is not
+// written: the error wraps errTooLarge and path is left as it was.
+func writeJSON(path string, v any, limit int64) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	enc := json.NewEncoder(&limitWriter{w: f, left: limit})
-	if err := enc.Encode(v); err != nil {
-		if errors.Is(err, errTooLarge) {
-			return fmt.Errorf("%s: %w (%d bytes)", path, err, limit)
-		}
-		return err
+	b = append(b, '\n')
+	if int64(len(b)) > limit {
+		return fmt.Errorf("%s: %w (%d bytes)", path, errTooLarge, limit)
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // removeTemporary removes the temporary files of writes that a crash
-// interrupted, in dir: regular files named as writeJSON names them. The
+// interrupted, in dir: regular files named as atomicfile names them. The
 // store is opened by one process at a time (the daemon locks its root), so
 // none is being written.
 func removeTemporary(ctx context.Context, dir string) {
@@ -69,7 +50,7 @@ func removeTemporary(ctx context.Context, dir string) {
 		return
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tmpPrefix) {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), atomicfile.TempPrefix) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !isNotExist(err) {
@@ -78,48 +59,14 @@ func removeTemporary(ctx context.Context, dir string) {
 	}
 }
 
-// limitWriter fails with errTooLarge a write that would take it past left
-// bytes, writing none of it.
-type limitWriter struct {
-	w    io.Writer
-	left int64
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	if int64(len(p)) > l.left {
-		return 0, errTooLarge
-	}
-	l.left -= int64(len(p))
-	return l.w.Write(p)
-}
-
 // readJSON decodes the regular file path into v. It returns an error
 // wrapping fs.ErrNotExist if there is none, and another error for anything
-// that is not a regular file of at most maxRecordSize bytes holding JSON.
-// It never follows a symlink.
+// that is not a regular file of at most limit bytes holding JSON
+// (smallfile.Read). It never follows a symlink.
 func readJSON(path string, v any, limit int64) error {
-	// O_NONBLOCK: a FIFO put there does not block the open.
-	f, err := os.OpenFile(path, os.O_RDONLY|noFollow|nonBlock, 0)
+	b, err := smallfile.Read(path, limit)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
-	}
-	if fi.Size() > limit {
-		return fmt.Errorf("%s: %d bytes, more than a record holds (%d)", path, fi.Size(), limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return err
-	}
-	if int64(len(b)) > limit {
-		return fmt.Errorf("%s grew past %d bytes", path, limit)
 	}
 	return json.Unmarshal(b, v)
 }

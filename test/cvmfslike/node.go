@@ -14,6 +14,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
 // node is a path of the store. Once its path is gone at a Reload it is
@@ -29,6 +31,18 @@ type node struct {
 func (n *node) key() string { return n.rel + "#" + strconv.FormatUint(n.StableAttr().Gen, 10) }
 
 func (n *node) path() string { return filepath.Join(n.s.backing, n.rel) }
+
+// open opens n's backing file for reading, resolved beneath the backing
+// tree by beneath.Open: a symlink in the tree is served as one (Readlink),
+// never followed, as cvmfs2 never follows one of its repository's.
+func (n *node) open() (int, error) {
+	root, err := unix.Open(n.s.backing, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(root)
+	return beneath.Open(root, n.rel, unix.O_RDONLY)
+}
 
 // fill sets out from st as the client presents it: path-derived inode,
 // whole-second times (the catalog keeps no more), owners claimed or as
@@ -166,7 +180,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	n.s.miss(ctx, n.key())
 	// Never O_NOATIME (overlayfs asks for it): the backing files need not
 	// be ours.
-	fd, err := unix.Open(n.path(), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	fd, err := n.open()
 	if err != nil {
 		return nil, 0, fs.ToErrno(err)
 	}

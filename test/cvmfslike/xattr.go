@@ -125,10 +125,11 @@ func (n *node) hash() (string, syscall.Errno) {
 	if ok {
 		return h, 0
 	}
-	f, err := os.Open(n.path())
+	fd, err := n.open()
 	if err != nil {
 		return "", fs.ToErrno(err)
 	}
+	f := os.NewFile(uintptr(fd), n.path())
 	defer f.Close()
 	sum := sha1.New()
 	if _, err := io.Copy(sum, f); err != nil {
