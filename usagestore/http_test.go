@@ -32,7 +32,7 @@ func TestReadsDoNotWrite(t *testing.T) {
 		s.Record(ctx, Event{Image: "app:1", Layer: d, Served: true})
 		src.session(d, time.Unix(10, 0), fa("x", 1, 100))
 	}
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(s))
 	defer srv.Close()
 	records := func() int {
 		ents, err := os.ReadDir(filepath.Join(dir, profilesDir))
@@ -89,4 +89,16 @@ func TestReadsDoNotWrite(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("report of %d images: %s, want 400", maxQueryImages+1, resp.Status)
 	}
+}
+
+// handler serves s's handlers under their routes, as adminapi.Handler does
+// on the admin socket (this package's tests cannot import adminapi, which
+// imports it).
+func handler(s *Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /usage/profile", s.ProfileHandler())
+	mux.Handle("GET /usage/images", s.ImagesHandler())
+	mux.Handle("GET /usage/missing", s.MissingHandler())
+	mux.Handle("GET /usage/report", s.ReportHandler())
+	return mux
 }

@@ -381,7 +381,7 @@ func TestReportAndHandler(t *testing.T) {
 	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
 	s.Record(ctx, Event{Image: "app:1", Layer: layerB, Reason: "not-in-repository"})
 	src.session(layerA, time.Unix(10, 0), fa("x", 1, 100), fa("y", 1, 150))
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(s))
 	defer srv.Close()
 	var rows []usage.ReportRow
 	for rows == nil || rows[0].Counting {
@@ -496,7 +496,7 @@ func TestContentsCountedInBackground(t *testing.T) {
 		return usage.Contents{Files: 10, Bytes: 1000}, nil
 	}))
 	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(s))
 	defer srv.Close()
 	var rows []usage.ReportRow
 	getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)
