@@ -130,7 +130,7 @@ func defaultConfig() config {
 		AttrTimeout:          duration(fusefs.DefaultTimeout),
 		NegativeTimeout:      duration(fusefs.DefaultTimeout),
 		AttrCacheSize:        cache.DefaultSize,
-		ProfileLimit:         fusefs.DefaultProfileLimit,
+		ProfileLimit:         usage.DefaultProfileLimit,
 		ProfileFlushInterval: duration(usagestore.DefaultFlushInterval),
 		FUSEServer:           fuseInProcess,
 		OverlayUserxattr:     snapshot.UserxattrAuto.String(),

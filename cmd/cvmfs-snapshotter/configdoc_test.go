@@ -70,7 +70,7 @@ var packageDefaults = map[string]any{
 	"attr-timeout":     duration(fusefs.DefaultTimeout),
 	"negative-timeout": duration(fusefs.DefaultTimeout),
 	"attr-cache-size":  cache.DefaultSize,
-	"profile-limit":    fusefs.DefaultProfileLimit,
+	"profile-limit":    usage.DefaultProfileLimit,
 	"verify-chain":     snapshot.DefaultChainCheck,
 }
 
