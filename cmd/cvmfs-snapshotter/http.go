@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,19 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/adminapi"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
-
-// adminSocket returns the admin socket's path: admin-socket, or
-// <root>/admin.sock.
-func adminSocket(cfg config, f flags) string {
-	if cfg.AdminSocket != "" {
-		return cfg.AdminSocket
-	}
-	return filepath.Join(f.root, "admin.sock")
-}
 
 // httpEndpoints are the daemon's HTTP servers over one registry: the admin
 // socket, always, with every endpoint; and metrics-address when set.
@@ -42,7 +33,7 @@ type httpEndpoints struct {
 // metrics endpoint there, each serving the routes the adminapi package's
 // rules give its kind of listener (adminapi.MetricsListener). records (may be
 // nil) serves the /usage/ routes.
-func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
+func serveHTTP(ctx context.Context, cfg config.Config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {

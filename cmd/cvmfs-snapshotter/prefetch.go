@@ -50,11 +50,3 @@ func prefetchProfiles(repo *ducc.Repo, records *usageRecords) fusefs.ProfileSour
 		return out, nil
 	}
 }
-
-// prefetchOpts returns the prefetch option of cfg.
-func (c config) prefetchOpts(repo *ducc.Repo, records *usageRecords) []fusefs.Opt {
-	if !c.Prefetch {
-		return nil
-	}
-	return []fusefs.Opt{fusefs.WithPrefetch(prefetchProfiles(repo, records), c.PrefetchConcurrency, fusefs.DefaultPrefetchMaxBytes)}
-}

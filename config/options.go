@@ -1,10 +1,14 @@
-package main
+package config
 
 import (
+	"context"
 	"fmt"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/cache"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
@@ -12,12 +16,12 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
-// The configuration reaches the packages here, and only here: one function
+// The configuration reaches the packages here, and only here: one method
 // per package maps the keys it owns to its options. The packages parse and
 // check the values themselves.
 
-// snapshotOpts maps the keys the snapshotter owns to its options.
-func (c config) snapshotOpts() ([]snapshot.Opt, error) {
+// SnapshotOpts maps the keys the snapshotter owns to its options.
+func (c Config) SnapshotOpts() ([]snapshot.Opt, error) {
 	ux, err := snapshot.ParseUserxattr(c.OverlayUserxattr)
 	if err != nil {
 		return nil, fmt.Errorf("overlay-userxattr: %w", err)
@@ -29,9 +33,9 @@ func (c config) snapshotOpts() ([]snapshot.Opt, error) {
 	}, nil
 }
 
-// fusefsOpts maps the FUSE keys to the options of a fusefs.Manager, with
+// FusefsOpts maps the FUSE keys to the options of a fusefs.Manager, with
 // the attribute cache they size.
-func (c config) fusefsOpts() ([]fusefs.Opt, error) {
+func (c Config) FusefsOpts() ([]fusefs.Opt, error) {
 	acct, err := usage.ParseAccounting(c.Accounting)
 	if err != nil {
 		return nil, err
@@ -50,20 +54,40 @@ func (c config) fusefsOpts() ([]fusefs.Opt, error) {
 	}, nil
 }
 
-// supervisorOpts maps the keys that bound calls to a separate FUSE server:
+// SupervisorOpts maps the keys that bound calls to a separate FUSE server:
 // Mount and Check get the lookup-timeout, other calls 5 s or the
 // lookup-timeout if shorter.
-func (c config) supervisorOpts() []fuseremote.SupervisorOpt {
+func (c Config) SupervisorOpts() []fuseremote.SupervisorOpt {
 	lookup := time.Duration(c.LookupTimeout)
 	return []fuseremote.SupervisorOpt{
 		fuseremote.WithClientOptions(fuseremote.WithTimeouts(lookup, min(lookup, fuseremote.DefaultCallTimeout))),
 	}
 }
 
-// usagestoreOpts maps the keys of the usage records to the store's options.
-func (c config) usagestoreOpts() []usagestore.Opt {
+// UsagestoreOpts maps the keys of the usage records to the store's options.
+func (c Config) UsagestoreOpts() []usagestore.Opt {
 	return []usagestore.Opt{
 		usagestore.WithFlushInterval(time.Duration(c.ProfileFlushInterval)),
 		usagestore.WithProfileLimit(c.ProfileLimit),
 	}
+}
+
+// PrefetchOpts maps the prefetch keys to the FUSE manager's prefetch
+// option, reading the profiles src gives; none when prefetch is off.
+func (c Config) PrefetchOpts(src fusefs.ProfileSource) []fusefs.Opt {
+	if !c.Prefetch {
+		return nil
+	}
+	return []fusefs.Opt{fusefs.WithPrefetch(src, c.PrefetchConcurrency, fusefs.DefaultPrefetchMaxBytes)}
+}
+
+// manager builds a FUSE manager of c as the daemon does, prefetching
+// nothing: Validate's check of the FUSE keys.
+func (c Config) manager() (*fusefs.Manager, error) {
+	opts, err := c.FusefsOpts()
+	if err != nil {
+		return nil, err
+	}
+	none := func(context.Context, digest.Digest) ([]string, error) { return nil, nil }
+	return fusefs.NewManager(ducc.New(c.AbsoluteMountpoint), append(opts, c.PrefetchOpts(none)...)...)
 }
