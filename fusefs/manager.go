@@ -156,7 +156,7 @@ func NewManager(src Source, opts ...Opt) (*Manager, error) {
 		entryTimeout: DefaultTimeout,
 		attrTimeout:  DefaultTimeout,
 		negTO:        DefaultTimeout,
-		profileLimit: DefaultProfileLimit,
+		profileLimit: usage.DefaultProfileLimit,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {

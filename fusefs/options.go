@@ -27,8 +27,7 @@ const (
 // Defaults. Layers are immutable, so the kernel may keep what it learnt for
 // long; the timeouts only bound the memory the kernel spends on idle layers.
 const (
-	DefaultTimeout      = time.Hour
-	DefaultProfileLimit = 100_000
+	DefaultTimeout = time.Hour
 	// defaultLookupTimeout bounds Source.Lookup when the caller's context
 	// has no deadline: a stuck CVMFS client can hang a stat for minutes.
 	defaultLookupTimeout = time.Minute
@@ -97,7 +96,7 @@ func WithCache(c *cache.Attrs) Opt {
 }
 
 // WithProfileLimit bounds the number of paths kept in each layer's access
-// profile (default DefaultProfileLimit). Opens of further paths are still
+// profile (default usage.DefaultProfileLimit). Opens of further paths are still
 // counted, but not profiled. 0 turns the profile off: opens are counted,
 // no path is kept (UniqueFiles stays 0 and ProfileTruncated is set at the
 // first open). A negative n returns an error wrapping

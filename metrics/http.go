@@ -4,52 +4,29 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
 )
 
-// HandlerOpt configures Handler.
-type HandlerOpt func(*handlerConfig)
-
-type handlerConfig struct {
-	noProfile bool
-}
-
-// WithoutProfile makes /stats/profile answer 403 Forbidden. The profile
-// names every file each workload opened; serve it only where the readers
-// are trusted (a 0600 unix socket).
-func WithoutProfile() HandlerOpt {
-	return func(c *handlerConfig) { c.noProfile = true }
-}
-
-// Handler serves:
-//
-//	/metrics                  Prometheus metrics gathered from g
-//	/stats                    per-layer accounting as JSON (an array of LayerStats)
-//	/stats/profile?layer=D    one layer's per-file access profile as JSON (403 with WithoutProfile)
-//
-// src may be nil (bind mode): /stats then answers an empty array.
-func Handler(g prometheus.Gatherer, src Source, opts ...HandlerOpt) http.Handler {
-	var cfg handlerConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+// StatsHandler serves the per-layer accounting as JSON (an array of
+// LayerStats). src may be nil (bind mode): it then answers an empty array.
+// The admin package serves it under its route.
+func StatsHandler(src Source) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if src == nil {
 			writeJSON(w, []struct{}{})
 			return
 		}
 		writeJSON(w, src.Stats())
 	})
-	mux.HandleFunc("/stats/profile", func(w http.ResponseWriter, r *http.Request) {
-		if cfg.noProfile {
-			http.Error(w, "per-file access profiles are not served on this endpoint", http.StatusForbidden)
-			return
-		}
+}
+
+// ProfileHandler serves ?layer=D's per-file access profile as JSON (an
+// array of FileAccess); a layer that is not a valid digest is a 400. src
+// may be nil (bind mode): it then answers an empty array. The profile
+// names every file each workload opened: serve it only where the readers
+// are trusted (the adminapi package's rules).
+func ProfileHandler(src Source) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		layer, err := layerdigest.Parse(r.URL.Query().Get("layer"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -61,7 +38,6 @@ func Handler(g prometheus.Gatherer, src Source, opts ...HandlerOpt) http.Handler
 		}
 		writeJSON(w, src.Profile(layer))
 	})
-	return mux
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -1,9 +1,6 @@
 package metrics
 
 import (
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -62,63 +59,6 @@ cvmfs_snapshotter_layer_removed{image="registry.example/app:1",layer="` + layer.
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"cvmfs_snapshotter_layer_opens_total", "cvmfs_snapshotter_layer_errors_total", "cvmfs_snapshotter_layer_absent_names_total", "cvmfs_snapshotter_layer_mounts", "cvmfs_snapshotter_layer_removed"); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestHandler(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(source()))
-	srv := httptest.NewServer(Handler(reg, source()))
-	defer srv.Close()
-
-	var stats []usage.LayerStats
-	getJSON(t, srv.URL+"/stats", http.StatusOK, &stats)
-	if len(stats) != 1 || stats[0].Opens != 7 || stats[0].Layer != layer {
-		t.Fatalf("/stats = %+v", stats)
-	}
-	var prof []usage.FileAccess
-	getJSON(t, srv.URL+"/stats/profile?layer="+layer.String(), http.StatusOK, &prof)
-	if len(prof) != 1 || prof[0].Path != "bin/sh" {
-		t.Fatalf("/stats/profile = %+v", prof)
-	}
-	for _, bad := range []string{"", "sha256:..%2F..%2Fetc", "md5:abc"} {
-		getJSON(t, srv.URL+"/stats/profile?layer="+bad, http.StatusBadRequest, nil)
-	}
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %v", err)
-	}
-	resp.Body.Close()
-
-	// Without the profile: 403 whatever the query, the rest unchanged.
-	public := httptest.NewServer(Handler(reg, source(), WithoutProfile()))
-	defer public.Close()
-	getJSON(t, public.URL+"/stats/profile?layer="+layer.String(), http.StatusForbidden, nil)
-	getJSON(t, public.URL+"/stats", http.StatusOK, &stats)
-
-	// Bind mode: no source, empty answers.
-	empty := httptest.NewServer(Handler(prometheus.NewRegistry(), nil))
-	defer empty.Close()
-	getJSON(t, empty.URL+"/stats", http.StatusOK, &stats)
-	if len(stats) != 0 {
-		t.Fatalf("/stats without a source = %+v", stats)
-	}
-}
-
-func getJSON(t *testing.T, url string, code int, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != code {
-		t.Fatalf("GET %s = %d, want %d", url, resp.StatusCode, code)
-	}
-	if v != nil {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-			t.Fatalf("GET %s: %v", url, err)
-		}
 	}
 }
 

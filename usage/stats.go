@@ -60,6 +60,11 @@ type LayerStats struct {
 	PrefetchFiles, PrefetchBytes, PrefetchHits int64
 }
 
+// DefaultProfileLimit bounds the paths of a layer's access profile: the
+// live one the FUSE filesystem keeps per mount, and the merged one of the
+// usage records.
+const DefaultProfileLimit = 100_000
+
 // FileAccess is one entry of a layer's access profile.
 type FileAccess struct {
 	Path  string // relative to the layer root, as presented

@@ -38,7 +38,7 @@ func TestContentsCountedInBackground(t *testing.T) {
 		return usage.Contents{Files: 10, Bytes: 1000}, nil
 	}))
 	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(s))
 	defer srv.Close()
 	var rows []usage.ReportRow
 	getJSON(t, srv.URL+"/usage/report?image=app:1", &rows)

@@ -15,8 +15,9 @@
 // images, contents); Store opens, flushes and closes them together.
 //
 // It reads live figures from a Source (the FUSE manager, in this process or
-// a separate FUSE server) and serves the records as JSON (Handler). It
-// knows nothing of FUSE, containerd or the repository layout: the daemon
+// a separate FUSE server) and serves the records as JSON (ProfileHandler,
+// ImagesHandler, MissingHandler, ReportHandler; adminapi gives them their
+// routes). It knows nothing of FUSE, containerd or the repository layout: the daemon
 // gives it a Source, the layer events and a function counting a layer's
 // contents. Every file it reads is hostile input: a corrupt, foreign or
 // oversized record is logged and ignored, and file names are built only

@@ -11,15 +11,9 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
-// Handler serves the records as JSON:
-//
-//	/usage/profile?layer=D     a layer's usage with its merged profile (usage.LayerUsage)
-//	/usage/profile?image=R     the same for each layer of image R served from the store
-//	/usage/images              every image recorded ([]usage.ImageUsage)
-//	/usage/missing             the images not fully served, most pulled first
-//	/usage/report?image=R...   per-layer shares read ([]usage.ReportRow)
-//
-// The profiles name every file workloads read: serve it only to trusted
+// The handlers below serve the records as JSON; the adminapi package serves
+// them under its routes and decides which listener serves them. The
+// profiles name every file workloads read: serve them only to trusted
 // readers (the 0600 admin socket).
 //
 // A request writes nothing and asks the source for the live figures once
@@ -28,13 +22,12 @@ import (
 // nor hold the lock unmounts wait on. Repeated query values count once; a
 // report of more than maxQueryImages images, or a profile of more than one
 // layer or image, is refused (400).
-func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
-	var cfg handlerConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /usage/profile", func(w http.ResponseWriter, r *http.Request) {
+
+// ProfileHandler serves ?layer=D, a layer's usage with its merged profile
+// (usage.LayerUsage), or ?image=R, the same for each layer of image R
+// served from the store ([]usage.LayerUsage).
+func (s *Store) ProfileHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if len(distinct(q["layer"]))+len(distinct(q["image"])) > 1 {
 			http.Error(w, "want one ?layer=DIGEST or one ?image=REF", http.StatusBadRequest)
@@ -81,17 +74,35 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 			http.Error(w, "want ?layer=DIGEST or ?image=REF", http.StatusBadRequest)
 		}
 	})
-	mux.HandleFunc("GET /usage/images", func(w http.ResponseWriter, r *http.Request) {
+}
+
+// ImagesHandler serves every image recorded ([]usage.ImageUsage).
+func (s *Store) ImagesHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSONResponse(w, s.Images())
 	})
-	mux.HandleFunc("GET /usage/missing", func(w http.ResponseWriter, r *http.Request) {
+}
+
+// MissingHandler serves the images not fully served, most pulled first
+// ([]usage.ImageUsage).
+func (s *Store) MissingHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := s.Missing()
 		if out == nil {
 			out = []usage.ImageUsage{}
 		}
 		writeJSONResponse(w, out)
 	})
-	mux.HandleFunc("GET /usage/report", func(w http.ResponseWriter, r *http.Request) {
+}
+
+// ReportHandler serves ?image=R..., per-layer shares read of images R
+// ([]usage.ReportRow).
+func (s *Store) ReportHandler(opts ...HandlerOpt) http.Handler {
+	var cfg handlerConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		images := distinct(r.URL.Query()["image"])
 		if len(images) == 0 {
 			http.Error(w, "want ?image=REF (one or more)", http.StatusBadRequest)
@@ -113,14 +124,13 @@ func (s *Store) Handler(opts ...HandlerOpt) http.Handler {
 		}
 		writeJSONResponse(w, rows)
 	})
-	return mux
 }
 
 type handlerConfig struct {
 	cachedOnly bool
 }
 
-// HandlerOpt configures a Handler.
+// HandlerOpt configures ReportHandler.
 type HandlerOpt func(*handlerConfig)
 
 // WithoutCounting makes the handler's reports start no count of a layer's

@@ -34,7 +34,7 @@ func TestReadsDoNotWrite(t *testing.T) {
 		s.Record(ctx, Event{Image: "app:1", Layer: d, Served: true})
 		src.session(d, time.Unix(10, 0), fa("x", 1, 100))
 	}
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(s))
 	defer srv.Close()
 	records := func() int {
 		ents, err := os.ReadDir(filepath.Join(dir, profilesDir))
@@ -106,7 +106,7 @@ func TestReportAndHandler(t *testing.T) {
 	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
 	s.Record(ctx, Event{Image: "app:1", Layer: layerB, Reason: "not-in-repository"})
 	src.session(layerA, time.Unix(10, 0), fa("x", 1, 100), fa("y", 1, 150))
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(handler(s))
 	defer srv.Close()
 	var rows []usage.ReportRow
 	for rows == nil || rows[0].Counting {
@@ -157,4 +157,16 @@ func getJSON(t *testing.T, url string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// handler serves s's handlers under their routes, as adminapi.Handler does
+// on the admin socket (this package's tests cannot import adminapi, which
+// imports it).
+func handler(s *Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /usage/profile", s.ProfileHandler())
+	mux.Handle("GET /usage/images", s.ImagesHandler())
+	mux.Handle("GET /usage/missing", s.MissingHandler())
+	mux.Handle("GET /usage/report", s.ReportHandler())
+	return mux
 }

@@ -32,8 +32,6 @@ const (
 	// DefaultFlushInterval is how often live figures are written out, so
 	// that a crash (kill -9) loses at most that much.
 	DefaultFlushInterval = 30 * time.Second
-	// DefaultProfileLimit bounds the paths kept in a layer's merged profile.
-	DefaultProfileLimit = 100_000
 )
 
 // recordVersion is the version of every record file.
@@ -94,7 +92,7 @@ func WithFlushInterval(d time.Duration) Opt {
 }
 
 // WithProfileLimit bounds the paths kept in each layer's merged profile
-// (default DefaultProfileLimit; 0 keeps none). Negative is an error.
+// (default usage.DefaultProfileLimit; 0 keeps none). Negative is an error.
 func WithProfileLimit(n int) Opt {
 	return func(c *config) error {
 		if n < 0 {
@@ -126,7 +124,7 @@ type Store struct {
 // cannot be read are logged and ignored; the temporary files of writes a
 // crash interrupted are removed.
 func Open(ctx context.Context, dir string, opts ...Opt) (*Store, error) {
-	cfg := config{interval: DefaultFlushInterval, limit: DefaultProfileLimit, recordLimit: maxRecordSize}
+	cfg := config{interval: DefaultFlushInterval, limit: usage.DefaultProfileLimit, recordLimit: maxRecordSize}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/mountutil"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
@@ -153,7 +154,7 @@ func layerDigest(s string) digest.Digest { return digest.FromString(s) }
 // wantKept is how many mounts of each remote layer a daemon of mode leaves
 // when it stops: its FUSE mounts, kept by the custody.
 func wantKept(mode string) int {
-	if mode == modeFUSE {
+	if mode == config.ModeFUSE {
 		return 1
 	}
 	return 0
@@ -245,7 +246,7 @@ func TestDaemon(t *testing.T) {
 		d.cmd.Wait()
 		d.log.Close()
 		d = startDaemon(t, bin, dir, cfg)
-		if mode == modeFUSE && !strings.Contains(readFile(filepath.Join(dir, "daemon.log")), "layer mount taken over") {
+		if mode == config.ModeFUSE && !strings.Contains(readFile(filepath.Join(dir, "daemon.log")), "layer mount taken over") {
 			t.Fatalf("the FUSE mount was not taken over after a kill; log:\n%s", readFile(filepath.Join(dir, "daemon.log")))
 		}
 		sn = d.client(t)
@@ -277,9 +278,9 @@ func TestDaemon(t *testing.T) {
 func eachMountMode(t *testing.T, test func(t *testing.T, bin, mode, dir string)) {
 	testutil.RequiresRoot(t)
 	bin := buildDaemon(t)
-	for _, mode := range []string{modeBind, modeFUSE} {
+	for _, mode := range []string{config.ModeBind, config.ModeFUSE} {
 		t.Run(mode, func(t *testing.T) {
-			if mode == modeFUSE {
+			if mode == config.ModeFUSE {
 				testutil.RequiresFUSE(t)
 			}
 			dir := t.TempDir()

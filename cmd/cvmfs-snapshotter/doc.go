@@ -3,11 +3,11 @@
 // instead of downloading them.
 //
 // It only wires the packages together: flags and the TOML configuration
-// (config.go) become each package's options in one place (options.go), then
+// (package config, which also maps its keys to each package's options), then
 // constructors (the layer filesystem in layerfs.go: bind mounts, an
 // in-process fusefs.Manager or a fuseremote.Supervisor of a separate FUSE
 // server), the snapshotter on the gRPC socket and the admin and metrics
-// endpoints (serve.go, http.go), signals and the shutdown order. Its
+// endpoints (serve.go, http.go; the routes are package adminapi's), signals and the shutdown order. Its
 // "fuse-server" subcommand (fuseserver.go) is the separate FUSE server:
 // the same configuration, a fusefs.Manager, fuseremote.Serve.
 //

@@ -3,6 +3,7 @@ package main
 import (
 	"path/filepath"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
@@ -17,12 +18,12 @@ var (
 // newManager builds the FUSE manager that serves every remote layer, with
 // extra options after those of cfg. Prefetch takes profiles from records
 // once they are open (records may be nil).
-func newManager(cfg config, repo *ducc.Repo, records *usageRecords, extra ...fusefs.Opt) (*fusefs.Manager, error) {
-	opts, err := cfg.fusefsOpts()
+func newManager(cfg config.Config, repo *ducc.Repo, records *usageRecords, extra ...fusefs.Opt) (*fusefs.Manager, error) {
+	opts, err := cfg.FusefsOpts()
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, cfg.prefetchOpts(repo, records)...)
+	opts = append(opts, cfg.PrefetchOpts(prefetchProfiles(repo, records), []string{"/proc/self/exe", pageReaderName})...)
 	return fusefs.NewManager(repo, append(opts, extra...)...)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/log"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
@@ -57,7 +58,7 @@ func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
 	if err := log.SetLevel(level); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -67,17 +68,4 @@ func runFUSEServer(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	return fuseremote.Serve(ctx, m, root, sock)
-}
-
-// fuseServerSocket returns the configured fuse-server-socket, or
-// <root>/fuse-server.sock, made absolute.
-func fuseServerSocket(cfg config, f flags) string {
-	sock := cfg.FUSEServerSocket
-	if sock == "" {
-		sock = filepath.Join(f.root, "fuse-server.sock")
-	}
-	if abs, err := filepath.Abs(sock); err == nil {
-		sock = abs
-	}
-	return sock
 }

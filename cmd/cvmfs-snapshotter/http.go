@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,19 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/adminapi"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
-
-// adminSocket returns the admin socket's path: admin-socket, or
-// <root>/admin.sock.
-func adminSocket(cfg config, f flags) string {
-	if cfg.AdminSocket != "" {
-		return cfg.AdminSocket
-	}
-	return filepath.Join(f.root, "admin.sock")
-}
 
 // httpEndpoints are the daemon's HTTP servers over one registry: the admin
 // socket, always, with every endpoint; and metrics-address when set.
@@ -36,17 +28,12 @@ type httpEndpoints struct {
 	metrics net.Addr
 }
 
-// serveHTTP starts the admin socket at admin (0600: /metrics, /stats,
-// /stats/profile; a failure there is logged, not returned) and, when cfg.MetricsAddress is set, the metrics
-// endpoint there. A TCP metrics endpoint serves /metrics and /stats; its
-// /stats/profile (every file each workload opened) answers 403 unless
-// cfg.ExposeProfile. A unix:// one is a 0600 socket and serves everything.
-//
-// records (may be nil) serves /usage/ (usage records, which name files as
-// the profile does) wherever /stats/profile is served; over TCP its
-// reports give only the layer contents already counted (a count walks the
-// layer in the repository: only the admin socket's reports start one).
-func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
+// serveHTTP starts the admin socket at admin (0600, every route; a failure
+// there is logged, not returned) and, when cfg.MetricsAddress is set, the
+// metrics endpoint there, each serving the routes the adminapi package's
+// rules give its kind of listener (adminapi.MetricsListener). records (may be
+// nil) serves the /usage/ routes.
+func serveHTTP(ctx context.Context, cfg config.Config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {
@@ -66,66 +53,42 @@ func serveHTTP(ctx context.Context, cfg config, admin string, src metrics.Source
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("address", admin).Error("admin socket not served; /metrics, /stats and /usage/ unavailable there")
 	} else {
-		e.start(ctx, l, withRecords(metrics.Handler(reg, src), records, false))
+		e.start(ctx, l, adminapi.Handler(adminapi.Trusted, reg, src, records))
 		log.G(ctx).WithField("address", admin).Info("serving /metrics, /stats, /stats/profile and /usage/ on the admin socket")
 	}
 
 	if cfg.MetricsAddress == "" {
 		return e, nil
 	}
-	var opts []metrics.HandlerOpt
-	path, isUnix := strings.CutPrefix(cfg.MetricsAddress, "unix://")
-	if isUnix {
+	kind := adminapi.MetricsListener(cfg.MetricsAddress, cfg.ExposeProfile)
+	if path, ok := strings.CutPrefix(cfg.MetricsAddress, "unix://"); ok {
 		l, err = unixsock.Listen(path)
 	} else {
 		l, err = net.Listen("tcp", cfg.MetricsAddress)
-		if !cfg.ExposeProfile {
-			opts = append(opts, metrics.WithoutProfile())
-		}
 	}
 	if err != nil {
 		e.stop(ctx)
 		return nil, fmt.Errorf("metrics-address: %w", err)
 	}
 	e.metrics = l.Addr()
-	h := metrics.Handler(reg, src, opts...)
-	if isUnix || cfg.ExposeProfile {
-		h = withRecords(h, records, !isUnix)
-	}
-	e.start(ctx, l, h)
+	e.start(ctx, l, adminapi.Handler(kind, reg, src, records))
 	entry := log.G(ctx).WithField("address", cfg.MetricsAddress)
-	switch {
-	case isUnix || cfg.ExposeProfile:
-		entry.Info("serving /metrics, /stats and /stats/profile")
-	default:
+	switch kind {
+	case adminapi.Public:
 		entry.Info("serving /metrics and /stats (/stats/profile only on the admin socket)")
+	default:
+		entry.Info("serving /metrics, /stats and /stats/profile")
 	}
-	if !isUnix && cfg.ExposeProfile && !isLoopback(cfg.MetricsAddress) {
+	if kind == adminapi.PublicProfiles && !isLoopback(cfg.MetricsAddress) {
 		// The per-file profile tells which files workloads read.
 		entry.Warn("expose-profile: per-file access profiles are served beyond loopback")
 	}
 	return e, nil
 }
 
-// withRecords serves /usage/ from records (if not nil), the rest from h;
-// cachedOnly: without starting counts of layer contents.
-func withRecords(h http.Handler, records *usagestore.Store, cachedOnly bool) http.Handler {
-	if records == nil {
-		return h
-	}
-	var opts []usagestore.HandlerOpt
-	if cachedOnly {
-		opts = append(opts, usagestore.WithoutCounting())
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/usage/", records.Handler(opts...))
-	mux.Handle("/", h)
-	return mux
-}
-
 // start serves h on l until stop.
 func (e *httpEndpoints) start(ctx context.Context, l net.Listener, h http.Handler) {
-	srv := metrics.NewServer(h)
+	srv := adminapi.NewServer(h)
 	e.servers = append(e.servers, srv)
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

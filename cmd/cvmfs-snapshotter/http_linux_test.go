@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
@@ -55,7 +56,7 @@ func TestProfileOnlyWhereTrusted(t *testing.T) {
 	profile := "/stats/profile?layer=" + digest.FromString("x").String()
 	for _, expose := range []bool{false, true} {
 		t.Run(fmt.Sprintf("expose-profile=%v", expose), func(t *testing.T) {
-			cfg := defaultConfig()
+			cfg := config.Default()
 			cfg.MetricsAddress = "127.0.0.1:0"
 			cfg.ExposeProfile = expose
 			admin := filepath.Join(t.TempDir(), "admin.sock")
@@ -92,7 +93,7 @@ func TestMetricsSocketPathIsAFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.MetricsAddress = "unix://" + file
 	e, err := serveHTTP(context.Background(), cfg, filepath.Join(dir, "admin.sock"), nil, nil)
 	if err == nil {
@@ -155,7 +156,7 @@ func TestUsageOverTCP(t *testing.T) {
 			}
 			defer records.Close(ctx)
 			records.Record(ctx, usagestore.Event{Image: "app:1", Layer: layer, Served: true})
-			cfg := defaultConfig()
+			cfg := config.Default()
 			cfg.MetricsAddress = "127.0.0.1:0"
 			cfg.ExposeProfile = expose
 			admin := filepath.Join(t.TempDir(), "admin.sock")
@@ -198,7 +199,7 @@ func TestAdminSocketFailureKeepsServing(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.MetricsAddress = "127.0.0.1:0"
 	e, err := serveHTTP(ctx, cfg, filepath.Join(file, "admin.sock"), profileSource{}, nil)
 	if err != nil {
@@ -214,7 +215,7 @@ func TestAdminSocketFailureKeepsServing(t *testing.T) {
 // forever.
 func TestHTTPServersTimeouts(t *testing.T) {
 	ctx := context.Background()
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.MetricsAddress = "127.0.0.1:0"
 	e, err := serveHTTP(ctx, cfg, filepath.Join(t.TempDir(), "admin.sock"), nil, nil)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/bindmount"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/custody"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
@@ -68,21 +69,21 @@ type backend struct {
 // newBackend builds the configured layer filesystem: read-only bind
 // mounts, a FUSE manager in this process, or a separate FUSE server under
 // a fuseremote.Supervisor.
-func newBackend(ctx context.Context, cfg config, f flags) (backend, error) {
+func newBackend(ctx context.Context, cfg config.Config, f flags) (backend, error) {
 	repo := ducc.New(cfg.AbsoluteMountpoint)
 	records := new(usageRecords)
 	checkOwnership(ctx, repo)
 	sized := func(l snapshot.LayerFS) sizedLayerFS { return sizedLayerFS{LayerFS: l, repo: repo} }
 	nothing := func(context.Context) error { return nil }
-	if cfg.MountMode == modeBind || cfg.FUSEServer == fuseSeparate {
+	if cfg.MountMode == config.ModeBind || cfg.FUSEServer == config.FUSESeparate {
 		releaseCustody(ctx, f.root)
 	}
 	switch {
-	case cfg.MountMode == modeBind:
+	case cfg.MountMode == config.ModeBind:
 		return backend{layers: sized(bindmount.New(repo)), close: nothing}, nil
-	case cfg.FUSEServer == fuseSeparate:
-		sock := fuseServerSocket(cfg, f)
-		sup, err := fuseremote.NewSupervisor(f.root, sock, fuseServerCommand(f, sock), cfg.supervisorOpts()...)
+	case cfg.FUSEServer == config.FUSESeparate:
+		sock := cfg.FUSEServerSocketPath(f.root)
+		sup, err := fuseremote.NewSupervisor(f.root, sock, fuseServerCommand(f, sock), cfg.SupervisorOpts()...)
 		if err != nil {
 			return backend{}, err
 		}

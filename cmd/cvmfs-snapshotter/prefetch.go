@@ -5,7 +5,6 @@ import (
 	"flag"
 	"io"
 	"os"
-	"strconv"
 	"sync/atomic"
 
 	"github.com/containerd/errdefs"
@@ -53,18 +52,6 @@ func prefetchProfiles(repo *ducc.Repo, records *usageRecords) fusefs.ProfileSour
 		}
 		return out, nil
 	}
-}
-
-// prefetchOpts returns the prefetch option of cfg.
-func (c config) prefetchOpts(repo *ducc.Repo, records *usageRecords) []fusefs.Opt {
-	if !c.Prefetch {
-		return nil
-	}
-	opts := []fusefs.Opt{fusefs.WithPrefetch(prefetchProfiles(repo, records), c.PrefetchConcurrency, fusefs.DefaultPrefetchMaxBytes)}
-	if c.PrefetchPageCache {
-		opts = append(opts, fusefs.WithPrefetchPages([]string{"/proc/self/exe", pageReaderName, "--workers", strconv.Itoa(c.PrefetchConcurrency)}))
-	}
-	return opts
 }
 
 // pageReaderName is the subcommand that reads prefetched files through

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/ducctest"
@@ -48,14 +49,14 @@ func benchRemotePrepareFUSE(b *testing.B, acct string, mounted int) {
 	for i := range mounted + b.N {
 		writeBenchLayer(b, repoDir, benchLayer(i))
 	}
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.Accounting = acct
 	repo := ducc.New(repoDir)
 	m, err := newManager(cfg, repo, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	sopts, err := cfg.snapshotOpts()
+	sopts, err := cfg.SnapshotOpts()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/log"
 	"google.golang.org/grpc"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
 )
@@ -25,7 +26,7 @@ func run(ctx context.Context, f flags) error {
 	if err := log.SetLevel(f.logLevel); err != nil {
 		return fmt.Errorf("log level %q: %w", f.logLevel, err)
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, err := config.Load(f.config)
 	if err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func run(ctx context.Context, f flags) error {
 		}
 	}()
 
-	sopts, err := cfg.snapshotOpts()
+	sopts, err := cfg.SnapshotOpts()
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func run(ctx context.Context, f flags) error {
 	srv := grpc.NewServer()
 	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(sn))
 
-	endpoints, err := serveHTTP(ctx, cfg, adminSocket(cfg, f), be.stats, records)
+	endpoints, err := serveHTTP(ctx, cfg, cfg.AdminSocketPath(f.root), be.stats, records)
 	if err != nil {
 		l.Close()
 		return err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
@@ -17,9 +18,9 @@ import (
 // follow be's live accounting, and be's unmounts go through the store so
 // that a layer's session is folded into its record when its last mount
 // goes.
-func openUsage(ctx context.Context, cfg config, f flags, be *backend) (*usagestore.Store, error) {
+func openUsage(ctx context.Context, cfg config.Config, f flags, be *backend) (*usagestore.Store, error) {
 	repo := be.layers.repo
-	opts := append(cfg.usagestoreOpts(),
+	opts := append(cfg.UsagestoreOpts(),
 		usagestore.WithContents(func(ctx context.Context, layer digest.Digest) (usage.Contents, error) {
 			files, bytes, err := repo.Contents(ctx, layer)
 			return usage.Contents{Files: files, Bytes: bytes}, err

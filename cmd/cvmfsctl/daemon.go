@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/adminapi"
 )
 
 // daemonFlags are the flags of every subcommand that asks the daemon:
@@ -20,8 +22,18 @@ func (d *daemonFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&d.json, "json", false, "print the daemon's answer as JSON")
 }
 
-// client returns the base URL and HTTP client of the daemon.
-func (d *daemonFlags) client() (string, *http.Client, error) { return adminClient(d.address) }
+// client returns a client of the daemon's admin API at --address.
+func (d *daemonFlags) client() (*adminapi.Client, error) { return adminapi.NewClient(d.address) }
+
+// daemonError returns err with the daemon's message (it may name files
+// and images) fit for a terminal.
+func daemonError(err error) error {
+	var se *adminapi.StatusError
+	if errors.As(err, &se) {
+		return fmt.Errorf("GET %s: %s: %s", se.URL, se.Status, display(se.Message))
+	}
+	return err
+}
 
 // printJSON writes v indented.
 func printJSON(w io.Writer, v any) error {

@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/distribution/reference"
-
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 func runMissing(ctx context.Context, args []string, stdout io.Writer) error {
@@ -26,13 +24,13 @@ func runMissing(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) != 0 {
 		return errArgs("missing", "unexpected arguments %v", pos)
 	}
-	base, client, err := d.client()
+	client, err := d.client()
 	if err != nil {
 		return err
 	}
-	var images []usage.ImageUsage
-	if err := getJSON(ctx, client, base+"/usage/missing", &images); err != nil {
-		return err
+	images, err := client.Missing(ctx)
+	if err != nil {
+		return daemonError(err)
 	}
 	switch {
 	case d.json:

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -29,7 +28,7 @@ func runProfile(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) != 1 {
 		return errArgs("profile", "want one LAYER (sha256:...) or IMAGE, got %d arguments", len(pos))
 	}
-	base, client, err := d.client()
+	client, err := d.client()
 	if err != nil {
 		return err
 	}
@@ -37,13 +36,13 @@ func runProfile(ctx context.Context, args []string, stdout io.Writer) error {
 	if dg, err := digest.Parse(pos[0]); *publish && err != nil {
 		return errArgs("profile", "--publish wants a LAYER (sha256:...), got %q", pos[0])
 	} else if err == nil {
-		var u usage.LayerUsage
-		if err := getJSON(ctx, client, base+"/usage/profile?layer="+url.QueryEscape(dg.String()), &u); err != nil {
-			return err
+		u, err := client.LayerUsage(ctx, dg)
+		if err != nil {
+			return daemonError(err)
 		}
 		layers = []usage.LayerUsage{u}
-	} else if err := getJSON(ctx, client, base+"/usage/profile?image="+url.QueryEscape(pos[0]), &layers); err != nil {
-		return err
+	} else if layers, err = client.ImageUsage(ctx, pos[0]); err != nil {
+		return daemonError(err)
 	}
 	switch {
 	case *publish:

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -27,19 +26,17 @@ func runReport(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(images) == 0 {
 		return errArgs("report", "want one or more IMAGEs")
 	}
-	base, client, err := d.client()
+	client, err := d.client()
 	if err != nil {
 		return err
 	}
-	q := url.Values{"image": images}
 	var rows []usage.ReportRow
 	deadline := time.Now().Add(*wait)
 	for {
-		rows = nil
 		// The daemon counts layers in the background; a report waits
 		// only for its live figures.
-		if err := getJSONWithin(ctx, client, base+"/usage/report?"+q.Encode(), &rows, reportTimeout); err != nil {
-			return err
+		if rows, err = client.Report(ctx, images...); err != nil {
+			return daemonError(err)
 		}
 		if !counting(rows) || !time.Now().Before(deadline) {
 			break
@@ -67,13 +64,8 @@ func runReport(ctx context.Context, args []string, stdout io.Writer) error {
 	return printReport(stdout, rows)
 }
 
-const (
-	// reportTimeout bounds one report request (the daemon reads every
-	// layer's live figures, from a separate FUSE server if so configured).
-	reportTimeout = 2 * time.Minute
-	// reportPoll is how often report asks again while layers are counted.
-	reportPoll = 500 * time.Millisecond
-)
+// reportPoll is how often report asks again while layers are counted.
+const reportPoll = 500 * time.Millisecond
 
 func counting(rows []usage.ReportRow) bool {
 	for _, r := range rows {

@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
+	"github.com/opencontainers/go-digest"
 )
 
 func runStats(ctx context.Context, args []string, stdout io.Writer) error {
@@ -28,14 +23,15 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("stats: unexpected arguments %v", fs.Args())
 	}
-	base, client, err := d.client()
+	client, err := d.client()
 	if err != nil {
 		return err
 	}
 	if *layer != "" {
-		var profile []usage.FileAccess
-		if err := getJSON(ctx, client, base+"/stats/profile?layer="+url.QueryEscape(*layer), &profile); err != nil {
-			return err
+		// The daemon checks the digest.
+		profile, err := client.StatsProfile(ctx, digest.Digest(*layer))
+		if err != nil {
+			return daemonError(err)
 		}
 		if d.json {
 			return printJSON(stdout, profile)
@@ -47,9 +43,9 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	var stats []usage.LayerStats
-	if err := getJSON(ctx, client, base+"/stats", &stats); err != nil {
-		return err
+	stats, err := client.Stats(ctx)
+	if err != nil {
+		return daemonError(err)
 	}
 	if d.json {
 		return printJSON(stdout, stats)
@@ -81,48 +77,3 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 
 // defaultAdminSocket is the daemon's admin socket under its default --root.
 const defaultAdminSocket = "/var/lib/containerd-cvmfs-grpc/admin.sock"
-
-// adminClient returns the base URL and the HTTP client that reach address:
-// unix:///path (the daemon's admin socket, or a unix metrics-address) or
-// host:port.
-func adminClient(address string) (string, *http.Client, error) {
-	if path, ok := strings.CutPrefix(address, "unix://"); ok {
-		if !strings.HasPrefix(path, "/") {
-			return "", nil, fmt.Errorf("address %q: want unix:///absolute/path", address)
-		}
-		var d net.Dialer
-		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", path)
-		}}
-		return "http://admin", &http.Client{Transport: tr}, nil
-	}
-	return "http://" + strings.TrimPrefix(address, "http://"), http.DefaultClient, nil
-}
-
-// getJSON GETs url with client and decodes its JSON body into v, within 10 s.
-func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
-	return getJSONWithin(ctx, client, url, v, 10*time.Second)
-}
-
-// getJSONWithin is getJSON within timeout.
-func getJSONWithin(ctx context.Context, client *http.Client, url string, v any, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("query the daemon (its admin-socket, or metrics-address): %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, display(strings.TrimSpace(string(b))))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("decode %s: %w", url, err)
-	}
-	return nil
-}

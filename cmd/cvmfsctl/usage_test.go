@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/adminapi"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
@@ -52,7 +54,7 @@ func usageDaemon(t *testing.T) (string, digest.Digest) {
 	for range 2 {
 		st.Record(ctx, usagestore.Event{Image: "docker.io/library/zstd:1", Layer: b, Reason: "zstd"})
 	}
-	srv := httptest.NewServer(st.Handler())
+	srv := httptest.NewServer(adminapi.Handler(adminapi.Trusted, prometheus.NewRegistry(), nil, st))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://"), a
 }
@@ -203,7 +205,7 @@ func TestReportCounting(t *testing.T) {
 	}
 	defer st.Close(ctx)
 	st.Record(ctx, usagestore.Event{Image: "big:1", Layer: a, Served: true})
-	srv := httptest.NewServer(st.Handler())
+	srv := httptest.NewServer(adminapi.Handler(adminapi.Trusted, prometheus.NewRegistry(), nil, st))
 	defer srv.Close()
 	var out bytes.Buffer
 	if err := run(ctx, []string{"report", "--wait", "0s", "--address", strings.TrimPrefix(srv.URL, "http://"), "big:1"}, &out); err != nil {

@@ -2,15 +2,13 @@ package e2e
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/adminapi"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/test/harness"
 )
 
@@ -77,19 +75,13 @@ func TestMetricsScrape(t *testing.T) {
 
 func scrape(t *testing.T, ctx context.Context, env *harness.Env) map[string]*dto.MetricFamily {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+env.MetricsAddr+"/metrics", nil)
+	c, err := adminapi.NewClient(env.MetricsAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	mfs, err := c.Metrics(ctx)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
 	}
 	return mfs
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 )
 
 // repoName is the repository the daemon is configured for.
@@ -46,37 +48,46 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 		text := strings.NewReplacer("$T", dir, "$REPO", repoDir).Replace(o.SnapshotterConfig)
 		return path, "", os.WriteFile(path, []byte(text), 0o644)
 	}
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "repository = %q\nabsolute-mountpoint = %q\nlookup-timeout = \"5s\"\n", repoName, repoDir)
+	cfg := config.Default()
+	cfg.Repository = repoName
+	cfg.AbsoluteMountpoint = repoDir
+	cfg.LookupTimeout = config.Duration(5 * time.Second)
 	if o.MountMode != "" {
-		fmt.Fprintf(&cfg, "mount-mode = %q\n", o.MountMode)
+		cfg.MountMode = o.MountMode
 	}
 	if o.Accounting != "" {
-		fmt.Fprintf(&cfg, "accounting = %q\n", o.Accounting)
+		cfg.Accounting = o.Accounting
 	}
 	if o.SeparateFUSEServer {
-		fmt.Fprintf(&cfg, "fuse-server = \"separate\"\n")
+		cfg.FUSEServer = config.FUSESeparate
 	}
 	if o.NoPrefetch {
-		fmt.Fprintf(&cfg, "prefetch = false\n")
+		cfg.Prefetch = false
 	}
 	if o.PrefetchPageCache {
-		fmt.Fprintf(&cfg, "prefetch-page-cache = true\n")
+		cfg.PrefetchPageCache = true
 	}
 	if o.PrefetchConcurrency != 0 {
-		fmt.Fprintf(&cfg, "prefetch-concurrency = %d\n", o.PrefetchConcurrency)
+		cfg.PrefetchConcurrency = o.PrefetchConcurrency
 	}
 	if o.ProfileFlushInterval != "" {
-		fmt.Fprintf(&cfg, "profile-flush-interval = %q\n", o.ProfileFlushInterval)
+		if err := cfg.ProfileFlushInterval.UnmarshalText([]byte(o.ProfileFlushInterval)); err != nil {
+			return "", "", fmt.Errorf("profile-flush-interval: %w", err)
+		}
 	}
 	if o.Metrics {
 		if metrics, err = freeAddr(); err != nil {
 			return "", "", err
 		}
 		// The scenarios read per-file profiles over TCP (cvmfsctl stats --layer).
-		fmt.Fprintf(&cfg, "metrics-address = %q\nexpose-profile = true\n", metrics)
+		cfg.MetricsAddress = metrics
+		cfg.ExposeProfile = true
 	}
-	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
+	var b strings.Builder
+	if err := config.Encode(&b, cfg); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return "", "", err
 	}
 	return path, metrics, nil

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -17,7 +17,7 @@ import (
 )
 
 // configTableDoc is where the configuration table is documented.
-const configTableDoc = "../../docs/configuration.md"
+const configTableDoc = "../docs/configuration.md"
 
 // readmeConfigTable returns the rows of the documented configuration
 // table: each key (a row may document several) with its default cell.
@@ -64,13 +64,13 @@ func documentedDefault(t *testing.T, key, cell string) string {
 // option, as the config types hold them.
 var packageDefaults = map[string]any{
 	"repository":       ducc.DefaultRepository,
-	"lookup-timeout":   duration(snapshot.DefaultLookupTimeout),
+	"lookup-timeout":   Duration(snapshot.DefaultLookupTimeout),
 	"accounting":       usage.DefaultAccounting.String(),
-	"entry-timeout":    duration(fusefs.DefaultTimeout),
-	"attr-timeout":     duration(fusefs.DefaultTimeout),
-	"negative-timeout": duration(fusefs.DefaultTimeout),
+	"entry-timeout":    Duration(fusefs.DefaultTimeout),
+	"attr-timeout":     Duration(fusefs.DefaultTimeout),
+	"negative-timeout": Duration(fusefs.DefaultTimeout),
 	"attr-cache-size":  cache.DefaultSize,
-	"profile-limit":    fusefs.DefaultProfileLimit,
+	"profile-limit":    usage.DefaultProfileLimit,
 	"verify-chain":     snapshot.DefaultChainCheck,
 }
 
@@ -78,7 +78,7 @@ var packageDefaults = map[string]any{
 // keys the daemon reads, each with the default the code uses.
 func TestConfigTableDocumented(t *testing.T) {
 	rows := readmeConfigTable(t)
-	def, err := loadConfig("")
+	def, err := Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +88,8 @@ func TestConfigTableDocumented(t *testing.T) {
 	placeholder := func(p string) string { return strings.Replace(p, root, "<root>", 1) }
 	derived := map[string]string{
 		"absolute-mountpoint": strings.Replace(def.AbsoluteMountpoint, def.Repository, "<repository>", 1),
-		"fuse-server-socket":  placeholder(fuseServerSocket(def, flags{root: root})),
-		"admin-socket":        placeholder(adminSocket(def, flags{root: root})),
+		"fuse-server-socket":  placeholder(def.FUSEServerSocketPath(root)),
+		"admin-socket":        placeholder(def.AdminSocketPath(root)),
 	}
 
 	v := reflect.ValueOf(def)
@@ -118,7 +118,7 @@ func TestConfigTableDocumented(t *testing.T) {
 		switch f.Type.Kind() {
 		case reflect.String:
 			literal = `"` + doc + `"`
-		case reflect.Int64: // duration
+		case reflect.Int64: // Duration
 			literal = `"` + doc + `"`
 		}
 		parsed := reflect.New(v.Type())

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"context"
@@ -9,23 +9,21 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 )
 
 func TestLoadConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		toml    string
-		check   func(config) bool
+		check   func(Config) bool
 		wantErr bool
 	}{
-		{"defaults", "", func(c config) bool {
+		{"defaults", "", func(c Config) bool {
 			return c.Repository == "unpacked.cern.ch" && c.AbsoluteMountpoint == "/cvmfs/unpacked.cern.ch" &&
-				c.MountMode == modeFUSE && time.Duration(c.LookupTimeout) == 10*time.Second && c.MetricsAddress == "" &&
-				c.FUSEServer == fuseInProcess && c.VerifyChain
+				c.MountMode == ModeFUSE && time.Duration(c.LookupTimeout) == 10*time.Second && c.MetricsAddress == "" &&
+				c.FUSEServer == FUSEInProcess && c.VerifyChain
 		}, false},
-		{"repository sets the mountpoint", `repository = "sft.cern.ch"`, func(c config) bool {
+		{"repository sets the mountpoint", `repository = "sft.cern.ch"`, func(c Config) bool {
 			return c.AbsoluteMountpoint == "/cvmfs/sft.cern.ch"
 		}, false},
 		{"every key", `
@@ -46,16 +44,16 @@ admin-socket = "/run/cvmfs-admin.sock"
 expose-profile = true
 overlay-userxattr = "off"
 verify-chain = false
-`, func(c config) bool {
-			return c.AbsoluteMountpoint == "/srv/layers" && c.MountMode == modeBind && time.Duration(c.LookupTimeout) == 3*time.Second &&
+`, func(c Config) bool {
+			return c.AbsoluteMountpoint == "/srv/layers" && c.MountMode == ModeBind && time.Duration(c.LookupTimeout) == 3*time.Second &&
 				c.Accounting == "bytes" && time.Duration(c.AttrTimeout) == 2*time.Minute && c.AttrCacheSize == 10 && c.MetricsAddress == "127.0.0.1:9783" &&
-				c.FUSEServer == fuseSeparate && c.FUSEServerSocket == "/run/cvmfs-fuse.sock" && c.ProfileLimit == 0 &&
+				c.FUSEServer == FUSESeparate && c.FUSEServerSocket == "/run/cvmfs-fuse.sock" && c.ProfileLimit == 0 &&
 				c.AdminSocket == "/run/cvmfs-admin.sock" && c.ExposeProfile && c.OverlayUserxattr == "off" && !c.VerifyChain
 		}, false},
-		{"zero kernel cache timeouts turn the caches off", `entry-timeout = "0s"` + "\n" + `attr-timeout = "0s"` + "\n" + `negative-timeout = "0s"`, func(c config) bool {
+		{"zero kernel cache timeouts turn the caches off", `entry-timeout = "0s"` + "\n" + `attr-timeout = "0s"` + "\n" + `negative-timeout = "0s"`, func(c Config) bool {
 			return c.EntryTimeout == 0 && c.AttrTimeout == 0 && c.NegativeTimeout == 0
 		}, false},
-		{"unix metrics address", `metrics-address = "unix:///run/m.sock"`, func(c config) bool { return c.MetricsAddress == "unix:///run/m.sock" }, false},
+		{"unix metrics address", `metrics-address = "unix:///run/m.sock"`, func(c Config) bool { return c.MetricsAddress == "unix:///run/m.sock" }, false},
 		{"bad fuse-server", `fuse-server = "remote"`, nil, true},
 		{"unknown key", `repositry = "x"`, nil, true},
 		{"bad mode", `mount-mode = "nfs"`, nil, true},
@@ -75,7 +73,7 @@ verify-chain = false
 					t.Fatal(err)
 				}
 			}
-			cfg, err := loadConfig(path)
+			cfg, err := Load(path)
 			if tc.wantErr {
 				if !errdefs.IsInvalidArgument(err) {
 					t.Fatalf("loadConfig = %+v, %v; want ErrInvalidArgument", cfg, err)
@@ -86,7 +84,7 @@ verify-chain = false
 				t.Fatalf("loadConfig = %+v, %v", cfg, err)
 			}
 			// A configuration that loads is one the daemon starts with.
-			m, err := newManager(cfg, ducc.New(cfg.AbsoluteMountpoint), nil)
+			m, err := cfg.manager()
 			if err != nil {
 				t.Fatalf("loadConfig accepted %+v but the FUSE manager refuses it: %v", cfg, err)
 			}
@@ -138,7 +136,7 @@ func TestConfigBadValues(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.toml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := loadConfig(path)
+			cfg, err := Load(path)
 			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("loadConfig = %+v, %v; want ErrInvalidArgument mentioning %q", cfg, err, tc.want)
 			}
@@ -147,7 +145,7 @@ func TestConfigBadValues(t *testing.T) {
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
-	if _, err := loadConfig(filepath.Join(t.TempDir(), "absent.toml")); err == nil {
+	if _, err := Load(filepath.Join(t.TempDir(), "absent.toml")); err == nil {
 		t.Fatal("a missing config file must be an error")
 	}
 }
@@ -158,45 +156,43 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(`mount-mode = "bind"` + "\n" + `lookup-timeout = "1s"`)
 	f.Add(`attr-cache-size = -1`)
 	f.Fuzz(func(t *testing.T, s string) {
-		cfg := defaultConfig()
-		if err := parseConfig([]byte(s), &cfg); err != nil {
+		cfg := Default()
+		if err := Parse([]byte(s), &cfg); err != nil {
 			return
 		}
-		_ = cfg.validate()
+		_ = cfg.Validate()
 	})
 }
 
-func TestFlags(t *testing.T) {
-	var out strings.Builder
-	f, err := parseFlags([]string{"--address", "/tmp/s.sock", "--root=/tmp/r", "--log-level", "debug", "--config", "c.toml"}, &out)
-	if err != nil || f.address != "/tmp/s.sock" || f.root != "/tmp/r" || f.logLevel != "debug" || f.config != "c.toml" {
-		t.Fatalf("parseFlags = %+v, %v", f, err)
+// TestEncode: what Encode writes, Load reads back as it was, defaults and
+// every key set alike.
+func TestEncode(t *testing.T) {
+	set := Default()
+	set.AbsoluteMountpoint = "/srv/layers"
+	set.MountMode = ModeBind
+	set.LookupTimeout = Duration(3 * time.Second)
+	set.EntryTimeout = 0
+	set.ProfileLimit = 0
+	set.FUSEServer = FUSESeparate
+	set.MetricsAddress = "127.0.0.1:9783"
+	set.ExposeProfile = true
+	set.Prefetch = false
+	def, err := Load("")
+	if err != nil {
+		t.Fatal(err)
 	}
-	f, err = parseFlags(nil, &out)
-	if err != nil || f.address != defaultAddress || f.root != defaultRoot {
-		t.Fatalf("defaults = %+v, %v", f, err)
-	}
-	out.Reset()
-	if _, err := parseFlags([]string{"--help"}, &out); err == nil {
-		t.Fatal("--help must stop")
-	}
-	for _, flag := range []string{"--address", "--config", "--log-level", "--root", "--version"} {
-		if !strings.Contains(out.String(), flag) {
-			t.Errorf("--help does not show %s:\n%s", flag, out.String())
+	for _, want := range []Config{def, set} {
+		var b strings.Builder
+		if err := Encode(&b, want); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if _, err := parseFlags([]string{"extra"}, &out); err == nil {
-		t.Fatal("stray arguments must be an error")
-	}
-}
-
-func TestIsLoopback(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"127.0.0.1:9783": true, "[::1]:9783": true, "localhost:1": true,
-		"0.0.0.0:9783": false, ":9783": false, "10.0.0.1:80": false, "garbage": false,
-	} {
-		if got := isLoopback(addr); got != want {
-			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		path := filepath.Join(t.TempDir(), "config.toml")
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Load(path)
+		if err != nil || got != want {
+			t.Errorf("Load(Encode(%+v)) = %+v, %v\n%s", want, got, err, b.String())
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package metrics
+package adminapi
 
 import (
 	"net/http"

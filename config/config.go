@@ -1,10 +1,11 @@
-package main
+package config
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -24,19 +25,20 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
-// Mount modes, and where FUSE mounts are served.
+// Mount modes (mount-mode), and where FUSE mounts are served (fuse-server).
 const (
-	modeFUSE = "fuse"
-	modeBind = "bind"
+	ModeFUSE = "fuse"
+	ModeBind = "bind"
 
-	fuseInProcess = "in-process"
-	fuseSeparate  = "separate"
+	FUSEInProcess = "in-process"
+	FUSESeparate  = "separate"
 )
 
-// duration is a time.Duration written as a Go duration string in TOML.
-type duration time.Duration
+// Duration is a time.Duration written as a Go duration string in TOML;
+// negative durations are refused.
+type Duration time.Duration
 
-func (d *duration) UnmarshalText(b []byte) error {
+func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
 		return err
@@ -44,17 +46,18 @@ func (d *duration) UnmarshalText(b []byte) error {
 	if v < 0 {
 		return fmt.Errorf("negative duration %q", b)
 	}
-	*d = duration(v)
+	*d = Duration(v)
 	return nil
 }
 
-func (d duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
-// config is the daemon's TOML configuration. The first two keys are those
+// Config is the daemon's TOML configuration. The first two keys are those
 // of the cvmfs_snapshotter this daemon replaces. It only maps keys to the
-// packages' options: defaults are the packages' own constants, and the
-// packages' own option code validates the values (see validate).
-type config struct {
+// packages' options (options.go): defaults are the packages' own
+// constants, and the packages' own option code validates the values (see
+// Validate).
+type Config struct {
 	// Repository is the CVMFS repository holding the layers.
 	Repository string `toml:"repository"`
 	// AbsoluteMountpoint is where the repository is mounted; default
@@ -64,16 +67,16 @@ type config struct {
 	MountMode string `toml:"mount-mode"`
 	// LookupTimeout bounds a layer lookup and mount at Prepare; it must be
 	// positive (snapshot.WithLookupTimeout).
-	LookupTimeout duration `toml:"lookup-timeout"`
+	LookupTimeout Duration `toml:"lookup-timeout"`
 	// Accounting is the FUSE accounting mode: "reads" (default), "open" or
 	// "bytes" (usage.ParseAccounting).
 	Accounting string `toml:"accounting"`
 	// EntryTimeout, AttrTimeout and NegativeTimeout are the kernel's FUSE
 	// cache timeouts; layers are immutable, so they can be long. 0 turns
 	// that kernel cache off.
-	EntryTimeout    duration `toml:"entry-timeout"`
-	AttrTimeout     duration `toml:"attr-timeout"`
-	NegativeTimeout duration `toml:"negative-timeout"`
+	EntryTimeout    Duration `toml:"entry-timeout"`
+	AttrTimeout     Duration `toml:"attr-timeout"`
+	NegativeTimeout Duration `toml:"negative-timeout"`
 	// AttrCacheSize bounds the shared attribute cache, in entries (≥ 1).
 	AttrCacheSize int `toml:"attr-cache-size"`
 	// ProfileLimit bounds the per-file access profile of each layer; 0
@@ -83,7 +86,7 @@ type config struct {
 	// <root>/usage are written from the live accounting (they are also
 	// written around every unmount and at shutdown); 0 writes them only
 	// then (usagestore.WithFlushInterval).
-	ProfileFlushInterval duration `toml:"profile-flush-interval"`
+	ProfileFlushInterval Duration `toml:"profile-flush-interval"`
 	// FUSEServer is "in-process" (default: the daemon serves its FUSE
 	// mounts, and its custody keeps them through restarts) or "separate"
 	// (a detached cvmfs-snapshotter fuse-server process serves them and
@@ -123,21 +126,21 @@ type config struct {
 	PrefetchPageCache bool `toml:"prefetch-page-cache"`
 }
 
-// defaultConfig returns the defaults: the packages' own where a package
-// owns the value.
-func defaultConfig() config {
-	return config{
+// Default returns the defaults: the packages' own where a package owns the
+// value.
+func Default() Config {
+	return Config{
 		Repository:           ducc.DefaultRepository,
-		MountMode:            modeFUSE,
-		LookupTimeout:        duration(snapshot.DefaultLookupTimeout),
+		MountMode:            ModeFUSE,
+		LookupTimeout:        Duration(snapshot.DefaultLookupTimeout),
 		Accounting:           usage.DefaultAccounting.String(),
-		EntryTimeout:         duration(fusefs.DefaultTimeout),
-		AttrTimeout:          duration(fusefs.DefaultTimeout),
-		NegativeTimeout:      duration(fusefs.DefaultTimeout),
+		EntryTimeout:         Duration(fusefs.DefaultTimeout),
+		AttrTimeout:          Duration(fusefs.DefaultTimeout),
+		NegativeTimeout:      Duration(fusefs.DefaultTimeout),
 		AttrCacheSize:        cache.DefaultSize,
-		ProfileLimit:         fusefs.DefaultProfileLimit,
-		ProfileFlushInterval: duration(usagestore.DefaultFlushInterval),
-		FUSEServer:           fuseInProcess,
+		ProfileLimit:         usage.DefaultProfileLimit,
+		ProfileFlushInterval: Duration(usagestore.DefaultFlushInterval),
+		FUSEServer:           FUSEInProcess,
 		OverlayUserxattr:     snapshot.UserxattrAuto.String(),
 		VerifyChain:          snapshot.DefaultChainCheck,
 		Prefetch:             true,
@@ -145,26 +148,29 @@ func defaultConfig() config {
 	}
 }
 
-// loadConfig reads path (if not empty) over the defaults. Unknown keys are
-// an error, so that a typo does not silently fall back to a default.
-func loadConfig(path string) (config, error) {
-	cfg := defaultConfig()
+// Load reads path (if not empty) over the defaults and validates the
+// result. Unknown keys are an error, so that a typo does not silently fall
+// back to a default.
+func Load(path string) (Config, error) {
+	cfg := Default()
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return config{}, fmt.Errorf("read config: %w", err)
+			return Config{}, fmt.Errorf("read config: %w", err)
 		}
-		if err := parseConfig(b, &cfg); err != nil {
-			return config{}, fmt.Errorf("config %s: %w", path, err)
+		if err := Parse(b, &cfg); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
 	if cfg.AbsoluteMountpoint == "" {
 		cfg.AbsoluteMountpoint = ducc.DefaultMountpoint(cfg.Repository)
 	}
-	return cfg, cfg.validate()
+	return cfg, cfg.Validate()
 }
 
-func parseConfig(b []byte, cfg *config) error {
+// Parse decodes the TOML b over cfg. Unknown keys are an error; every
+// error wraps errdefs.ErrInvalidArgument.
+func Parse(b []byte, cfg *Config) error {
 	dec := toml.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(cfg); err != nil {
@@ -177,20 +183,20 @@ func parseConfig(b []byte, cfg *config) error {
 	return nil
 }
 
-// validate checks the keys cmd owns, then runs the packages' own checks
-// through the very mapping the daemon uses (snapshotOpts, newManager), so
-// that a configuration that loads is one the daemon starts with. Every
-// error wraps errdefs.ErrInvalidArgument.
-func (c config) validate() error {
+// Validate checks the keys no package owns, then runs the packages' own
+// checks through the very mapping the daemon uses (SnapshotOpts, FusefsOpts,
+// PrefetchOpts), so that a configuration that loads is one the daemon
+// starts with. Every error wraps errdefs.ErrInvalidArgument.
+func (c Config) Validate() error {
 	switch c.MountMode {
-	case modeFUSE, modeBind:
+	case ModeFUSE, ModeBind:
 	default:
-		return fmt.Errorf("mount-mode %q: want %q or %q: %w", c.MountMode, modeFUSE, modeBind, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("mount-mode %q: want %q or %q: %w", c.MountMode, ModeFUSE, ModeBind, errdefs.ErrInvalidArgument)
 	}
 	switch c.FUSEServer {
-	case fuseInProcess, fuseSeparate:
+	case FUSEInProcess, FUSESeparate:
 	default:
-		return fmt.Errorf("fuse-server %q: want %q or %q: %w", c.FUSEServer, fuseInProcess, fuseSeparate, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("fuse-server %q: want %q or %q: %w", c.FUSEServer, FUSEInProcess, FUSESeparate, errdefs.ErrInvalidArgument)
 	}
 	if c.Repository == "" {
 		return fmt.Errorf("repository is empty: %w", errdefs.ErrInvalidArgument)
@@ -216,14 +222,14 @@ func (c config) validate() error {
 	if err := validateMetricsAddress(c.MetricsAddress); err != nil {
 		return err
 	}
-	sopts, err := c.snapshotOpts()
+	sopts, err := c.SnapshotOpts()
 	if err != nil {
 		return err
 	}
 	if err := snapshot.ValidateOpts(sopts...); err != nil {
 		return fmt.Errorf("lookup-timeout: %w", err)
 	}
-	m, err := newManager(c, ducc.New(c.AbsoluteMountpoint), nil)
+	m, err := c.manager()
 	if err != nil {
 		if !errdefs.IsInvalidArgument(err) {
 			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
@@ -286,4 +292,31 @@ func validHost(host string) bool {
 		}
 	}
 	return true
+}
+
+// Encode writes c as TOML, every key, in the form Parse reads.
+func Encode(w io.Writer, c Config) error {
+	return toml.NewEncoder(w).Encode(c)
+}
+
+// AdminSocketPath returns the admin socket's path: admin-socket, or
+// <root>/admin.sock.
+func (c Config) AdminSocketPath(root string) string {
+	if c.AdminSocket != "" {
+		return c.AdminSocket
+	}
+	return filepath.Join(root, "admin.sock")
+}
+
+// FUSEServerSocketPath returns fuse-server-socket, or
+// <root>/fuse-server.sock, made absolute.
+func (c Config) FUSEServerSocketPath(root string) string {
+	sock := c.FUSEServerSocket
+	if sock == "" {
+		sock = filepath.Join(root, "fuse-server.sock")
+	}
+	if abs, err := filepath.Abs(sock); err == nil {
+		sock = abs
+	}
+	return sock
 }
