@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
@@ -69,7 +70,7 @@ func MetricsListener(address string, exposeProfile bool) Listener {
 // Handler serves the routes l serves: PathMetrics from g, PathStats and
 // PathStatsProfile from src (nil in bind mode: empty arrays), the usage
 // routes from records (nil: not served).
-func Handler(l Listener, g prometheus.Gatherer, src metrics.Source, records *usagestore.Store) http.Handler {
+func Handler(l Listener, g prometheus.Gatherer, src usage.Source, records *usagestore.Store) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(PathMetrics, promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.Handle(PathStats, metrics.StatsHandler(src))

@@ -16,12 +16,12 @@ import (
 // fakeSource gives one mounted layer's figures and profile.
 type fakeSource struct{}
 
-func (fakeSource) Stats() []usage.LayerStats {
-	return []usage.LayerStats{{Layer: layer, Mounts: 1, Accounting: usage.AccountReads, Opens: 7}}
+func (fakeSource) Stats() ([]usage.LayerStats, error) {
+	return []usage.LayerStats{{Layer: layer, Mounts: 1, Accounting: usage.AccountReads, Opens: 7}}, nil
 }
 
-func (fakeSource) Profile(digest.Digest) []usage.FileAccess {
-	return []usage.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}
+func (fakeSource) Profile(digest.Digest) ([]usage.FileAccess, error) {
+	return []usage.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}, nil
 }
 
 var layer = digest.FromString("layer")

@@ -81,7 +81,7 @@ func TestAccounting(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			m, mp, layer := mountLayer(t, src, WithAccounting(mode))
 			workload(t, mp)
-			stats := m.Stats()
+			stats := statsOf(t, m)
 			if len(stats) != 1 || stats[0].Layer != layer {
 				t.Fatalf("stats = %+v, want one entry for %s", stats, layer)
 			}
@@ -111,7 +111,7 @@ func TestAccounting(t *testing.T) {
 				t.Errorf("access times %v, %v", s.FirstAccess, s.LastAccess)
 			}
 			prof := map[string]usage.FileAccess{}
-			for _, fa := range m.Profile(layer) {
+			for _, fa := range profileOf(t, m, layer) {
 				prof[fa.Path] = fa
 			}
 			switch {
@@ -198,7 +198,7 @@ func TestMountDevAsksServerNothing(t *testing.T) {
 	requireFUSE(t)
 	m, mp, _ := mountLayer(t, t.TempDir(), WithAccounting(AccountBytes), WithTimeouts(0, 0, 0))
 	requests := func() int64 {
-		s := m.Stats()
+		s := statsOf(t, m)
 		if len(s) != 1 {
 			t.Fatalf("Stats = %+v, want one layer", s)
 		}

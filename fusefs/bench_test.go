@@ -61,7 +61,7 @@ func variants(b *testing.B, src string) []benchVariant {
 	}
 	mOpen, open, _ := mountLayer(b, src, WithAccounting(AccountOpen))
 	openName := "fuse-passthrough"
-	if s := mOpen.Stats(); len(s) != 1 || !s[0].Passthrough {
+	if s := statsOf(b, mOpen); len(s) != 1 || !s[0].Passthrough {
 		openName = "fuse-open-NO-passthrough"
 	}
 	_, bytesMnt, _ := mountLayer(b, src, WithAccounting(AccountBytes))

@@ -60,7 +60,7 @@ func TestConcurrentAccess(t *testing.T) {
 						errs <- err
 						return
 					}
-					_ = m.Stats()
+					_ = statsOf(t, m)
 					if err := m.Unmount(ctx, mp3); err != nil {
 						errs <- err
 						return
@@ -72,7 +72,7 @@ func TestConcurrentAccess(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			s := m.Stats()[0]
+			s := statsOf(t, m)[0]
 			if s.Opens < 200 || s.UniqueFiles != 200 || s.Panics != 0 {
 				t.Errorf("opens %d unique %d panics %d", s.Opens, s.UniqueFiles, s.Panics)
 			}

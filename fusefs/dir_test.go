@@ -69,14 +69,14 @@ func TestLargeDirectory(t *testing.T) {
 		t.Fatalf("listing has %d entries, want %d; first differences: %v", len(got), len(want), firstDiff(got, want))
 	}
 	first := walk()
-	before := m.Stats()[0]
+	before := statsOf(t, m)[0]
 	if got := list(); !slices.Equal(got, want) {
 		t.Fatalf("second listing differs")
 	}
 	if again := walk(); again != first {
 		t.Fatalf("second walk saw %d entries, first %d", again, first)
 	}
-	after := m.Stats()[0]
+	after := statsOf(t, m)[0]
 	if after.Lookups != before.Lookups || after.Readdirs != before.Readdirs || after.Getattrs != before.Getattrs {
 		t.Errorf("warm walk reached the daemon: lookups %d->%d readdirs %d->%d getattrs %d->%d",
 			before.Lookups, after.Lookups, before.Readdirs, after.Readdirs, before.Getattrs, after.Getattrs)

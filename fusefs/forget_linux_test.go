@@ -34,20 +34,20 @@ func TestLayerStateDroppedWithLastMount(t *testing.T) {
 	if err := m.Unmount(ctx, mp1); err != nil {
 		t.Fatal(err)
 	}
-	if s := m.Stats(); len(s) != 1 || s[0].Mounts != 1 || s[0].Opens == 0 {
+	if s := statsOf(t, m); len(s) != 1 || s[0].Mounts != 1 || s[0].Opens == 0 {
 		t.Fatalf("stats with one mount left = %+v; want the layer, 1 mount, its opens kept", s)
 	}
-	if p := m.Profile(layer); len(p) != 1 || p[0].Path != "bin/tool" {
+	if p := profileOf(t, m, layer); len(p) != 1 || p[0].Path != "bin/tool" {
 		t.Fatalf("profile with one mount left = %+v", p)
 	}
 
 	if err := m.Unmount(ctx, mp2); err != nil {
 		t.Fatal(err)
 	}
-	if s := m.Stats(); len(s) != 0 {
+	if s := statsOf(t, m); len(s) != 0 {
 		t.Errorf("stats after the last unmount = %+v, want none", s)
 	}
-	if p := m.Profile(layer); p != nil {
+	if p := profileOf(t, m, layer); p != nil {
 		t.Errorf("profile after the last unmount = %+v, want nil", p)
 	}
 	if n := layerStates(m); n != 0 {
@@ -58,7 +58,7 @@ func TestLayerStateDroppedWithLastMount(t *testing.T) {
 	if err := m.Mount(ctx, mp1, layer); err != nil {
 		t.Fatal(err)
 	}
-	if s := m.Stats(); len(s) != 1 || s[0].Mounts != 1 || s[0].Opens != 0 {
+	if s := statsOf(t, m); len(s) != 1 || s[0].Mounts != 1 || s[0].Opens != 0 {
 		t.Errorf("stats after mounting again = %+v, want 1 mount and no opens", s)
 	}
 

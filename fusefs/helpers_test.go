@@ -5,6 +5,7 @@ package fusefs
 import (
 	"context"
 	"fmt"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,4 +97,24 @@ func writeFile(t testing.TB, root, rel, content string) {
 // logEntry returns a logger entry for code under test that logs.
 func logEntry(t testing.TB) *log.Entry {
 	return log.G(context.Background()).WithField("test", t.Name())
+}
+
+// statsOf returns m's per-layer figures.
+func statsOf(t testing.TB, m *Manager) []usage.LayerStats {
+	t.Helper()
+	st, err := m.Stats()
+	if err != nil {
+		t.Errorf("stats: %v", err)
+	}
+	return st
+}
+
+// profileOf returns m's profile of layer.
+func profileOf(t testing.TB, m *Manager, layer digest.Digest) []usage.FileAccess {
+	t.Helper()
+	p, err := m.Profile(layer)
+	if err != nil {
+		t.Errorf("profile of %s: %v", layer, err)
+	}
+	return p
 }

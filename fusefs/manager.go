@@ -314,7 +314,7 @@ func (m *Manager) forget(mountpoint string) *mount {
 // the Source (within a few seconds), to report those removed from it. A layer's figures are summed over its
 // mounts since it was last unmounted everywhere: the last Unmount of a
 // layer drops them.
-func (m *Manager) Stats() []usage.LayerStats {
+func (m *Manager) Stats() ([]usage.LayerStats, error) {
 	m.probeAll(context.Background())
 	m.mu.Lock()
 	out := make([]usage.LayerStats, 0, len(m.layers))
@@ -335,19 +335,19 @@ func (m *Manager) Stats() []usage.LayerStats {
 		accts[i].stats(&out[i])
 	}
 	slices.SortFunc(out, func(a, b usage.LayerStats) int { return strings.Compare(string(a.Layer), string(b.Layer)) })
-	return out
+	return out, nil
 }
 
 // Profile returns the per-file access profile of layer, most bytes first;
 // nil for a layer not mounted now.
-func (m *Manager) Profile(layer digest.Digest) []usage.FileAccess {
+func (m *Manager) Profile(layer digest.Digest) ([]usage.FileAccess, error) {
 	m.mu.Lock()
 	ls := m.layers[layer]
 	m.mu.Unlock()
 	if ls == nil {
-		return nil
+		return nil, nil
 	}
-	return ls.acct.profile()
+	return ls.acct.profile(), nil
 }
 
 // cleanMountpoint returns the absolute, clean form of mountpoint.

@@ -86,7 +86,7 @@ func TestManagerLifecycle(t *testing.T) {
 		t.Error("LayerFromFsName accepted a foreign source")
 	}
 
-	s := m.Stats()
+	s := statsOf(t, m)
 	if len(s) != 1 || s[0].Mounts != 2 {
 		t.Errorf("stats %+v, want one layer with 2 mounts", s)
 	}
@@ -99,7 +99,7 @@ func TestManagerLifecycle(t *testing.T) {
 	if ok, _ := mountutil.IsMounted(mp2); ok {
 		t.Error("still mounted after Unmount")
 	}
-	if s := m.Stats(); s[0].Mounts != 1 {
+	if s := statsOf(t, m); s[0].Mounts != 1 {
 		t.Errorf("mounts after unmount = %d, want 1", s[0].Mounts)
 	}
 
@@ -296,7 +296,7 @@ func TestMountFailureLeavesNothing(t *testing.T) {
 	if ok, _ := mountutil.IsMounted(mp); ok {
 		t.Error("mount left behind after a failed Mount")
 	}
-	if s := m.Stats(); len(s) != 0 {
+	if s := statsOf(t, m); len(s) != 0 {
 		t.Errorf("stats after a failed mount: %+v, want none", s)
 	}
 }

@@ -19,7 +19,7 @@ import (
 // layerStats returns the one layer's accounting of m.
 func layerStats(t *testing.T, m *Manager) usage.LayerStats {
 	t.Helper()
-	st := m.Stats()
+	st := statsOf(t, m)
 	if len(st) != 1 {
 		t.Fatalf("stats of %d layers, want 1", len(st))
 	}
@@ -133,7 +133,7 @@ func TestPrefetchPages(t *testing.T) {
 	if st.PrefetchFiles != int64(len(names)) {
 		t.Fatalf("prefetch read %d files, want the %d regular files of the profile", st.PrefetchFiles, len(names))
 	}
-	if st.Reads != 0 || st.Opens != 0 || st.BytesRead != 0 || len(m.Profile(st.Layer)) != 0 {
+	if st.Reads != 0 || st.Opens != 0 || st.BytesRead != 0 || len(profileOf(t, m, st.Layer)) != 0 {
 		t.Fatalf("prefetch through the mount counted as workload reads: %+v", st)
 	}
 	for i, name := range names {

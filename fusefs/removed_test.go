@@ -24,7 +24,7 @@ func TestLayerRemovedFromStore(t *testing.T) {
 	ctx := context.Background()
 	removed := func() bool {
 		t.Helper()
-		st := m.Stats()
+		st := statsOf(t, m)
 		if len(st) != 1 {
 			t.Fatalf("stats = %+v", st)
 		}

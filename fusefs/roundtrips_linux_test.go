@@ -77,7 +77,7 @@ func TestReadsModeOpensWithoutRoundTrip(t *testing.T) {
 		t.Fatalf("pread = %q, %v", buf, err)
 	}
 	prof := map[string]usage.FileAccess{}
-	for _, fa := range m.Profile(layer) {
+	for _, fa := range profileOf(t, m, layer) {
 		prof[fa.Path] = fa
 	}
 	if prof["f"] != (usage.FileAccess{Path: "f", Opens: 1, Bytes: 7}) {

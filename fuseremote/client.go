@@ -123,19 +123,9 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return c.call(ctx, c.callTimeout, http.MethodPost, pathShutdown, struct{}{}, nil)
 }
 
-// Stats returns the server's per-layer accounting, or nil (logged) when it
-// cannot be reached.
-func (c *Client) Stats() []usage.LayerStats {
-	st, err := c.ReadStats()
-	if err != nil {
-		log.G(context.Background()).WithError(err).Warn("failed to read the FUSE server's stats")
-	}
-	return st
-}
-
-// ReadStats returns the server's per-layer accounting, or the error that
-// kept it from answering.
-func (c *Client) ReadStats() ([]usage.LayerStats, error) {
+// Stats returns the server's per-layer accounting, or the error that kept
+// it from answering.
+func (c *Client) Stats() ([]usage.LayerStats, error) {
 	return c.stats(context.Background())
 }
 
@@ -145,19 +135,9 @@ func (c *Client) stats(ctx context.Context) ([]usage.LayerStats, error) {
 	return st, err
 }
 
-// Profile returns one layer's per-file profile, or nil (logged) when the
-// server cannot be reached.
-func (c *Client) Profile(layer digest.Digest) []usage.FileAccess {
-	prof, err := c.ReadProfile(layer)
-	if err != nil {
-		log.G(context.Background()).WithError(err).Warn("failed to read the FUSE server's profile")
-	}
-	return prof
-}
-
-// ReadProfile returns one layer's per-file profile, or the error that kept
-// the server from answering.
-func (c *Client) ReadProfile(layer digest.Digest) ([]usage.FileAccess, error) {
+// Profile returns one layer's per-file profile, or the error that kept the
+// server from answering.
+func (c *Client) Profile(layer digest.Digest) ([]usage.FileAccess, error) {
 	var prof []usage.FileAccess
 	if err := c.call(context.Background(), c.callTimeout, http.MethodGet, pathProfile+"?layer="+url.QueryEscape(layer.String()), nil, &prof); err != nil {
 		return nil, err

@@ -59,7 +59,7 @@ func TestClientDeadlines(t *testing.T) {
 			"Unmount":  func() error { return c.Unmount(ctx, "/r/snapshots/1/fs") },
 			"Shutdown": func() error { return c.Shutdown(ctx) },
 			"Stats": func() error {
-				if st := c.Stats(); st != nil {
+				if st, err := c.Stats(); err == nil || st != nil {
 					return errors.New("stats from nowhere")
 				}
 				return ErrNoAnswer

@@ -71,12 +71,12 @@ func (f *fakeManager) Close(ctx context.Context) error {
 	return nil
 }
 
-func (f *fakeManager) Stats() []usage.LayerStats {
-	return []usage.LayerStats{{Layer: f.present, Mounts: len(f.mounted), Opens: 3, Errors: map[string]int64{"EIO": 1}}}
+func (f *fakeManager) Stats() ([]usage.LayerStats, error) {
+	return []usage.LayerStats{{Layer: f.present, Mounts: len(f.mounted), Opens: 3, Errors: map[string]int64{"EIO": 1}}}, nil
 }
 
-func (f *fakeManager) Profile(layer digest.Digest) []usage.FileAccess {
-	return []usage.FileAccess{{Path: "bin/sh", Opens: 1, Bytes: 10}}
+func (f *fakeManager) Profile(layer digest.Digest) ([]usage.FileAccess, error) {
+	return []usage.FileAccess{{Path: "bin/sh", Opens: 1, Bytes: 10}}, nil
 }
 
 // serve serves m on a socket for a daemon whose root is a new temporary
@@ -132,12 +132,12 @@ func TestRoundTrip(t *testing.T) {
 	if err := c.Check(ctx, other); !errdefs.IsNotFound(err) {
 		t.Fatalf("Check of an unknown mountpoint = %v", err)
 	}
-	st := c.Stats()
-	if len(st) != 1 || st[0].Layer != layer || st[0].Mounts != 1 || st[0].Errors["EIO"] != 1 {
+	st, err := c.Stats()
+	if err != nil || len(st) != 1 || st[0].Layer != layer || st[0].Mounts != 1 || st[0].Errors["EIO"] != 1 {
 		t.Fatalf("Stats = %+v", st)
 	}
-	if p := c.Profile(layer); len(p) != 1 || p[0].Path != "bin/sh" {
-		t.Fatalf("Profile = %+v", p)
+	if p, err := c.Profile(layer); err != nil || len(p) != 1 || p[0].Path != "bin/sh" {
+		t.Fatalf("Profile = %+v, %v", p, err)
 	}
 	if err := c.Unmount(ctx, mp); err != nil {
 		t.Fatal(err)
@@ -172,8 +172,8 @@ func TestServerDown(t *testing.T) {
 	if err := c.Check(context.Background(), "/mp"); !errdefs.IsUnavailable(err) || !errors.Is(err, ErrServerDown) {
 		t.Fatalf("Check with no server = %v, want ErrUnavailable and ErrServerDown", err)
 	}
-	if st := c.Stats(); st != nil {
-		t.Fatalf("Stats with no server = %+v", st)
+	if st, err := c.Stats(); err == nil || st != nil {
+		t.Fatalf("Stats with no server = %+v, %v", st, err)
 	}
 }
 

@@ -27,8 +27,7 @@ type Manager interface {
 	Check(ctx context.Context, mountpoint string) error
 	Unmount(ctx context.Context, mountpoint string) error
 	Close(ctx context.Context) error
-	Stats() []usage.LayerStats
-	Profile(layer digest.Digest) []usage.FileAccess
+	usage.Source
 }
 
 // ServerOpt configures a Server.
@@ -210,7 +209,12 @@ func (s *Server) handler() http.Handler {
 		return s.unmount(ctx, req.Mountpoint)
 	}))
 	mux.HandleFunc("GET "+pathStats, func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusOK, s.m.Stats())
+		st, err := s.m.Stats()
+		if err != nil {
+			reply(w, http.StatusInternalServerError, errorReply{Error: err.Error(), Class: classOf(err)})
+			return
+		}
+		reply(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("GET "+pathProfile, func(w http.ResponseWriter, r *http.Request) {
 		layer, err := layerdigest.Parse(r.URL.Query().Get("layer"))
@@ -218,7 +222,12 @@ func (s *Server) handler() http.Handler {
 			reply(w, http.StatusBadRequest, errorReply{Error: err.Error(), Class: "invalid-argument"})
 			return
 		}
-		reply(w, http.StatusOK, s.m.Profile(layer))
+		prof, err := s.m.Profile(layer)
+		if err != nil {
+			reply(w, http.StatusInternalServerError, errorReply{Error: err.Error(), Class: classOf(err)})
+			return
+		}
+		reply(w, http.StatusOK, prof)
 	})
 	mux.HandleFunc("POST "+pathShutdown, func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, struct{}{})

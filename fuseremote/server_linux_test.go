@@ -141,8 +141,8 @@ func TestServerChecksPeer(t *testing.T) {
 	if err := c.Unmount(context.Background(), filepath.Join(dir, "snapshots", "1", "fs")); err == nil || errors.Is(err, ErrNotOwned) {
 		t.Fatalf("Unmount from a refused peer = %v, want no answer", err)
 	}
-	if st := c.Stats(); st != nil {
-		t.Fatalf("Stats from a refused peer = %+v", st)
+	if st, err := c.Stats(); err == nil || st != nil {
+		t.Fatalf("Stats from a refused peer = %+v, %v", st, err)
 	}
 	if n := fm.callCount(); n != 0 {
 		t.Fatalf("the Manager got %d calls", n)

@@ -1,17 +1,12 @@
 package metrics
 
 import (
+	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
-
-// Source gives the current per-layer numbers; *fusefs.Manager satisfies it.
-type Source interface {
-	Stats() []usage.LayerStats
-	Profile(layer digest.Digest) []usage.FileAccess
-}
 
 type counterDesc struct {
 	desc *prometheus.Desc
@@ -35,7 +30,7 @@ func WithLayerImage(imageOf func(digest.Digest) string) CollectorOpt {
 // WithLayerImage); a layer's series leave with its last unmount, so their
 // number is bounded by the layers mounted.
 type Collector struct {
-	src      Source
+	src      usage.Source
 	imageOf  func(digest.Digest) string
 	counters []counterDesc
 	mounts   *prometheus.Desc
@@ -45,7 +40,7 @@ type Collector struct {
 }
 
 // NewCollector returns a Collector over src.
-func NewCollector(src Source, opts ...CollectorOpt) *Collector {
+func NewCollector(src usage.Source, opts ...CollectorOpt) *Collector {
 	layer := []string{"layer", "mode", "image"}
 	c := func(name, help string, get func(*usage.LayerStats) int64) counterDesc {
 		return counterDesc{desc: prometheus.NewDesc("cvmfs_snapshotter_layer_"+name, help, layer, nil), get: get}
@@ -98,7 +93,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- m
 		}
 	}
-	for _, st := range c.src.Stats() {
+	stats, err := c.src.Stats()
+	if err != nil {
+		log.L.WithError(err).Warn("no per-layer figures for the metrics")
+	}
+	for _, st := range stats {
 		lv := []string{st.Layer.String(), st.Accounting.String(), c.imageOf(st.Layer)}
 		for _, cd := range c.counters {
 			send(cd.desc, prometheus.CounterValue, float64(cd.get(&st)), lv...)

@@ -5,18 +5,26 @@ import (
 	"net/http"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 // StatsHandler serves the per-layer accounting as JSON (an array of
-// LayerStats). src may be nil (bind mode): it then answers an empty array.
+// LayerStats). src may be nil (bind mode): it then answers an empty array;
+// a source that cannot answer (a separate FUSE server out of reach) is a
+// 503.
 // The admin package serves it under its route.
-func StatsHandler(src Source) http.Handler {
+func StatsHandler(src usage.Source) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if src == nil {
 			writeJSON(w, []struct{}{})
 			return
 		}
-		writeJSON(w, src.Stats())
+		st, err := src.Stats()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, st)
 	})
 }
 
@@ -25,7 +33,7 @@ func StatsHandler(src Source) http.Handler {
 // may be nil (bind mode): it then answers an empty array. The profile
 // names every file each workload opened: serve it only where the readers
 // are trusted (the adminapi package's rules).
-func ProfileHandler(src Source) http.Handler {
+func ProfileHandler(src usage.Source) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		layer, err := layerdigest.Parse(r.URL.Query().Get("layer"))
 		if err != nil {
@@ -36,7 +44,12 @@ func ProfileHandler(src Source) http.Handler {
 			writeJSON(w, []struct{}{})
 			return
 		}
-		writeJSON(w, src.Profile(layer))
+		prof, err := src.Profile(layer)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, prof)
 	})
 }
 

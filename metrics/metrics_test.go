@@ -14,9 +14,9 @@ import (
 
 type fakeSource struct{ stats []usage.LayerStats }
 
-func (f fakeSource) Stats() []usage.LayerStats { return f.stats }
-func (f fakeSource) Profile(layer digest.Digest) []usage.FileAccess {
-	return []usage.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}
+func (f fakeSource) Stats() ([]usage.LayerStats, error) { return f.stats, nil }
+func (f fakeSource) Profile(layer digest.Digest) ([]usage.FileAccess, error) {
+	return []usage.FileAccess{{Path: "bin/sh", Opens: 2, Bytes: 100}}, nil
 }
 
 var layer = digest.Digest("sha256:" + strings.Repeat("c", 64))

@@ -72,3 +72,14 @@ type FileAccess struct {
 	// Bytes is counted as LayerStats.BytesRead is.
 	Bytes int64
 }
+
+// Source gives the live accounting of the layers it serves: a FUSE manager
+// in this process (which always answers), or the client of a separate FUSE
+// server (which says when it cannot).
+type Source interface {
+	// Stats returns every layer's figures, sorted by layer.
+	Stats() ([]LayerStats, error)
+	// Profile returns layer's per-file profile, most bytes first; nil
+	// for a layer not served now.
+	Profile(layer digest.Digest) ([]FileAccess, error)
+}

@@ -24,7 +24,7 @@ const profilesDir = "profiles"
 type profiles struct {
 	// dir is the directory of the record files.
 	dir string
-	src Source
+	src usage.Source
 	// limit bounds the paths kept in a layer's merged profile.
 	limit int
 	// recordLimit bounds a record file, written or read.
@@ -42,7 +42,7 @@ type profiles struct {
 
 // newProfiles returns the profiles of the record files in dir, with the
 // live figures of src (none when src is nil).
-func newProfiles(dir string, src Source, limit int, recordLimit int64) *profiles {
+func newProfiles(dir string, src usage.Source, limit int, recordLimit int64) *profiles {
 	return &profiles{dir: dir, src: src, limit: limit, recordLimit: recordLimit, live: map[digest.Digest]*liveLayer{}}
 }
 

@@ -16,14 +16,6 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
-// Source gives the live per-layer figures: a FUSE manager, in this process
-// or behind a separate FUSE server's client. An error (a server out of
-// reach) leaves the live sessions as they were last seen.
-type Source interface {
-	Stats() ([]usage.LayerStats, error)
-	Profile(layer digest.Digest) ([]usage.FileAccess, error)
-}
-
 // ContentsFunc counts what a layer holds in the repository.
 type ContentsFunc func(ctx context.Context, layer digest.Digest) (usage.Contents, error)
 
@@ -43,7 +35,7 @@ func errVersion(v int) error {
 }
 
 type config struct {
-	src      Source
+	src      usage.Source
 	contents ContentsFunc
 	interval time.Duration
 	limit    int
@@ -56,7 +48,7 @@ type Opt func(*config) error
 
 // WithSource makes the store record the layers src serves. Without it the
 // store records only images and fallbacks.
-func WithSource(src Source) Opt {
+func WithSource(src usage.Source) Opt {
 	return func(c *config) error {
 		if src == nil {
 			return fmt.Errorf("nil usage source: %w", errdefs.ErrInvalidArgument)

@@ -17,6 +17,7 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/unixsock"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
 
@@ -33,7 +34,7 @@ type httpEndpoints struct {
 // metrics endpoint there, each serving the routes the adminapi package's
 // rules give its kind of listener (adminapi.MetricsListener). records (may be
 // nil) serves the /usage/ routes.
-func serveHTTP(ctx context.Context, cfg config.Config, admin string, src metrics.Source, records *usagestore.Store) (*httpEndpoints, error) {
+func serveHTTP(ctx context.Context, cfg config.Config, admin string, src usage.Source, records *usagestore.Store) (*httpEndpoints, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {

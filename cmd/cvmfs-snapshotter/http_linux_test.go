@@ -24,9 +24,9 @@ import (
 
 type profileSource struct{}
 
-func (profileSource) Stats() []usage.LayerStats { return nil }
-func (profileSource) Profile(digest.Digest) []usage.FileAccess {
-	return []usage.FileAccess{{Path: "home/alice/secret", Opens: 1}}
+func (profileSource) Stats() ([]usage.LayerStats, error) { return nil, nil }
+func (profileSource) Profile(digest.Digest) ([]usage.FileAccess, error) {
+	return []usage.FileAccess{{Path: "home/alice/secret", Opens: 1}}, nil
 }
 
 // get GETs path over c and returns the status code and body.

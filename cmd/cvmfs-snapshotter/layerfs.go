@@ -15,8 +15,8 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/ducc"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fusefs"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
 var (
@@ -56,7 +56,7 @@ func (s sizedLayerFS) StatLayerRoot(ctx context.Context, layer digest.Digest) (o
 // mode) and the function that stops it.
 type backend struct {
 	layers sizedLayerFS
-	stats  metrics.Source
+	stats  usage.Source
 	close  func(context.Context) error
 	// keepMounts is set when the mounts outlive the daemon (a custody, a
 	// separate FUSE server): stopping the daemon leaves them mounted.

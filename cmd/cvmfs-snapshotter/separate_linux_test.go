@@ -100,7 +100,7 @@ func TestSeparateFUSEServer(t *testing.T) {
 	if _, err := sn.Prepare(ctx, "container-2", chain1); err != nil {
 		t.Fatalf("new container after restarts: %v", err)
 	}
-	if st := server.Stats(); len(st) != 1 || st[0].Opens < int64(next) {
+	if st, err := server.Stats(); err != nil || len(st) != 1 || st[0].Opens < int64(next) {
 		t.Fatalf("server stats = %+v, want one layer with at least %d opens", st, next)
 	}
 

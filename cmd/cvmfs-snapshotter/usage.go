@@ -7,8 +7,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/fuseremote"
-	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/metrics"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
@@ -27,7 +25,7 @@ func openUsage(ctx context.Context, cfg config.Config, f flags, be *backend) (*u
 		}),
 	)
 	if be.stats != nil {
-		opts = append(opts, usagestore.WithSource(usageSource(be.stats)))
+		opts = append(opts, usagestore.WithSource(be.stats))
 	}
 	st, err := usagestore.Open(ctx, filepath.Join(f.root, "usage"), opts...)
 	if err != nil {
@@ -40,41 +38,6 @@ func openUsage(ctx context.Context, cfg config.Config, f flags, be *backend) (*u
 		be.records.Store(st)
 	}
 	return st, nil
-}
-
-// errSource is a source that says when it cannot give its figures (a
-// separate FUSE server's client).
-type errSource interface {
-	ReadStats() ([]usage.LayerStats, error)
-	ReadProfile(layer digest.Digest) ([]usage.FileAccess, error)
-}
-
-// usageSource returns src as the usage store reads it: with its errors when
-// it has them (a server out of reach must not end the live sessions).
-func usageSource(src metrics.Source) usagestore.Source {
-	if es, ok := src.(errSource); ok {
-		return remoteSource{es}
-	}
-	return localSource{src}
-}
-
-var _ errSource = (*fuseremote.Client)(nil)
-
-type remoteSource struct{ src errSource }
-
-func (r remoteSource) Stats() ([]usage.LayerStats, error) { return r.src.ReadStats() }
-
-func (r remoteSource) Profile(layer digest.Digest) ([]usage.FileAccess, error) {
-	return r.src.ReadProfile(layer)
-}
-
-// localSource is a FUSE manager in this process: it always answers.
-type localSource struct{ src metrics.Source }
-
-func (l localSource) Stats() ([]usage.LayerStats, error) { return l.src.Stats(), nil }
-
-func (l localSource) Profile(layer digest.Digest) ([]usage.FileAccess, error) {
-	return l.src.Profile(layer), nil
 }
 
 // trackedLayerFS runs every Unmount through the usage store.

@@ -35,7 +35,7 @@ func TestLayerFSStacksOnStore(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, mgr, tmp, lmnt, _ := layerOverStore(t, tc.acct)
-			st := mgr.Stats()
+			st, _ := mgr.Stats()
 			if len(st) != 1 {
 				t.Fatalf("stats %+v", st)
 			}
@@ -164,7 +164,7 @@ func TestLayerRemovedFromStore(t *testing.T) {
 			if cerr := mgr.Check(context.Background(), lmnt); !errdefs.IsFailedPrecondition(cerr) {
 				t.Errorf("Check of the mount of a removed layer = %v, want FailedPrecondition", cerr)
 			}
-			if st := mgr.Stats(); len(st) != 1 || !st[0].Removed {
+			if st, _ := mgr.Stats(); len(st) != 1 || !st[0].Removed {
 				t.Errorf("stats of a removed layer: %+v, want it marked Removed", st)
 			}
 		})

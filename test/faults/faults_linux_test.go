@@ -131,7 +131,8 @@ func (s *stack) layerRoot(t *testing.T, i int) string {
 
 func (s *stack) errors(t *testing.T, i int) map[string]int64 {
 	t.Helper()
-	for _, st := range s.mgr.Stats() {
+	stats, _ := s.mgr.Stats()
+	for _, st := range stats {
 		if st.Layer == s.layers[i] {
 			return st.Errors
 		}
@@ -184,7 +185,8 @@ func TestLayerDeletedWhileMounted(t *testing.T) {
 		t.Fatalf("Prepare of a container on the deleted layer = %v, want an error naming %s and the fix", err, s.layers[0])
 	}
 	t.Logf("container on the deleted layer: %v", err)
-	for _, st := range s.mgr.Stats() {
+	stats, _ := s.mgr.Stats()
+	for _, st := range stats {
 		if st.Removed != (st.Layer == s.layers[0]) {
 			t.Errorf("stats of %s: removed %v", st.Layer, st.Removed)
 		}
