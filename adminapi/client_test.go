@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"errors"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -42,8 +43,8 @@ func records(t *testing.T) *usagestore.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close(ctx) })
-	st.Record(ctx, usagestore.Event{Image: "app:1", Layer: layer, Served: true})
-	st.Record(ctx, usagestore.Event{Image: "zstd:1", Layer: digest.FromString("b"), Reason: "zstd"})
+	st.Record(ctx, snapshot.LayerEvent{Image: "app:1", Layer: layer, Served: true})
+	st.Record(ctx, snapshot.LayerEvent{Image: "zstd:1", Layer: digest.FromString("b"), Reason: "zstd"})
 	return st
 }
 

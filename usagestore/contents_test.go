@@ -3,6 +3,7 @@ package usagestore
 import (
 	"context"
 	"errors"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"net/http/httptest"
 	"slices"
 	"strconv"
@@ -37,7 +38,7 @@ func TestContentsCountedInBackground(t *testing.T) {
 		}
 		return usage.Contents{Files: 10, Bytes: 1000}, nil
 	}))
-	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
+	s.Record(ctx, snapshot.LayerEvent{Image: "app:1", Layer: layerA, Served: true})
 	srv := httptest.NewServer(handler(s))
 	defer srv.Close()
 	var rows []usage.ReportRow
@@ -63,7 +64,7 @@ func TestContentsCountedInBackground(t *testing.T) {
 		t.Errorf("layer A counted again: %v", <-started)
 	}
 
-	s.Record(ctx, Event{Image: "big:1", Layer: layerB, Served: true})
+	s.Record(ctx, snapshot.LayerEvent{Image: "big:1", Layer: layerB, Served: true})
 	getJSON(t, srv.URL+"/usage/report?image=big:1", &rows)
 	<-started
 	if err := s.Close(ctx); err != nil {
@@ -123,7 +124,7 @@ func TestCountsBounded(t *testing.T) {
 	startCounts := func(name string) *Store {
 		s := open(t, t.TempDir(), WithContents(contents))
 		for i := range layers {
-			s.Record(ctx, Event{Image: name, Layer: digest.FromString(name + strconv.Itoa(i)), Served: true})
+			s.Record(ctx, snapshot.LayerEvent{Image: name, Layer: digest.FromString(name + strconv.Itoa(i)), Served: true})
 		}
 		if _, err := s.Report(ctx, []string{name}); err != nil {
 			t.Fatal(err)

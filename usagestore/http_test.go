@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,7 +32,7 @@ func TestReadsDoNotWrite(t *testing.T) {
 	for i := range 30 {
 		d := digest.FromString(fmt.Sprint(i))
 		layers = append(layers, d)
-		s.Record(ctx, Event{Image: "app:1", Layer: d, Served: true})
+		s.Record(ctx, snapshot.LayerEvent{Image: "app:1", Layer: d, Served: true})
 		src.session(d, time.Unix(10, 0), fa("x", 1, 100))
 	}
 	srv := httptest.NewServer(handler(s))
@@ -103,8 +104,8 @@ func TestReportAndHandler(t *testing.T) {
 		counted++
 		return usage.Contents{Files: 10, Bytes: 1000}, nil
 	}))
-	s.Record(ctx, Event{Image: "app:1", Layer: layerA, Served: true})
-	s.Record(ctx, Event{Image: "app:1", Layer: layerB, Reason: "not-in-repository"})
+	s.Record(ctx, snapshot.LayerEvent{Image: "app:1", Layer: layerA, Served: true})
+	s.Record(ctx, snapshot.LayerEvent{Image: "app:1", Layer: layerB, Reason: "not-in-repository"})
 	src.session(layerA, time.Unix(10, 0), fa("x", 1, 100), fa("y", 1, 150))
 	srv := httptest.NewServer(handler(s))
 	defer srv.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/layerdigest"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
@@ -28,19 +29,6 @@ const (
 	// are no valid reference or digest and are cut).
 	maxRefLen = 1024
 )
-
-// Event is one layer unpack: served from the layer store, or pulled and why.
-type Event struct {
-	// Image is the image reference; "" when unknown.
-	Image string
-	// Layer is the layer digest; "" when the label was absent or malformed
-	// (RawLayer then holds the label, if any).
-	Layer    digest.Digest
-	RawLayer string
-	Served   bool
-	// Reason says why the layer was pulled; "" when Served.
-	Reason string
-}
 
 type imagesRecord struct {
 	Version int
@@ -75,7 +63,7 @@ func newImages(ctx context.Context, path string, recordLimit int64) *images {
 
 // record adds a layer unpack to its image's record (written at the next
 // flush).
-func (im *images) record(ev Event) {
+func (im *images) record(ev snapshot.LayerEvent) {
 	ref := cut(ev.Image)
 	key := imageLayer{Layer: ev.Layer}
 	if ev.Layer == "" {
@@ -102,7 +90,7 @@ func (im *images) record(ev Event) {
 	}
 	if i >= 0 {
 		l := &img.Layers[i]
-		l.Served, l.Reason, l.LastSeen = ev.Served, cut(ev.Reason), now
+		l.Served, l.Reason, l.LastSeen = ev.Served, cut(string(ev.Reason)), now
 		if !ev.Served {
 			l.Pulls++
 		}

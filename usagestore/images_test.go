@@ -2,6 +2,7 @@ package usagestore
 
 import (
 	"context"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,12 +21,12 @@ func TestImagesAndMissing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := open(t, dir)
-	s.Record(ctx, Event{Image: "served:1", Layer: layerA, Served: true})
-	s.Record(ctx, Event{Image: "half:1", Layer: layerA, Served: true})
-	s.Record(ctx, Event{Image: "half:1", Layer: layerB, Reason: "not-in-repository"})
+	s.Record(ctx, snapshot.LayerEvent{Image: "served:1", Layer: layerA, Served: true})
+	s.Record(ctx, snapshot.LayerEvent{Image: "half:1", Layer: layerA, Served: true})
+	s.Record(ctx, snapshot.LayerEvent{Image: "half:1", Layer: layerB, Reason: "not-in-repository"})
 	for range 2 {
-		s.Record(ctx, Event{Image: "zstd:1", Layer: layerB, Reason: "zstd"})
-		s.Record(ctx, Event{Image: "zstd:1", RawLayer: "sha256:nope", Reason: "malformed-label"})
+		s.Record(ctx, snapshot.LayerEvent{Image: "zstd:1", Layer: layerB, Reason: "zstd"})
+		s.Record(ctx, snapshot.LayerEvent{Image: "zstd:1", RawLayer: "sha256:nope", Reason: "malformed-label"})
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -44,7 +45,7 @@ func TestImagesAndMissing(t *testing.T) {
 		t.Errorf("zstd image record %+v", z)
 	}
 	// Served later: no longer missing.
-	s2.Record(ctx, Event{Image: "half:1", Layer: layerB, Served: true})
+	s2.Record(ctx, snapshot.LayerEvent{Image: "half:1", Layer: layerB, Served: true})
 	if m := s2.Missing(); len(m) != 1 || m[0].Image != "zstd:1" {
 		t.Errorf("missing after the layer was served: %+v", m)
 	}
@@ -57,8 +58,8 @@ func TestLongLabelsStayValid(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, t.TempDir())
 	long := strings.Repeat("a", maxRefLen-1) + "é" + "tail"
-	s.Record(ctx, Event{Image: long, Layer: layerA, Served: true})
-	s.Record(ctx, Event{Image: "bad\xffref", Layer: layerB, Served: true})
+	s.Record(ctx, snapshot.LayerEvent{Image: long, Layer: layerA, Served: true})
+	s.Record(ctx, snapshot.LayerEvent{Image: "bad\xffref", Layer: layerB, Served: true})
 	for _, l := range []digest.Digest{layerA, layerB} {
 		if got := s.ImageOf(l); !utf8.ValidString(got) || len(got) > maxRefLen || got == "" {
 			t.Errorf("ImageOf(%s) = %q (%d bytes): want valid UTF-8 of at most %d bytes", l, got, len(got), maxRefLen)

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 )
 
@@ -217,7 +218,7 @@ func (s *Store) Recorded(ctx context.Context, layer digest.Digest) (u usage.Laye
 
 // Record adds a layer unpack to its image's record, written at the next
 // flush (at once without a flush interval).
-func (s *Store) Record(ctx context.Context, ev Event) {
+func (s *Store) Record(ctx context.Context, ev snapshot.LayerEvent) {
 	s.images.record(ev)
 	if s.cfg.interval == 0 {
 		if err := s.images.flush(); err != nil {

@@ -3,6 +3,7 @@ package usagestore
 import (
 	"context"
 	"fmt"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,7 +154,7 @@ func TestRecordsFitWhatIsRead(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, WithSource(src), withRecordLimit(limit))
 	for i := range 100 {
-		s.Record(ctx, Event{Image: fmt.Sprintf("registry.example/%s:%03d", strings.Repeat("y", 60), i), Layer: layerA, Served: true})
+		s.Record(ctx, snapshot.LayerEvent{Image: fmt.Sprintf("registry.example/%s:%03d", strings.Repeat("y", 60), i), Layer: layerA, Served: true})
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("close: %v", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/config"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usage"
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/usagestore"
 )
@@ -155,7 +156,7 @@ func TestUsageOverTCP(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer records.Close(ctx)
-			records.Record(ctx, usagestore.Event{Image: "app:1", Layer: layer, Served: true})
+			records.Record(ctx, snapshot.LayerEvent{Image: "app:1", Layer: layer, Served: true})
 			cfg := config.Default()
 			cfg.MetricsAddress = "127.0.0.1:0"
 			cfg.ExposeProfile = expose

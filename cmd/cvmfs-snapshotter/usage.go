@@ -53,13 +53,5 @@ func (t trackedLayerFS) Unmount(ctx context.Context, mountpoint string) error {
 // recordLayers returns the snapshot option that records every layer unpack
 // in st.
 func recordLayers(st *usagestore.Store) snapshot.Opt {
-	return snapshot.WithLayerObserver(func(ctx context.Context, ev snapshot.LayerEvent) {
-		st.Record(ctx, usagestore.Event{
-			Image:    ev.Image,
-			Layer:    ev.Layer,
-			RawLayer: ev.RawLayer,
-			Served:   ev.Served,
-			Reason:   string(ev.Reason),
-		})
-	})
+	return snapshot.WithLayerObserver(st.Record)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/snapshot"
 	"image/png"
 	"net/http/httptest"
 	"os"
@@ -49,10 +50,10 @@ func usageDaemon(t *testing.T) (string, digest.Digest) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close(ctx) })
-	st.Record(ctx, usagestore.Event{Image: "registry.example/app:1", Layer: a, Served: true})
-	st.Record(ctx, usagestore.Event{Image: "registry.example/app:1", Layer: b, Reason: "not-in-repository"})
+	st.Record(ctx, snapshot.LayerEvent{Image: "registry.example/app:1", Layer: a, Served: true})
+	st.Record(ctx, snapshot.LayerEvent{Image: "registry.example/app:1", Layer: b, Reason: "not-in-repository"})
 	for range 2 {
-		st.Record(ctx, usagestore.Event{Image: "docker.io/library/zstd:1", Layer: b, Reason: "zstd"})
+		st.Record(ctx, snapshot.LayerEvent{Image: "docker.io/library/zstd:1", Layer: b, Reason: "zstd"})
 	}
 	srv := httptest.NewServer(adminapi.Handler(adminapi.Trusted, prometheus.NewRegistry(), nil, st))
 	t.Cleanup(srv.Close)
@@ -204,7 +205,7 @@ func TestReportCounting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
-	st.Record(ctx, usagestore.Event{Image: "big:1", Layer: a, Served: true})
+	st.Record(ctx, snapshot.LayerEvent{Image: "big:1", Layer: a, Served: true})
 	srv := httptest.NewServer(adminapi.Handler(adminapi.Trusted, prometheus.NewRegistry(), nil, st))
 	defer srv.Close()
 	var out bytes.Buffer
