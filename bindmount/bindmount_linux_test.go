@@ -25,7 +25,7 @@ func TestMountCheckUnmount(t *testing.T) {
 	t.Cleanup(func() { testutil.SweepMounts(t, tmp) })
 	layer := digest.FromString("layer")
 	repo := ducc.New(filepath.Join(tmp, "repo"))
-	src, _ := repo.LayerFS(layer)
+	src, _ := repo.UnpackedDir(layer)
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -88,21 +88,21 @@ func TestMountRefusesSymlinkedLayer(t *testing.T) {
 	}
 	repo := ducc.New(filepath.Join(tmp, "repo"))
 	regular, viaLayerFS, viaHex := digest.FromString("regular"), digest.FromString("layerfs"), digest.FromString("hex")
-	src, _ := repo.LayerFS(regular)
+	src, _ := repo.UnpackedDir(regular)
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(src, "f"), []byte("layer"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := repo.LayerFS(viaLayerFS)
+	p, _ := repo.UnpackedDir(viaLayerFS)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(host, p); err != nil {
 		t.Fatal(err)
 	}
-	p, _ = repo.LayerDir(viaHex)
+	p, _ = repo.UnpackedDir(viaHex)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func TestMountKeepsStoreFlags(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(store, unix.MNT_DETACH) })
 	layer := digest.FromString("layer")
 	repo := ducc.New(filepath.Join(store, "repo"))
-	src, _ := repo.LayerFS(layer)
+	src, _ := repo.UnpackedDir(layer)
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func claimedRepo(t *testing.T, layer digest.Digest, claimed bool) *ducc.Repo {
 	t.Helper()
 	root := t.TempDir()
 	repo := ducc.New(root)
-	dir, err := repo.LayerFS(layer)
+	dir, err := repo.UnpackedDir(layer)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,9 +60,9 @@ func (r *Repo) LayerDir(layer digest.Digest) (string, error) {
 	return filepath.Join(r.root, layersDir, hex[:2], hex), nil
 }
 
-// LayerFS returns the path of the layer's unpacked tree, without checking
-// that it exists.
-func (r *Repo) LayerFS(layer digest.Digest) (string, error) {
+// UnpackedDir returns the path of the layer's unpacked tree (DUCC's
+// layerfs directory), without checking that it exists.
+func (r *Repo) UnpackedDir(layer digest.Digest) (string, error) {
 	dir, err := r.LayerDir(layer)
 	if err != nil {
 		return "", err

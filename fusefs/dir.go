@@ -18,10 +18,10 @@ var _ = (fs.NodeOpendirHandler)((*node)(nil))
 
 // OpendirHandle returns a handle that reads the backing directory on first
 // use. The kernel caches the listing for good (FOPEN_CACHE_DIR: the layer
-// never changes). Once noOpendir has turned OPENDIR off the kernel no
-// longer calls this; noOpendir opens a handle here for each READDIR batch.
+// never changes). Once skippedRequests has turned OPENDIR off the kernel no
+// longer calls this; skippedRequests opens a handle here for each READDIR batch.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	a := n.lfs.acct.begin(nil)
+	a := n.tree.acct.begin(nil)
 	if !n.isDir() {
 		return nil, 0, a.fail(syscall.ENOTDIR)
 	}
@@ -45,20 +45,20 @@ func (d *dirHandle) load() syscall.Errno {
 	if d.loaded {
 		return 0
 	}
-	lfs := d.n.lfs
-	fd, err := beneath.Open(lfs.rootfd, d.n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	tree := d.n.tree
+	fd, err := beneath.Open(tree.rootfd, d.n.rel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
-		return lfs.acct.fail(fs.ToErrno(err))
+		return tree.acct.fail(fs.ToErrno(err))
 	}
 	if l := d.n.listing.Load(); l != nil {
 		d.fd, d.ents, d.loaded = fd, l.ents, true
 		return 0
 	}
-	lfs.acct.readdirs.Add(1)
+	tree.acct.readdirs.Add(1)
 	ents, err := readDirents(fd)
 	if err != nil {
 		unix.Close(fd)
-		return lfs.acct.fail(fs.ToErrno(err))
+		return tree.acct.fail(fs.ToErrno(err))
 	}
 	list, _ := translate(ents, d.n.dropWhiteouts, d.n.rel == "")
 	d.n.listing.Store(newDirListing(list))
@@ -93,7 +93,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // Lookup serves the lookups of READDIRPLUS relative to the open directory,
 // saving a path resolution per entry.
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	d.n.lfs.acct.lookups.Add(1)
+	d.n.tree.acct.lookups.Add(1)
 	return d.n.lookupIn(ctx, d.fd, name, out) // d.fd is -1 if not loaded: lookupIn opens the directory
 }
 

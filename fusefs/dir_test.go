@@ -14,7 +14,7 @@ import (
 )
 
 // TestLargeDirectory lists a directory that takes many READDIRPLUS batches
-// (each served through its own handle, see noOpendir), with whiteouts and
+// (each served through its own handle, see skippedRequests), with whiteouts and
 // markers among the entries, twice: the second listing and walk come from
 // the kernel's caches and reach the daemon not at all.
 func TestLargeDirectory(t *testing.T) {

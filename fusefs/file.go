@@ -19,8 +19,8 @@ var _ = (fs.NodeOpener)((*node)(nil))
 // backing file (every rootless setup), and O_APPEND, O_DIRECT and the like
 // mean nothing for a read-only file.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	lfs := n.lfs
-	a := lfs.acct.begin(nil)
+	tree := n.tree
+	a := tree.acct.begin(nil)
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, a.fail(syscall.EROFS)
 	}
@@ -29,13 +29,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		// opened here.
 		return nil, 0, a.fail(syscall.EINVAL)
 	}
-	fd, err := openBacking(lfs.rootfd, n.rel)
+	fd, err := openBacking(tree.rootfd, n.rel)
 	if err != nil {
 		return nil, 0, a.fail(fs.ToErrno(err))
 	}
 	prof := a.opened(n.rel)
 	size := int64(n.attr.Size)
-	passthrough := lfs.passthrough.Load()
+	passthrough := tree.passthrough.Load()
 	f := &file{fd: fd, size: size, acct: a, prof: prof, countBytes: !passthrough}
 	// FOPEN_KEEP_CACHE: the file never changes, so the page cache stays
 	// valid across opens. go-fuse clears it when passthrough is granted.

@@ -96,7 +96,7 @@ type layerState struct {
 type mount struct {
 	mountpoint string
 	layer      digest.Digest
-	lfs        *layerFS
+	tree       *layerTree
 	server     *fuse.Server
 	done       chan struct{} // closed when the server loop has exited
 
@@ -117,7 +117,7 @@ type mount struct {
 
 // mode names how reads are served, for logs.
 func (mt *mount) mode() string {
-	if mt.lfs.passthrough.Load() {
+	if mt.tree.passthrough.Load() {
 		return "passthrough"
 	}
 	return "userspace"
@@ -236,11 +236,11 @@ func (m *Manager) commit(mountpoint string, mt *mount) {
 	if ls == nil {
 		// Put back after its layer was dropped: keep counting into the
 		// mount's own account.
-		ls = &layerState{acct: mt.lfs.acct}
+		ls = &layerState{acct: mt.tree.acct}
 		m.layers[mt.layer] = ls
 	}
 	ls.mounts++
-	ls.passthrough = mt.lfs.passthrough.Load()
+	ls.passthrough = mt.tree.passthrough.Load()
 }
 
 // passthroughKnown reports whether the last mount of a layer from the

@@ -62,7 +62,7 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	}
 	mt = served
 	m.keep(ctx, mt)
-	m.startPrefetch(layer, mt.lfs.rootfd, mountpoint)
+	m.startPrefetch(layer, mt.tree.rootfd, mountpoint)
 
 	entry := log.G(ctx).WithFields(log.Fields{
 		"layer":      layer,
@@ -70,7 +70,7 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 		"mode":       mt.mode(),
 		"accounting": m.cfg.accounting,
 	})
-	if m.cfg.accounting == AccountOpen && !mt.lfs.passthrough.Load() {
+	if m.cfg.accounting == AccountOpen && !mt.tree.passthrough.Load() {
 		entry.WithField("reason", reason).Warn("FUSE passthrough not granted, serving reads in userspace")
 	} else {
 		entry.Info("layer mounted")
@@ -85,18 +85,18 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, layer digest.Digest, adopt *Connection) (_ *mount, reason string, err error) {
 	ls := m.state(layer)
 	acct := ls.acct
-	lfs, root, err := newLayerFS(dir, layer, acct, m.cfg.cache)
+	tree, root, err := newLayerTree(dir, layer, acct, m.cfg.cache)
 	if err != nil {
 		return nil, "", err
 	}
-	lfs.pages = m.pages
-	m.learnShape(ctx, layer, ls, lfs.rootfd)
+	tree.pages = m.pages
+	m.learnShape(ctx, layer, ls, tree.rootfd)
 	logger := log.G(ctx).WithFields(log.Fields{"layer": layer, "mountpoint": mountpoint})
 	opts := m.fsOptions(layer, acct)
-	small := m.cfg.accounting == AccountOpen && m.passthroughKnown(lfs.rootDev)
+	small := m.cfg.accounting == AccountOpen && m.passthroughKnown(tree.rootDev)
 	setRequestSizes(&opts.MountOptions, small)
 
-	mt := &mount{mountpoint: mountpoint, layer: layer, lfs: lfs, done: make(chan struct{})}
+	mt := &mount{mountpoint: mountpoint, layer: layer, tree: tree, done: make(chan struct{})}
 	var recs map[uint64]nodeRecord
 	if adopt != nil {
 		mt.journal, recs, err = openNodeJournal(adopt.Nodes)
@@ -105,10 +105,10 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 		mt.journal, err = newNodeJournal()
 	}
 	if err != nil {
-		unix.Close(lfs.rootfd)
+		unix.Close(tree.rootfd)
 		return nil, "", err
 	}
-	raw := &noOpendir{RawFileSystem: fs.NewNodeFS(root, opts), noOpenFiles: m.cfg.accounting == AccountReads, noXattrs: &ls.noXattrs}
+	raw := &skippedRequests{RawFileSystem: fs.NewNodeFS(root, opts), noOpenFiles: m.cfg.accounting == AccountReads, noXattrs: &ls.noXattrs}
 	mt.ids = newKernelIDs(raw, mt.journal, recs)
 	if adopt != nil {
 		err = m.resume(ctx, mt, adopt, &opts.MountOptions)
@@ -117,12 +117,12 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	}
 	if err != nil {
 		mt.journal.Close()
-		unix.Close(lfs.rootfd)
+		unix.Close(tree.rootfd)
 		return nil, "", err
 	}
 	go func() {
 		defer close(mt.done)
-		defer unix.Close(lfs.rootfd)
+		defer unix.Close(tree.rootfd)
 		mt.server.Serve()
 		m.serverExited(mt)
 	}()
@@ -138,14 +138,14 @@ func (m *Manager) serve(ctx context.Context, dir *os.File, mountpoint string, la
 	raw.enable(mt.server.KernelSettings())
 	reason = fmt.Sprintf("accounting is %q", m.cfg.accounting)
 	if m.cfg.accounting == AccountOpen {
-		reason = probePassthrough(mt.server, lfs.rootfd)
-		lfs.passthrough.Store(reason == "")
-		m.notePassthrough(lfs.rootDev, reason == "")
+		reason = probePassthrough(mt.server, tree.rootfd)
+		tree.passthrough.Store(reason == "")
+		m.notePassthrough(tree.rootDev, reason == "")
 		if reason != "" && small {
 			reason += fmt.Sprintf(" (and this mount reads at most %d bytes a request)", opts.MaxWrite)
 		}
 	}
-	if !lfs.passthrough.Load() {
+	if !tree.passthrough.Load() {
 		if err := setReadahead(mountpoint, readaheadKiB); err != nil {
 			logger.WithError(err).Debug("cannot raise the readahead of the mount")
 		}

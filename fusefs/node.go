@@ -19,9 +19,9 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
-// layerFS is what every node of one mount shares: the layer root, the
+// layerTree is what every node of one mount shares: the layer root, the
 // layer's accounting and the shared attribute cache.
-type layerFS struct {
+type layerTree struct {
 	layer   digest.Digest
 	rootfd  int // O_PATH descriptor of the layer root; every path resolves beneath it
 	rootDev uint64
@@ -36,11 +36,11 @@ type layerFS struct {
 	pages *pageReader
 }
 
-// newLayerFS takes the already opened directory dir (the Source's, never
+// newLayerTree takes the already opened directory dir (the Source's, never
 // resolved again by path) as the root of a layer and returns its root
-// node. lfs.rootfd is a duplicate of dir's descriptor, owned by the
+// node. tree.rootfd is a duplicate of dir's descriptor, owned by the
 // caller; dir stays the caller's too.
-func newLayerFS(dir *os.File, layer digest.Digest, acct *account, c *cache.Attrs) (*layerFS, *node, error) {
+func newLayerTree(dir *os.File, layer digest.Digest, acct *account, c *cache.Attrs) (*layerTree, *node, error) {
 	fd, err := dupFile(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("layer root %s: %w", dir.Name(), err)
@@ -54,17 +54,17 @@ func newLayerFS(dir *os.File, layer digest.Digest, acct *account, c *cache.Attrs
 		unix.Close(fd)
 		return nil, nil, fmt.Errorf("layer root %s is not a directory", dir.Name())
 	}
-	lfs := &layerFS{layer: layer, rootfd: fd, rootDev: st.Dev, rootIno: st.Ino, acct: acct, cache: c}
+	tree := &layerTree{layer: layer, rootfd: fd, rootDev: st.Dev, rootIno: st.Ino, acct: acct, cache: c}
 	opaque := exists(fd, opaqueMarker)
-	root := &node{lfs: lfs, attr: attrFromStat(&st, st.Dev), opaque: opaque, dropWhiteouts: opaque}
-	return lfs, root, nil
+	root := &node{tree: tree, attr: attrFromStat(&st, st.Dev), opaque: opaque, dropWhiteouts: opaque}
+	return tree, root, nil
 }
 
 // node is one presented entry. Its attributes are read once, when it is
 // looked up: the layer is immutable.
 type node struct {
 	fs.Inode
-	lfs  *layerFS
+	tree *layerTree
 	rel  string // presented path relative to the layer root; "" for the root
 	attr cache.Attr
 	// whiteout: synthesised from a ".wh.<name>" marker, no backing file.
@@ -75,7 +75,7 @@ type node struct {
 	// an ancestor is opaque.
 	dropWhiteouts bool
 	// listing is the translated listing of a directory, kept once read:
-	// handle-less READDIRs (see noOpendir) come in batches, each through a
+	// handle-less READDIRs (see skippedRequests) come in batches, each through a
 	// new handle; and a lookup of a name it lacks is answered at once.
 	listing atomic.Pointer[dirListing]
 }
@@ -116,14 +116,14 @@ var _ = (fs.NodeLookuper)((*node)(nil))
 
 // Lookup finds name in the directory n, from the cache or the backing tree.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	n.lfs.acct.begin(&n.lfs.acct.lookups)
+	n.tree.acct.begin(&n.tree.acct.lookups)
 	return n.lookupIn(ctx, -1, name, out)
 }
 
 // lookupIn is Lookup with an optional open descriptor of n's backing
 // directory (-1: open one if the cache misses).
 func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a := n.lfs.acct
+	a := n.tree.acct
 	if !presentable(name, n.rel == "") {
 		return nil, a.missing(syscall.ENOENT)
 	}
@@ -151,7 +151,7 @@ func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.E
 		return nil, a.missing(syscall.ENOENT)
 	}
 	child := &node{
-		lfs:           n.lfs,
+		tree:          n.tree,
 		rel:           rel,
 		attr:          e.Attr,
 		whiteout:      e.Whiteout,
@@ -165,23 +165,23 @@ func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.E
 // entry returns the presented entry for name in n, from the cache or by
 // statting the backing tree; absent names give a negative entry.
 func (n *node) entry(dirfd int, name, rel string) (cache.Entry, syscall.Errno) {
-	lfs := n.lfs
-	if e, ok := lfs.cache.Get(lfs.layer, rel); ok {
-		lfs.acct.cacheHits.Add(1)
+	tree := n.tree
+	if e, ok := tree.cache.Get(tree.layer, rel); ok {
+		tree.acct.cacheHits.Add(1)
 		return e, 0
 	}
-	lfs.acct.cacheMisses.Add(1)
+	tree.acct.cacheMisses.Add(1)
 	if dirfd < 0 {
-		fd, err := openDir(lfs.rootfd, n.rel)
+		fd, err := openDir(tree.rootfd, n.rel)
 		if err != nil {
 			return cache.Entry{}, fs.ToErrno(err)
 		}
-		defer closeDir(lfs.rootfd, fd)
+		defer closeDir(tree.rootfd, fd)
 		dirfd = fd
 	}
-	e, errno := lfs.stat(dirfd, name, n.dropWhiteouts)
+	e, errno := tree.stat(dirfd, name, n.dropWhiteouts)
 	if errno == 0 {
-		lfs.cache.Add(lfs.layer, rel, e)
+		tree.cache.Add(tree.layer, rel, e)
 	}
 	return e, errno
 }
@@ -189,11 +189,11 @@ func (n *node) entry(dirfd int, name, rel string) (cache.Entry, syscall.Errno) {
 // stat translates the backing entry name of dirfd: the entry itself, else
 // its whiteout marker (unless whiteouts are dropped here), else a negative
 // entry. Other errors are returned and not cached.
-func (lfs *layerFS) stat(dirfd int, name string, dropWhiteouts bool) (cache.Entry, syscall.Errno) {
+func (tree *layerTree) stat(dirfd int, name string, dropWhiteouts bool) (cache.Entry, syscall.Errno) {
 	var st unix.Stat_t
 	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == nil {
-		e := cache.Entry{Attr: attrFromStat(&st, lfs.rootDev)}
+		e := cache.Entry{Attr: attrFromStat(&st, tree.rootDev)}
 		if st.Mode&sIFMT == sIFDIR {
 			e.Opaque = hasOpaqueMarker(dirfd, name)
 		}
@@ -205,7 +205,7 @@ func (lfs *layerFS) stat(dirfd int, name string, dropWhiteouts bool) (cache.Entr
 	if !dropWhiteouts {
 		err = unix.Fstatat(dirfd, whiteoutPrefix+name, &st, unix.AT_SYMLINK_NOFOLLOW)
 		if err == nil && st.Mode&sIFMT == sIFREG {
-			return cache.Entry{Attr: whiteoutAttr(attrFromStat(&st, lfs.rootDev)), Whiteout: true}, 0
+			return cache.Entry{Attr: whiteoutAttr(attrFromStat(&st, tree.rootDev)), Whiteout: true}, 0
 		}
 		if err != nil && err != unix.ENOENT && err != unix.ENAMETOOLONG {
 			return cache.Entry{}, fs.ToErrno(err)
@@ -246,7 +246,7 @@ var _ = (fs.NodeGetattrer)((*node)(nil))
 
 // Getattr answers from the attributes read at lookup.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.lfs.acct.begin(&n.lfs.acct.getattrs)
+	n.tree.acct.begin(&n.tree.acct.getattrs)
 	toFuse(&n.attr, &out.Attr)
 	return 0
 }
@@ -256,16 +256,16 @@ var _ = (fs.NodeReadlinker)((*node)(nil))
 // Readlink returns the target of a symlink verbatim; it is never resolved
 // here.
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	a := n.lfs.acct.begin(&n.lfs.acct.readlinks)
+	a := n.tree.acct.begin(&n.tree.acct.readlinks)
 	if n.attr.Mode&sIFMT != sIFLNK {
 		return nil, a.fail(syscall.EINVAL)
 	}
 	dir, name := n.backing()
-	dirfd, err := openDir(n.lfs.rootfd, dir)
+	dirfd, err := openDir(n.tree.rootfd, dir)
 	if err != nil {
 		return nil, a.fail(fs.ToErrno(err))
 	}
-	defer closeDir(n.lfs.rootfd, dirfd)
+	defer closeDir(n.tree.rootfd, dirfd)
 	for size := max(int(n.attr.Size)+1, 256); ; size *= 2 {
 		buf := make([]byte, size)
 		l, err := unix.Readlinkat(dirfd, name, buf)
@@ -283,8 +283,8 @@ var _ = (fs.NodeStatfser)((*node)(nil))
 // Statfs reports the backing filesystem of the layer.
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var st syscall.Statfs_t
-	if err := syscall.Fstatfs(n.lfs.rootfd, &st); err != nil {
-		return n.lfs.acct.fail(fs.ToErrno(err))
+	if err := syscall.Fstatfs(n.tree.rootfd, &st); err != nil {
+		return n.tree.acct.fail(fs.ToErrno(err))
 	}
 	out.FromStatfsT(&st)
 	return 0

@@ -36,11 +36,11 @@ func newTestRoot(t *testing.T, dir string) (*node, *account) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	lfs, root, err := newLayerFS(f, testDigest(dir), acct, c)
+	tree, root, err := newLayerTree(f, testDigest(dir), acct, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(lfs.rootfd) })
+	t.Cleanup(func() { unix.Close(tree.rootfd) })
 	fs.NewNodeFS(root, &fs.Options{})
 	return root, acct
 }
@@ -242,7 +242,7 @@ func TestResolveStaysBeneathRoot(t *testing.T) {
 	root, _ := newTestRoot(t, dir)
 	// "s" is a symlink to ../../etc: nothing may be resolved through it.
 	for _, rel := range []string{"s/passwd", "s", "../etc/passwd", "d/../../etc/passwd"} {
-		fd, err := beneath.Open(root.lfs.rootfd, rel, unix.O_RDONLY)
+		fd, err := beneath.Open(root.tree.rootfd, rel, unix.O_RDONLY)
 		if err == nil {
 			unix.Close(fd)
 			t.Errorf("beneath.Open(%q) escaped the layer root", rel)
@@ -250,7 +250,7 @@ func TestResolveStaysBeneathRoot(t *testing.T) {
 	}
 	// A node whose path crosses the symlink (the kernel never asks for one,
 	// but a swapped backing tree could) cannot be opened either.
-	forged := &node{lfs: root.lfs, rel: "s/passwd", attr: cache.Attr{Mode: sIFREG}}
+	forged := &node{tree: root.tree, rel: "s/passwd", attr: cache.Attr{Mode: sIFREG}}
 	if _, _, errno := forged.Open(context.Background(), syscall.O_RDONLY); errno == 0 {
 		t.Error("opened a path through a symlink")
 	}

@@ -15,7 +15,7 @@ var _ = (fs.NodeReader)((*node)(nil))
 
 // Read serves a READ. Through a handle from Open it is that file's Read.
 // Without one (accounting "reads": the kernel no longer sends OPEN, see
-// noOpendir) it opens the backing file beneath the layer root for this
+// skippedRequests) it opens the backing file beneath the layer root for this
 // one request; the kernel keeps what it read in the page cache across
 // opens, so a file's content normally reaches the daemon once. A READ at
 // offset 0 counts as one open of the file (a fetch of its content), and
@@ -28,14 +28,14 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	case *passthroughFile:
 		return f.Read(ctx, dest, off)
 	}
-	if n.lfs.pages.fromReader(ctx) {
+	if n.tree.pages.fromReader(ctx) {
 		return n.readUncounted(dest, off)
 	}
-	a := n.lfs.acct.begin(&n.lfs.acct.reads)
+	a := n.tree.acct.begin(&n.tree.acct.reads)
 	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
 		return nil, a.fail(syscall.EINVAL)
 	}
-	fd, err := openBacking(n.lfs.rootfd, n.rel)
+	fd, err := openBacking(n.tree.rootfd, n.rel)
 	if err != nil {
 		return nil, a.fail(fs.ToErrno(err))
 	}
@@ -60,7 +60,7 @@ func (n *node) readUncounted(dest []byte, off int64) (fuse.ReadResult, syscall.E
 	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
 		return nil, syscall.EINVAL
 	}
-	fd, err := openBacking(n.lfs.rootfd, n.rel)
+	fd, err := openBacking(n.tree.rootfd, n.rel)
 	if err != nil {
 		return nil, fs.ToErrno(err)
 	}

@@ -48,7 +48,7 @@ func mountWithin(ctx context.Context, t *testing.T, dir string, unblock func()) 
 func passthroughOn(m *Manager, mp string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.mounts[mp].lfs.passthrough.Load()
+	return m.mounts[mp].tree.passthrough.Load()
 }
 
 // The passthrough probe never blocks on a fifo at the layer root's

@@ -16,7 +16,7 @@ import (
 // Unlink or Rmdir *succeeds* and drops the child from the tree.
 
 // erofs counts and returns EROFS.
-func (n *node) erofs() syscall.Errno { return n.lfs.acct.fail(syscall.EROFS) }
+func (n *node) erofs() syscall.Errno { return n.tree.acct.fail(syscall.EROFS) }
 
 var (
 	_ = (fs.NodeSetattrer)((*node)(nil))

@@ -54,7 +54,7 @@ func (m *Manager) probeRemoved(ctx context.Context, mt *mount) error {
 	if err != nil {
 		return nil
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Dev != mt.lfs.rootDev || st.Ino != mt.lfs.rootIno) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Dev != mt.tree.rootDev || st.Ino != mt.tree.rootIno) {
 		return fmt.Errorf("layer %s at %q: the store holds another copy of the layer than the one mounted: %w", mt.layer, mt.mountpoint, errdefs.ErrUnavailable)
 	}
 	return nil

@@ -27,7 +27,7 @@ func TestMountRefusesSymlinkedLayer(t *testing.T) {
 	writeFile(t, host, "layerfs/secret", "host")
 	repo := ducc.New(filepath.Join(tmp, "repo"))
 	regular, viaLayerFS, viaHex := digest.FromString("regular"), digest.FromString("layerfs"), digest.FromString("hex")
-	src, _ := repo.LayerFS(regular)
+	src, _ := repo.UnpackedDir(regular)
 	writeFile(t, src, "f", "layer")
 	symlink := func(p string) {
 		t.Helper()
@@ -38,9 +38,9 @@ func TestMountRefusesSymlinkedLayer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, _ := repo.LayerFS(viaLayerFS)
+	p, _ := repo.UnpackedDir(viaLayerFS)
 	symlink(p)
-	p, _ = repo.LayerDir(viaHex)
+	p, _ = repo.UnpackedDir(viaHex)
 	symlink(p)
 
 	m, err := NewManager(repo)

@@ -18,7 +18,7 @@ var _ = (fs.NodeGetxattrer)((*node)(nil))
 // is also what lets a layer with no opaque directory answer ENOSYS before
 // a request reaches here (see layerShape).
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	a := n.lfs.acct.begin(nil)
+	a := n.tree.acct.begin(nil)
 	if n.opaque && !n.whiteout && isOpaqueXattr(attr) {
 		return copyOut(dest, []byte("y"))
 	}
@@ -30,7 +30,7 @@ var _ = (fs.NodeListxattrer)((*node)(nil))
 // Listxattr lists the opaque attributes of an opaque directory, and
 // nothing for any other entry (see Getxattr).
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	n.lfs.acct.begin(nil)
+	n.tree.acct.begin(nil)
 	var list []byte
 	if n.opaque && !n.whiteout {
 		for _, x := range opaqueXattrs {

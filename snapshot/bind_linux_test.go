@@ -85,7 +85,7 @@ func TestBindRemoteLayerEndToEnd(t *testing.T) {
 	if err := mount.UnmountAll(rootfs, 0); err != nil {
 		t.Fatal(err)
 	}
-	src, _ := repo.LayerFS(layerA)
+	src, _ := repo.UnpackedDir(layerA)
 	if b, _ := os.ReadFile(filepath.Join(src, "hello")); string(b) != "from cvmfs" {
 		t.Fatalf("the repository was modified: %q", b)
 	}

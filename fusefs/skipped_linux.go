@@ -9,10 +9,14 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// noOpendir wraps go-fuse's node bridge so that directories need no
-// OPENDIR/RELEASEDIR round trip. Answering OPENDIR with ENOSYS tells a
-// kernel that offers FUSE_NO_OPENDIR_SUPPORT (Linux >= 5.1) to stop sending
-// them for the whole mount; it then caches listings (FOPEN_CACHE_DIR) and
+// skippedRequests wraps go-fuse's node bridge so that the kernel stops
+// sending the requests it can do without: OPENDIR/RELEASEDIR always, OPEN
+// and FLUSH under accounting "reads", xattr requests once a layer is known
+// to have no opaque directory.
+//
+// For directories: answering OPENDIR with ENOSYS tells a kernel that
+// offers FUSE_NO_OPENDIR_SUPPORT (Linux >= 5.1) to stop sending them for
+// the whole mount; it then caches listings (FOPEN_CACHE_DIR) and
 // sends READDIR(PLUS) with file handle 0. Each such request is served here
 // through a handle opened and released around it, so go-fuse's READDIRPLUS
 // lookups work unchanged; the node keeps its translated listing, so that
@@ -20,7 +24,7 @@ import (
 //
 // Without this, a warm walk pays two round trips per directory although
 // the kernel answers everything else from its caches.
-type noOpendir struct {
+type skippedRequests struct {
 	fuse.RawFileSystem
 	// enabled is set once the mount is up and the kernel has offered
 	// FUSE_NO_OPENDIR_SUPPORT.
@@ -38,7 +42,7 @@ type noOpendir struct {
 }
 
 // GetXAttr answers ENOSYS once noXattrs is set.
-func (d *noOpendir) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+func (d *skippedRequests) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
 	if d.noXattrs != nil && d.noXattrs.Load() {
 		return 0, fuse.ENOSYS
 	}
@@ -46,7 +50,7 @@ func (d *noOpendir) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr
 }
 
 // ListXAttr answers ENOSYS once noXattrs is set.
-func (d *noOpendir) ListXAttr(cancel <-chan struct{}, header *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+func (d *skippedRequests) ListXAttr(cancel <-chan struct{}, header *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
 	if d.noXattrs != nil && d.noXattrs.Load() {
 		return 0, fuse.ENOSYS
 	}
@@ -54,7 +58,7 @@ func (d *noOpendir) ListXAttr(cancel <-chan struct{}, header *fuse.InHeader, des
 }
 
 // Open answers ENOSYS once noOpen is on, so that the kernel stops asking.
-func (d *noOpendir) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+func (d *skippedRequests) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if d.noOpen.Load() {
 		return fuse.ENOSYS
 	}
@@ -64,12 +68,12 @@ func (d *noOpendir) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 // Flush answers ENOSYS: the kernel then stops sending FLUSH for the
 // mount, a synchronous round trip on every close of a file that a
 // read-only filesystem has nothing to flush for.
-func (d *noOpendir) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+func (d *skippedRequests) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	return fuse.ENOSYS
 }
 
 // OpenDir answers ENOSYS once enabled, so that the kernel stops asking.
-func (d *noOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+func (d *skippedRequests) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if d.enabled.Load() {
 		return fuse.ENOSYS
 	}
@@ -77,17 +81,17 @@ func (d *noOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.O
 }
 
 // ReadDir serves a handle-less READDIR through a short-lived handle.
-func (d *noOpendir) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+func (d *skippedRequests) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	return d.withHandle(cancel, in, func(in *fuse.ReadIn) fuse.Status { return d.RawFileSystem.ReadDir(cancel, in, out) })
 }
 
 // ReadDirPlus serves a handle-less READDIRPLUS through a short-lived
 // handle.
-func (d *noOpendir) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+func (d *skippedRequests) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	return d.withHandle(cancel, in, func(in *fuse.ReadIn) fuse.Status { return d.RawFileSystem.ReadDirPlus(cancel, in, out) })
 }
 
-func (d *noOpendir) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, fn func(*fuse.ReadIn) fuse.Status) fuse.Status {
+func (d *skippedRequests) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, fn func(*fuse.ReadIn) fuse.Status) fuse.Status {
 	if in.Fh != 0 {
 		return fn(in) // opened before OPENDIR was turned off
 	}
@@ -104,7 +108,7 @@ func (d *noOpendir) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, fn func(
 
 // enable turns OPENDIR (and, if asked, OPEN) off if the kernel supports
 // that.
-func (d *noOpendir) enable(kernel *fuse.InitIn) {
+func (d *skippedRequests) enable(kernel *fuse.InitIn) {
 	if kernel.Flags64()&fuse.CAP_NO_OPENDIR_SUPPORT != 0 {
 		d.enabled.Store(true)
 	}
