@@ -19,13 +19,18 @@ var _ = (fs.NodeOpendirHandler)((*node)(nil))
 // OpendirHandle returns a handle that reads the backing directory on first
 // use. The kernel caches the listing for good (FOPEN_CACHE_DIR: the layer
 // never changes). Once skippedRequests has turned OPENDIR off the kernel no
-// longer calls this; skippedRequests opens a handle here for each READDIR batch.
+// longer calls this; skippedRequests opens a handle here for each READDIR
+// batch. The listings of the prefetch page reader are not counted.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	a := n.tree.acct.begin(nil)
+	quiet := n.tree.pages.fromReader(ctx)
+	a := n.tree.acct
+	if !quiet {
+		a.begin(nil)
+	}
 	if !n.isDir() {
 		return nil, 0, a.fail(syscall.ENOTDIR)
 	}
-	return &dirHandle{n: n, fd: -1}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return &dirHandle{n: n, fd: -1, quiet: quiet}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // dirHandle is an open directory: its translated listing and the backing
@@ -37,6 +42,9 @@ type dirHandle struct {
 	ents   []presented
 	pos    int
 	loaded bool
+	// quiet is set for a handle of the prefetch page reader: its reads
+	// and lookups are not counted.
+	quiet bool
 }
 
 // load opens the backing directory (for the lookups of READDIRPLUS) and
@@ -54,7 +62,9 @@ func (d *dirHandle) load() syscall.Errno {
 		d.fd, d.ents, d.loaded = fd, l.ents, true
 		return 0
 	}
-	tree.acct.readdirs.Add(1)
+	if !d.quiet {
+		tree.acct.readdirs.Add(1)
+	}
 	ents, err := readDirents(fd)
 	if err != nil {
 		unix.Close(fd)
@@ -93,7 +103,9 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // Lookup serves the lookups of READDIRPLUS relative to the open directory,
 // saving a path resolution per entry.
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	d.n.tree.acct.lookups.Add(1)
+	if !d.quiet {
+		d.n.tree.acct.lookups.Add(1)
+	}
 	return d.n.lookupIn(ctx, d.fd, name, out) // d.fd is -1 if not loaded: lookupIn opens the directory
 }
 

@@ -115,8 +115,11 @@ func (n *node) isDir() bool { return n.attr.Mode&sIFMT == sIFDIR }
 var _ = (fs.NodeLookuper)((*node)(nil))
 
 // Lookup finds name in the directory n, from the cache or the backing tree.
+// A lookup of the prefetch page reader is not counted.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	n.tree.acct.begin(&n.tree.acct.lookups)
+	if !n.tree.pages.fromReader(ctx) {
+		n.tree.acct.begin(&n.tree.acct.lookups)
+	}
 	return n.lookupIn(ctx, -1, name, out)
 }
 
@@ -124,8 +127,13 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // directory (-1: open one if the cache misses).
 func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	a := n.tree.acct
+	// An absent name the prefetch page reader looked up is not counted.
+	missing := a.missing
+	if n.tree.pages.fromReader(ctx) {
+		missing = func(errno syscall.Errno) syscall.Errno { return errno }
+	}
 	if !presentable(name, n.rel == "") {
-		return nil, a.missing(syscall.ENOENT)
+		return nil, missing(syscall.ENOENT)
 	}
 	l := n.listing.Load()
 	if l != nil {
@@ -134,7 +142,7 @@ func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.E
 			// name it lacks is absent. No path to resolve, no stat: the
 			// negative lookups overlayfs makes in every layer that
 			// shares a directory are most of a cold start's requests.
-			return nil, a.missing(syscall.ENOENT)
+			return nil, missing(syscall.ENOENT)
 		}
 	}
 	rel := path.Join(n.rel, name)
@@ -148,7 +156,7 @@ func (n *node) lookupIn(ctx context.Context, dirfd int, name string, out *fuse.E
 			// was removed from the store).
 			return nil, a.fail(syscall.ENOENT)
 		}
-		return nil, a.missing(syscall.ENOENT)
+		return nil, missing(syscall.ENOENT)
 	}
 	child := &node{
 		tree:          n.tree,
@@ -244,9 +252,12 @@ func hasOpaqueMarker(dirfd int, name string) bool {
 
 var _ = (fs.NodeGetattrer)((*node)(nil))
 
-// Getattr answers from the attributes read at lookup.
+// Getattr answers from the attributes read at lookup; one of the prefetch
+// page reader is not counted.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.tree.acct.begin(&n.tree.acct.getattrs)
+	if !n.tree.pages.fromReader(ctx) {
+		n.tree.acct.begin(&n.tree.acct.getattrs)
+	}
 	toFuse(&n.attr, &out.Attr)
 	return 0
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
 // WithPrefetchPages makes prefetch, under accounting "reads", read the
@@ -48,9 +51,12 @@ func WithPrefetchPages(argv []string) Opt {
 	}
 }
 
-// pageRequest asks the page reader to read path beneath mount.
+// pageRequest asks the page reader to read path beneath mount, for the
+// prefetch run Run (a mount's caches are new at each run: a directory
+// listed for one run is listed again for the next).
 type pageRequest struct {
 	ID    uint64 `json:"id"`
+	Run   uint64 `json:"run"`
 	Mount string `json:"mount"`
 	Path  string `json:"path"`
 }
@@ -68,18 +74,21 @@ type pageReply struct {
 // request is answered on out the same way. Each of workers threads first
 // takes the lowest CPU and I/O priority, and the reader announces their
 // thread IDs before reading anything. A path is resolved beneath its mount
-// without following links, and only a regular file is read. It returns
-// when in ends.
+// without following links, and only a regular file is read; the
+// directories on its way are listed too, once each per mount, so that the
+// kernel caches their listings (a workload that walks them finds them
+// there). It returns when in ends.
 func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 	if workers < 1 {
 		return fmt.Errorf("page reader: %d workers: %w", workers, errdefs.ErrInvalidArgument)
 	}
 	var (
-		outMu sync.Mutex
-		enc   = json.NewEncoder(out)
-		jobs  = make(chan pageRequest)
-		tids  = make(chan uint32, workers)
-		wg    sync.WaitGroup
+		listed sync.Map // run and directory: listed already
+		outMu  sync.Mutex
+		enc    = json.NewEncoder(out)
+		jobs   = make(chan pageRequest)
+		tids   = make(chan uint32, workers)
+		wg     sync.WaitGroup
 	)
 	reply := func(r pageReply) error {
 		outMu.Lock()
@@ -98,7 +107,7 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 			buf := make([]byte, 1<<20)
 			for req := range jobs {
 				r := pageReply{ID: req.ID}
-				r.Bytes, r.Error = readThroughMount(req.Mount, req.Path, buf)
+				r.Bytes, r.Error = readThroughMount(req, buf, &listed)
 				if err := reply(r); err != nil {
 					return
 				}
@@ -131,19 +140,52 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 	return err
 }
 
-// readThroughMount reads the regular file path beneath mount to its end
-// and returns its size, or why it could not.
-func readThroughMount(mount, path string, buf []byte) (int64, string) {
-	root, err := unix.Open(mount, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// readThroughMount lists the directories on the way to req.Path beneath
+// req.Mount that listed does not hold for req.Run yet, then reads the
+// regular file req.Path to its end and returns its size, or why it could
+// not.
+func readThroughMount(req pageRequest, buf []byte, listed *sync.Map) (int64, string) {
+	root, err := unix.Open(req.Mount, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err.Error()
 	}
 	defer unix.Close(root)
-	n, err := readBacking(root, path, buf)
+	for dir := filepath.Dir(req.Path); ; dir = filepath.Dir(dir) {
+		if dir == "." {
+			dir = ""
+		}
+		if _, done := listed.LoadOrStore(fmt.Sprintf("%d\x00%s", req.Run, dir), true); !done {
+			listDir(root, dir, buf)
+		}
+		if dir == "" {
+			break
+		}
+	}
+	n, err := readBacking(root, req.Path, buf)
 	if err != nil {
 		return n, err.Error()
 	}
 	return n, ""
+}
+
+// listDir reads the entries of the directory rel beneath root to the end,
+// into buf, and drops them; errors are ignored (a missing directory leaves
+// nothing to warm).
+func listDir(root int, rel string, buf []byte) {
+	fd, err := beneath.Open(root, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			return
+		}
+	}
 }
 
 // pageReader is the daemon's side of the helper that runs RunPageReader:
@@ -160,14 +202,17 @@ type pageReader struct {
 
 	// tids are the helper's reading threads, read on every READ.
 	tids atomic.Pointer[map[uint32]struct{}]
+	// runs numbers the prefetch runs.
+	runs atomic.Uint64
 }
 
 // errReaderGone is the error of reads pending when the helper exits.
 var errReaderGone = errors.New("prefetch page reader exited")
 
-// read reads path beneath mount through the helper and returns its size.
-func (r *pageReader) read(ctx context.Context, mount, path string) (int64, error) {
-	ch, err := r.send(ctx, mount, path)
+// read reads path beneath mount through the helper, for the prefetch run
+// run, and returns its size.
+func (r *pageReader) read(ctx context.Context, run uint64, mount, path string) (int64, error) {
+	ch, err := r.send(ctx, run, mount, path)
 	if err != nil {
 		return 0, err
 	}
@@ -184,7 +229,7 @@ func (r *pageReader) read(ctx context.Context, mount, path string) (int64, error
 }
 
 // send starts the helper if it does not run and sends it a request.
-func (r *pageReader) send(ctx context.Context, mount, path string) (chan pageReply, error) {
+func (r *pageReader) send(ctx context.Context, run uint64, mount, path string) (chan pageReply, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -198,7 +243,7 @@ func (r *pageReader) send(ctx context.Context, mount, path string) (chan pageRep
 	r.next++
 	ch := make(chan pageReply, 1)
 	r.pending[r.next] = ch
-	b, err := json.Marshal(pageRequest{ID: r.next, Mount: mount, Path: path})
+	b, err := json.Marshal(pageRequest{ID: r.next, Run: run, Mount: mount, Path: path})
 	if err == nil {
 		_, err = r.stdin.Write(append(b, '\n'))
 	}

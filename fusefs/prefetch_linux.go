@@ -168,6 +168,10 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 		return
 	}
 	jobs := make(chan string)
+	var run uint64
+	if m.pages != nil {
+		run = m.pages.runs.Add(1)
+	}
 	var wg sync.WaitGroup
 	for range min(m.cfg.prefetchConcurrency, len(paths)) {
 		wg.Add(1)
@@ -189,7 +193,7 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 					var n int64
 					var err error
 					if m.pages != nil {
-						n, err = m.pages.read(ctx, mountpoint, path)
+						n, err = m.pages.read(ctx, run, mountpoint, path)
 					} else {
 						n, err = readBacking(rootfd, path, buf)
 					}

@@ -104,12 +104,13 @@ func TestPrefetchBounded(t *testing.T) {
 const pageReaderEnv = "FUSEFS_TEST_PAGE_READER"
 
 // TestPrefetchPages: with WithPrefetchPages and accounting "reads",
-// prefetch reads the profiled files through the mount, from a helper
-// process, without counting its reads; the files' pages are then in the
-// kernel's cache of the mount, so a workload's later reads of them send
-// no READ to the daemon. Files the profile does not name are read and
-// counted as usual. Paths that are not clean and relative, or lead
-// through a link, are not read.
+// prefetch reads the profiled files through the mount, and lists the
+// directories on their way, from a helper process, without counting any
+// of its requests; the files' entries, pages and listings are then in the
+// kernel's caches of the mount, so a workload's later walk and reads of
+// them send nothing to the daemon. Files the profile does not name are
+// read and counted as usual. Paths that are not clean and relative, or
+// lead through a link, are not read.
 func TestPrefetchPages(t *testing.T) {
 	src := t.TempDir()
 	var names []string
@@ -133,8 +134,13 @@ func TestPrefetchPages(t *testing.T) {
 	if st.PrefetchFiles != int64(len(names)) {
 		t.Fatalf("prefetch read %d files, want the %d regular files of the profile", st.PrefetchFiles, len(names))
 	}
-	if st.Reads != 0 || st.Opens != 0 || st.BytesRead != 0 || len(profileOf(t, m, st.Layer)) != 0 {
-		t.Fatalf("prefetch through the mount counted as workload reads: %+v", st)
+	if st.Reads != 0 || st.Opens != 0 || st.BytesRead != 0 || st.Lookups != 0 || st.Readdirs != 0 || st.Absent != 0 || len(profileOf(t, m, st.Layer)) != 0 {
+		t.Fatalf("prefetch through the mount counted as workload requests: %+v", st)
+	}
+	for _, dir := range []string{"", "d0", "d1", "d2"} {
+		if _, err := os.ReadDir(filepath.Join(mp, dir)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i, name := range names {
 		b, err := os.ReadFile(filepath.Join(mp, name))
@@ -142,13 +148,50 @@ func TestPrefetchPages(t *testing.T) {
 			t.Fatalf("read %s: %d bytes, %v", name, len(b), err)
 		}
 	}
-	if st := layerStats(t, m); st.Reads != 0 {
-		t.Fatalf("reads of prefetched files sent %d READs to the daemon, want 0 (their pages were not cached)", st.Reads)
+	if st := layerStats(t, m); st.Reads != 0 || st.Lookups != 0 || st.Readdirs != 0 {
+		t.Fatalf("a walk and reads of prefetched files sent %d READs, %d LOOKUPs and %d directory reads to the daemon, want none (their pages, entries and listings were not cached)", st.Reads, st.Lookups, st.Readdirs)
 	}
 	if b, err := os.ReadFile(filepath.Join(mp, "other")); err != nil || string(b) != "not in the profile" {
 		t.Fatalf("read other: %q, %v", b, err)
 	}
 	if st := layerStats(t, m); st.Reads != 1 || st.BytesRead != int64(len("not in the profile")) {
 		t.Fatalf("a workload's read of a file not prefetched: %d READs, %d bytes counted; want 1, %d", st.Reads, st.BytesRead, len("not in the profile"))
+	}
+}
+
+// TestPrefetchPagesRemount: a layer mounted again (a new connection, with
+// caches of its own, maybe under the same device number) has its
+// directories listed again by the page reader, so that a walk of the new
+// mount sends no directory read either.
+func TestPrefetchPagesRemount(t *testing.T) {
+	src := t.TempDir()
+	var names []string
+	for i := range 6 {
+		name := fmt.Sprintf("d%d/f%d", i%2, i)
+		writeFile(t, src, name, "x")
+		names = append(names, name)
+	}
+	profile := func(ctx context.Context, layer digest.Digest) ([]string, error) { return names, nil }
+	t.Setenv(pageReaderEnv, "1")
+	m, mp, layer := mountLayer(t, src, WithAccounting(AccountReads), WithPrefetch(profile, 2, 1<<20), WithPrefetchPages([]string{os.Args[0], "-test.run=^$"}))
+	waitPrefetched(t, m, int64(len(names)))
+	ctx := context.Background()
+	for i := range 3 {
+		if err := m.Unmount(ctx, mp); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Mount(ctx, mp, layer); err != nil {
+			t.Fatal(err)
+		}
+		waitPrefetched(t, m, int64(len(names)))
+		time.Sleep(50 * time.Millisecond)
+		for _, dir := range []string{"d0", "d1"} {
+			if _, err := os.ReadDir(filepath.Join(mp, dir)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := layerStats(t, m); st.Readdirs != 0 {
+			t.Fatalf("mount %d: a walk after prefetch sent %d directory reads to the daemon, want 0", i+2, st.Readdirs)
+		}
 	}
 }
