@@ -46,7 +46,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.StringVar(&f.root, "root", defaultRoot, "directory for the snapshotter's metadata and snapshots")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: cvmfs-snapshotter [flags]\n       cvmfs-snapshotter fuse-server --socket PATH [--config FILE] (started by the daemon when fuse-server = \"separate\")\n       cvmfs-snapshotter custody --socket PATH (keeps the layers' FUSE connections across restarts; started by the daemon)\n\nA containerd remote snapshotter serving image layers from CVMFS.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: cvmfs-snapshotter [flags]\n       cvmfs-snapshotter fuse-server --socket PATH [--config FILE] (started by the daemon when fuse-server = \"separate\")\n       cvmfs-snapshotter custody --socket PATH (keeps the layers' FUSE connections across restarts; started by the daemon)\n       cvmfs-snapshotter prefetch-reader [--workers N] (reads prefetched files through the layer mounts; started by the daemon when prefetch-page-cache = true)\n\nA containerd remote snapshotter serving image layers from CVMFS.\n\nFlags:\n")
 		fs.VisitAll(func(fl *flag.Flag) {
 			def := ""
 			if fl.DefValue != "" && fl.DefValue != "false" {
