@@ -62,7 +62,7 @@ func (m *Manager) Mount(ctx context.Context, mountpoint string, layer digest.Dig
 	}
 	mt = served
 	m.keep(ctx, mt)
-	m.startPrefetch(layer, mt.tree.rootfd, mountpoint)
+	m.startPrefetch(layer, mt)
 
 	entry := log.G(ctx).WithFields(log.Fields{
 		"layer":      layer,

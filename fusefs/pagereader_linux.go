@@ -59,6 +59,8 @@ type pageRequest struct {
 	Run   uint64 `json:"run"`
 	Mount string `json:"mount"`
 	Path  string `json:"path"`
+	// ListOnly asks for the directories on the way only.
+	ListOnly bool `json:"list_only,omitempty"`
 }
 
 // pageReply answers a pageRequest, or (ID 0) announces the reader's threads.
@@ -161,6 +163,9 @@ func readThroughMount(req pageRequest, buf []byte, listed *sync.Map) (int64, str
 			break
 		}
 	}
+	if req.ListOnly {
+		return 0, ""
+	}
 	n, err := readBacking(root, req.Path, buf)
 	if err != nil {
 		return n, err.Error()
@@ -212,7 +217,19 @@ var errReaderGone = errors.New("prefetch page reader exited")
 // read reads path beneath mount through the helper, for the prefetch run
 // run, and returns its size.
 func (r *pageReader) read(ctx context.Context, run uint64, mount, path string) (int64, error) {
-	ch, err := r.send(ctx, run, mount, path)
+	return r.do(ctx, pageRequest{Run: run, Mount: mount, Path: path})
+}
+
+// list lists the directories on the way to path beneath mount through the
+// helper, those not listed yet in the prefetch run run.
+func (r *pageReader) list(ctx context.Context, run uint64, mount, path string) error {
+	_, err := r.do(ctx, pageRequest{Run: run, Mount: mount, Path: path, ListOnly: true})
+	return err
+}
+
+// do sends req and waits for its reply.
+func (r *pageReader) do(ctx context.Context, req pageRequest) (int64, error) {
+	ch, err := r.send(ctx, req)
 	if err != nil {
 		return 0, err
 	}
@@ -229,7 +246,7 @@ func (r *pageReader) read(ctx context.Context, run uint64, mount, path string) (
 }
 
 // send starts the helper if it does not run and sends it a request.
-func (r *pageReader) send(ctx context.Context, run uint64, mount, path string) (chan pageReply, error) {
+func (r *pageReader) send(ctx context.Context, req pageRequest) (chan pageReply, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -243,7 +260,8 @@ func (r *pageReader) send(ctx context.Context, run uint64, mount, path string) (
 	r.next++
 	ch := make(chan pageReply, 1)
 	r.pending[r.next] = ch
-	b, err := json.Marshal(pageRequest{ID: r.next, Run: run, Mount: mount, Path: path})
+	req.ID = r.next
+	b, err := json.Marshal(req)
 	if err == nil {
 		_, err = r.stdin.Write(append(b, '\n'))
 	}

@@ -5,12 +5,15 @@ package fusefs
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -61,7 +64,10 @@ func WithPrefetch(src ProfileSource, concurrency int, maxBytes int64) Opt {
 // the files since: CVMFS's cache is bounded).
 type prefetchState struct {
 	files, bytes, hits atomic.Int64
-	running            atomic.Bool
+	// stored counts the files whose pages were stored in a mount's cache
+	// (pushPages) rather than read through it.
+	stored  atomic.Int64
+	running atomic.Bool
 
 	cancelMu sync.Mutex
 	cancel   context.CancelFunc
@@ -117,9 +123,9 @@ func (p *prefetchState) stats(s *usage.LayerStats) {
 }
 
 // startPrefetch starts the prefetch of layer, once per layer state, with
-// its own descriptor of the layer root, or through its mount at
-// mountpoint. The caller holds a reservation or a mount of the layer.
-func (m *Manager) startPrefetch(layer digest.Digest, rootfd int, mountpoint string) {
+// its own descriptor of the layer root of mt, or into mt's kernel caches
+// (see pushPages). The caller holds a reservation or a mount of the layer.
+func (m *Manager) startPrefetch(layer digest.Digest, mt *mount) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ls := m.layers[layer]
@@ -134,7 +140,7 @@ func (m *Manager) startPrefetch(layer digest.Digest, rootfd int, mountpoint stri
 	if !p.running.CompareAndSwap(false, true) {
 		return
 	}
-	fd, err := unix.FcntlInt(uintptr(rootfd), unix.F_DUPFD_CLOEXEC, 0)
+	fd, err := unix.FcntlInt(uintptr(mt.tree.rootfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		p.running.Store(false)
 		return
@@ -150,13 +156,13 @@ func (m *Manager) startPrefetch(layer digest.Digest, rootfd int, mountpoint stri
 		defer p.running.Store(false)
 		defer unix.Close(fd)
 		defer cancel()
-		m.prefetch(ctx, layer, p, fd, mountpoint)
+		m.prefetch(ctx, layer, p, fd, mt)
 	}()
 }
 
 // prefetch reads the files of layer's profile from the backing tree at
-// rootfd, or through its mount at mountpoint by the page reader.
-func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetchState, rootfd int, mountpoint string) {
+// rootfd, or into the kernel's caches of mt (pushPages).
+func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetchState, rootfd int, mt *mount) {
 	paths, err := m.cfg.prefetch(ctx, layer)
 	if err != nil {
 		if !errdefs.IsNotFound(err) && ctx.Err() == nil {
@@ -169,6 +175,7 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 	}
 	jobs := make(chan string)
 	var run uint64
+	var listed sync.Map // directories the page reader listed in this run
 	if m.pages != nil {
 		run = m.pages.runs.Add(1)
 	}
@@ -182,7 +189,7 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 			// goroutine runs on it with them.
 			runtime.LockOSThread()
 			lowestPriority()
-			buf := make([]byte, 128<<10)
+			buf := make([]byte, 1<<20)
 			for path := range jobs {
 				select {
 				case m.prefetchSlots <- struct{}{}:
@@ -193,7 +200,7 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 					var n int64
 					var err error
 					if m.pages != nil {
-						n, err = m.pages.read(ctx, run, mountpoint, path)
+						n, err = m.pushPages(ctx, p, run, &listed, mt, rootfd, path, buf)
 					} else {
 						n, err = readBacking(rootfd, path, buf)
 					}
@@ -255,4 +262,62 @@ func lowestPriority() {
 		ioprioClassShift = 13
 	)
 	_, _, _ = unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), ioprioClassIdle<<ioprioClassShift)
+}
+
+// pushPages puts the file path of mt's layer in the kernel's caches of the
+// mount and returns its size. The page reader lists the directories on its
+// way through the mount (the kernel then holds a node for every entry, with
+// its attributes); the daemon reads the file from the backing tree at
+// rootfd and stores its pages in the node's cache (FUSE_NOTIFY_STORE): no
+// round trip per file. If the kernel holds no node for the file (it
+// dropped it, or the listing was not a READDIRPLUS), or refuses the store,
+// the page reader reads the file through the mount instead.
+func (m *Manager) pushPages(ctx context.Context, p *prefetchState, run uint64, listed *sync.Map, mt *mount, rootfd int, path string, buf []byte) (int64, error) {
+	// The page reader lists every directory on the way: once the parent
+	// is listed, so are the others.
+	if dir := filepath.Dir(path); !mapHas(listed, dir) {
+		if err := m.pages.list(ctx, run, mt.mountpoint, path); err != nil {
+			return 0, err
+		}
+		listed.Store(dir, true)
+	}
+	if k, ok := mt.ids.liveID(path); ok {
+		if n, err := storePages(mt.server, k, rootfd, path, buf); err == nil {
+			p.stored.Add(1)
+			return n, nil
+		}
+	}
+	return m.pages.read(ctx, run, mt.mountpoint, path)
+}
+
+func mapHas(m *sync.Map, key string) bool {
+	_, ok := m.Load(key)
+	return ok
+}
+
+// storePages reads the regular file rel beneath rootfd into buf, chunk by
+// chunk, and stores each chunk in the cache of kernel node k.
+func storePages(s *fuse.Server, k uint64, rootfd int, rel string, buf []byte) (int64, error) {
+	fd, err := openBacking(rootfd, rel)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var off int64
+	for {
+		n, err := preadFull(fd, buf, off)
+		if err != nil {
+			return off, err
+		}
+		if n == 0 {
+			return off, nil
+		}
+		if st := s.InodeNotifyStoreCache(k, off, buf[:n]); !st.Ok() {
+			return off, fmt.Errorf("store the pages of %s: %w", rel, syscall.Errno(st))
+		}
+		off += int64(n)
+		if n < len(buf) {
+			return off, nil
+		}
+	}
 }
