@@ -24,23 +24,25 @@ import (
 	"github.com/cvmfs-contrib/cvmfs-fuse-snapshotter/internal/beneath"
 )
 
-// WithPrefetchPages makes prefetch, under accounting "reads", read the
-// files of a layer's profile through the layer's mount instead of from the
-// backing tree: their entries and pages are then in the kernel's caches of
-// the mount (and the backing files in the layer store's cache, as the
-// daemon reads them to answer), so that a container's first run finds them
-// there as a warm run does. The price: the container's reads of those
-// files never reach the daemon, so they are not counted (nor are prefetch
-// hits); the reads of the prefetch itself are not counted either. Under
-// "open" and "bytes" prefetch reads the backing tree, as without this
-// option (passthrough reads the backing file's pages; "bytes" counts every
-// byte a workload reads).
+// WithPrefetchPages makes prefetch, under accounting "reads", put the files
+// of a layer's profile in the kernel's caches of the layer's mount, not
+// only in the layer store's: a helper process lists, through the mount,
+// the directories on the way to each file (the kernel then holds a node
+// for every entry), and the daemon stores the file's pages in its node's
+// cache (FUSE_NOTIFY_STORE), or, for a file larger than maxStored or one
+// the kernel holds no node for, the helper reads it through the mount. A
+// container's first run then finds them where a warm run does. The price:
+// the container's reads of those files never reach the daemon, so they
+// are not counted (nor are prefetch hits); the helper's requests are not
+// counted either. Under "open" and "bytes" prefetch warms the layer store
+// only, as without this option (passthrough reads the backing file's
+// pages; "bytes" counts every byte a workload reads).
 //
-// The reads come from a helper process started with argv, which must run
-// RunPageReader on its standard input and output: a read through the mount
-// by the daemon itself could not finish if the daemon were killed during
-// it, and the daemon's lock would stay held by the dying process. The
-// daemon tells the helper's requests apart by the thread IDs it reports.
+// The helper is started with argv, which must run RunPageReader on its
+// standard input and output: a request through the mount by the daemon
+// itself could not finish if the daemon were killed during it, and the
+// daemon's lock would stay held by the dying process. The daemon tells
+// the helper's requests apart by the thread IDs it reports.
 func WithPrefetchPages(argv []string) Opt {
 	return func(c *config) error {
 		if len(argv) == 0 {
