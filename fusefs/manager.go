@@ -64,8 +64,10 @@ type Manager struct {
 	walkSlot   chan struct{}
 	walkCtx    context.Context
 	walkCancel context.CancelFunc
-	// prefetchSlots bounds the prefetch reads in flight across layers.
-	prefetchSlots chan struct{}
+	// prefetchJobs feeds the prefetch workers, prefetchConcurrency of
+	// them across all layers, started with the first prefetch.
+	prefetchJobs  chan prefetchJob
+	prefetchStart sync.Once
 	// pages reads prefetched files through the mounts; nil when prefetch
 	// reads the backing trees.
 	pages *pageReader

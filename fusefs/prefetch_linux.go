@@ -148,9 +148,7 @@ func (m *Manager) startPrefetch(layer digest.Digest, mt *mount) {
 	}
 	ctx, cancel := context.WithCancel(m.walkCtx)
 	p.setCancel(cancel)
-	if m.prefetchSlots == nil {
-		m.prefetchSlots = make(chan struct{}, m.cfg.prefetchConcurrency)
-	}
+	m.prefetchStart.Do(m.startPrefetchWorkers)
 	m.walks.Add(1)
 	go func() {
 		defer m.walks.Done()
@@ -174,57 +172,99 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 	if len(paths) == 0 {
 		return
 	}
-	jobs := make(chan string)
 	var run uint64
 	var listed sync.Map // directories the page reader listed in this run
 	if m.pages != nil {
 		run = m.pages.runs.Add(1)
 	}
 	var wg sync.WaitGroup
-	for range min(m.cfg.prefetchConcurrency, len(paths)) {
+	for _, path := range paths {
+		if ctx.Err() != nil || p.bytes.Load() >= m.cfg.prefetchMaxBytes {
+			break
+		}
+		if !usage.ValidProfilePath(path) {
+			continue
+		}
 		wg.Add(1)
+		job := prefetchJob{ctx: ctx, p: p, run: run, listed: &listed, mt: mt, rootfd: rootfd, path: path, done: wg.Done}
+		select {
+		case m.prefetchJobs <- job:
+		case <-ctx.Done():
+			wg.Done()
+		}
+	}
+	// rootfd stays open until the workers are done with this layer's
+	// files.
+	wg.Wait()
+	if ctx.Err() == nil {
+		log.G(ctx).WithFields(log.Fields{"layer": layer, "files": p.files.Load(), "bytes": p.bytes.Load()}).Debug("layer prefetched")
+	}
+}
+
+// prefetchJob is one file of a layer's prefetch run, for a worker.
+type prefetchJob struct {
+	ctx    context.Context
+	p      *prefetchState
+	run    uint64
+	listed *sync.Map
+	mt     *mount
+	rootfd int
+	path   string
+	done   func()
+}
+
+// prefetchTestHook, if set, runs before each job (tests).
+var prefetchTestHook atomic.Pointer[func()]
+
+// startPrefetchWorkers starts the prefetch workers: prefetchConcurrency
+// goroutines, each on a thread of its own at the lowest priorities, with a
+// buffer of its own, serving the prefetch runs of every layer, until the
+// Manager closes.
+func (m *Manager) startPrefetchWorkers() {
+	m.prefetchJobs = make(chan prefetchJob)
+	for range m.cfg.prefetchConcurrency {
+		m.walks.Add(1)
 		go func() {
-			defer wg.Done()
+			defer m.walks.Done()
 			// The thread takes the lowest priorities, and ends with
 			// the goroutine (it stays locked to it), so that no other
 			// goroutine runs on it with them.
 			runtime.LockOSThread()
 			lowestPriority()
 			buf := make([]byte, 1<<20)
-			for path := range jobs {
+			for {
 				select {
-				case m.prefetchSlots <- struct{}{}:
-				case <-ctx.Done():
-					continue
+				case job := <-m.prefetchJobs:
+					m.prefetchFile(job, buf)
+					job.done()
+				case <-m.walkCtx.Done():
+					return
 				}
-				if p.bytes.Load() < m.cfg.prefetchMaxBytes {
-					var n int64
-					var err error
-					if m.pages != nil {
-						n, err = m.pushPages(ctx, p, run, &listed, mt, rootfd, path, buf)
-					} else {
-						n, err = readBacking(rootfd, path, buf)
-					}
-					if err == nil {
-						p.note(path, n)
-					}
-				}
-				<-m.prefetchSlots
 			}
 		}()
 	}
-	for _, path := range paths {
-		if ctx.Err() != nil || p.bytes.Load() >= m.cfg.prefetchMaxBytes {
-			break
-		}
-		if usage.ValidProfilePath(path) {
-			jobs <- path
-		}
+}
+
+// prefetchFile reads job's file from the backing tree, or puts it in the
+// kernel's caches of the mount (pushPages), unless its run was stopped or
+// the layer's budget is spent.
+func (m *Manager) prefetchFile(job prefetchJob, buf []byte) {
+	if hook := prefetchTestHook.Load(); hook != nil {
+		(*hook)()
 	}
-	close(jobs)
-	wg.Wait()
-	if ctx.Err() == nil {
-		log.G(ctx).WithFields(log.Fields{"layer": layer, "files": p.files.Load(), "bytes": p.bytes.Load()}).Debug("layer prefetched")
+	p := job.p
+	if job.ctx.Err() != nil || p.bytes.Load() >= m.cfg.prefetchMaxBytes {
+		return
+	}
+	var n int64
+	var err error
+	if m.pages != nil {
+		n, err = m.pushPages(job.ctx, p, job.run, job.listed, job.mt, job.rootfd, job.path, buf)
+	} else {
+		n, err = readBacking(job.rootfd, job.path, buf)
+	}
+	if err == nil {
+		p.note(job.path, n)
 	}
 }
 

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,4 +203,95 @@ func TestPrefetchPagesRemount(t *testing.T) {
 			t.Fatalf("mount %d: a walk after prefetch sent %d directory reads to the daemon, want 0", i+2, st.Readdirs)
 		}
 	}
+}
+
+// TestPrefetchWorkersBounded: prefetch runs of many layers at once share
+// prefetch-concurrency workers: the OS threads they hold (each worker
+// keeps one, at the lowest priority) do not grow with the layers.
+func TestPrefetchWorkersBounded(t *testing.T) {
+	const layers, concurrency = 16, 2
+	release := make(chan struct{})
+	var blocked atomic.Int32
+	hook := func() {
+		blocked.Add(1)
+		<-release
+	}
+	prefetchTestHook.Store(&hook)
+	t.Cleanup(func() { prefetchTestHook.Store(nil) })
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	start := make(chan struct{})
+	profile := func(ctx context.Context, layer digest.Digest) ([]string, error) {
+		select {
+		case <-start:
+		case <-ctx.Done():
+		}
+		return []string{"a", "b", "c", "d"}, nil
+	}
+	requireFUSE(t)
+	src := dirSource{}
+	m, err := NewManager(src, WithPrefetch(profile, concurrency, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	base := t.TempDir()
+	sweepMounts(t, base)
+	var digests []digest.Digest
+	for i := range layers {
+		dir := t.TempDir()
+		for _, n := range []string{"a", "b", "c", "d"} {
+			writeFile(t, dir, n, n)
+		}
+		d := testDigest(fmt.Sprintf("layer %d", i))
+		src[d] = dir
+		digests = append(digests, d)
+	}
+	for i, d := range digests {
+		mp := filepath.Join(base, fmt.Sprintf("mnt%d", i))
+		if err := os.Mkdir(mp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Mount(context.Background(), mp, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := osThreads(t)
+	close(start)
+	deadline := time.Now().Add(10 * time.Second)
+	for blocked.Load() < concurrency {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d prefetch workers started, want %d", blocked.Load(), concurrency)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // any other worker would start too
+	after := osThreads(t)
+	if n := blocked.Load(); n != concurrency {
+		t.Errorf("%d prefetch jobs run at once, want %d", n, concurrency)
+	}
+	if after-before > 2*concurrency+4 {
+		t.Errorf("prefetch of %d layers took %d OS threads (from %d to %d), want about %d", layers, after-before, before, after, concurrency)
+	}
+	once.Do(func() { close(release) })
+}
+
+// osThreads returns the number of threads of this process.
+func osThreads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads in /proc/self/status")
+	return 0
 }
