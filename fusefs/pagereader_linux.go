@@ -53,16 +53,13 @@ func WithPrefetchPages(argv []string) Opt {
 	}
 }
 
-// pageRequest asks the page reader to read path beneath mount, for the
-// prefetch run Run (a mount's caches are new at each run: a directory
-// listed for one run is listed again for the next).
+// pageRequest asks the page reader to read the file path beneath mount,
+// or, with List, to list the directories on the way to it.
 type pageRequest struct {
 	ID    uint64 `json:"id"`
-	Run   uint64 `json:"run"`
 	Mount string `json:"mount"`
 	Path  string `json:"path"`
-	// ListOnly asks for the directories on the way only.
-	ListOnly bool `json:"list_only,omitempty"`
+	List  bool   `json:"list,omitempty"`
 }
 
 // pageReply answers a pageRequest, or (ID 0) announces the reader's threads.
@@ -78,21 +75,20 @@ type pageReply struct {
 // request is answered on out the same way. Each of workers threads first
 // takes the lowest CPU and I/O priority, and the reader announces their
 // thread IDs before reading anything. A path is resolved beneath its mount
-// without following links, and only a regular file is read; the
-// directories on its way are listed too, once each per mount, so that the
-// kernel caches their listings (a workload that walks them finds them
-// there). It returns when in ends.
+// without following links, and only a regular file is read; a listing
+// reads every directory on the way to the path, so that the kernel caches
+// their listings and holds a node for each of their entries. It returns
+// when in ends.
 func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 	if workers < 1 {
 		return fmt.Errorf("page reader: %d workers: %w", workers, errdefs.ErrInvalidArgument)
 	}
 	var (
-		listed sync.Map // run and directory: listed already
-		outMu  sync.Mutex
-		enc    = json.NewEncoder(out)
-		jobs   = make(chan pageRequest)
-		tids   = make(chan uint32, workers)
-		wg     sync.WaitGroup
+		outMu sync.Mutex
+		enc   = json.NewEncoder(out)
+		jobs  = make(chan pageRequest)
+		tids  = make(chan uint32, workers)
+		wg    sync.WaitGroup
 	)
 	reply := func(r pageReply) error {
 		outMu.Lock()
@@ -111,7 +107,7 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 			buf := make([]byte, 1<<20)
 			for req := range jobs {
 				r := pageReply{ID: req.ID}
-				r.Bytes, r.Error = readThroughMount(req, buf, &listed)
+				r.Bytes, r.Error = throughMount(req, buf)
 				if err := reply(r); err != nil {
 					return
 				}
@@ -144,29 +140,26 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 	return err
 }
 
-// readThroughMount lists the directories on the way to req.Path beneath
-// req.Mount that listed does not hold for req.Run yet, then reads the
-// regular file req.Path to its end and returns its size, or why it could
-// not.
-func readThroughMount(req pageRequest, buf []byte, listed *sync.Map) (int64, string) {
+// throughMount serves req beneath req.Mount: with req.List it lists every
+// directory on the way to req.Path (a listing the kernel has kept costs no
+// request); otherwise it reads the regular file req.Path to its end and
+// returns its size. The string says why it could not.
+func throughMount(req pageRequest, buf []byte) (int64, string) {
 	root, err := unix.Open(req.Mount, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err.Error()
 	}
 	defer unix.Close(root)
-	for dir := filepath.Dir(req.Path); ; dir = filepath.Dir(dir) {
-		if dir == "." {
-			dir = ""
-		}
-		if _, done := listed.LoadOrStore(fmt.Sprintf("%d\x00%s", req.Run, dir), true); !done {
+	if req.List {
+		for dir := filepath.Dir(req.Path); ; dir = filepath.Dir(dir) {
+			if dir == "." {
+				dir = ""
+			}
 			listDir(root, dir, buf)
+			if dir == "" {
+				return 0, ""
+			}
 		}
-		if dir == "" {
-			break
-		}
-	}
-	if req.ListOnly {
-		return 0, ""
 	}
 	n, err := readBacking(root, req.Path, buf)
 	if err != nil {
@@ -209,23 +202,20 @@ type pageReader struct {
 
 	// tids are the helper's reading threads, read on every READ.
 	tids atomic.Pointer[map[uint32]struct{}]
-	// runs numbers the prefetch runs.
-	runs atomic.Uint64
 }
 
 // errReaderGone is the error of reads pending when the helper exits.
 var errReaderGone = errors.New("prefetch page reader exited")
 
-// read reads path beneath mount through the helper, for the prefetch run
-// run, and returns its size.
-func (r *pageReader) read(ctx context.Context, run uint64, mount, path string) (int64, error) {
-	return r.do(ctx, pageRequest{Run: run, Mount: mount, Path: path})
+// read reads path beneath mount through the helper and returns its size.
+func (r *pageReader) read(ctx context.Context, mount, path string) (int64, error) {
+	return r.do(ctx, pageRequest{Mount: mount, Path: path})
 }
 
 // list lists the directories on the way to path beneath mount through the
-// helper, those not listed yet in the prefetch run run.
-func (r *pageReader) list(ctx context.Context, run uint64, mount, path string) error {
-	_, err := r.do(ctx, pageRequest{Run: run, Mount: mount, Path: path, ListOnly: true})
+// helper.
+func (r *pageReader) list(ctx context.Context, mount, path string) error {
+	_, err := r.do(ctx, pageRequest{Mount: mount, Path: path, List: true})
 	return err
 }
 

@@ -172,11 +172,9 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 	if len(paths) == 0 {
 		return
 	}
-	var run uint64
-	var listed sync.Map // directories the page reader listed in this run
-	if m.pages != nil {
-		run = m.pages.runs.Add(1)
-	}
+	// The directories the page reader listed in this run (a mount's
+	// caches are new at each run: see pushPages).
+	var listed sync.Map
 	var wg sync.WaitGroup
 	for _, path := range paths {
 		if ctx.Err() != nil || p.bytes.Load() >= m.cfg.prefetchMaxBytes {
@@ -186,7 +184,7 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 			continue
 		}
 		wg.Add(1)
-		job := prefetchJob{ctx: ctx, p: p, run: run, listed: &listed, mt: mt, rootfd: rootfd, path: path, done: wg.Done}
+		job := prefetchJob{ctx: ctx, p: p, listed: &listed, mt: mt, rootfd: rootfd, path: path, done: wg.Done}
 		select {
 		case m.prefetchJobs <- job:
 		case <-ctx.Done():
@@ -205,7 +203,6 @@ func (m *Manager) prefetch(ctx context.Context, layer digest.Digest, p *prefetch
 type prefetchJob struct {
 	ctx    context.Context
 	p      *prefetchState
-	run    uint64
 	listed *sync.Map
 	mt     *mount
 	rootfd int
@@ -259,7 +256,7 @@ func (m *Manager) prefetchFile(job prefetchJob, buf []byte) {
 	var n int64
 	var err error
 	if m.pages != nil {
-		n, err = m.pushPages(job.ctx, p, job.run, job.listed, job.mt, job.rootfd, job.path, buf)
+		n, err = m.pushPages(job.ctx, p, job.listed, job.mt, job.rootfd, job.path, buf)
 	} else {
 		n, err = readBacking(job.rootfd, job.path, buf)
 	}
@@ -324,11 +321,11 @@ var errTooLargeToStore = errors.New("file too large to store in the page cache f
 // round trip per file. If the kernel holds no node for the file (it
 // dropped it, or the listing was not a READDIRPLUS), or refuses the store,
 // the page reader reads the file through the mount instead.
-func (m *Manager) pushPages(ctx context.Context, p *prefetchState, run uint64, listed *sync.Map, mt *mount, rootfd int, path string, buf []byte) (int64, error) {
+func (m *Manager) pushPages(ctx context.Context, p *prefetchState, listed *sync.Map, mt *mount, rootfd int, path string, buf []byte) (int64, error) {
 	// The page reader lists every directory on the way: once the parent
 	// is listed, so are the others.
 	if dir := filepath.Dir(path); !mapHas(listed, dir) {
-		if err := m.pages.list(ctx, run, mt.mountpoint, path); err != nil {
+		if err := m.pages.list(ctx, mt.mountpoint, path); err != nil {
 			return 0, err
 		}
 		listed.Store(dir, true)
@@ -339,7 +336,7 @@ func (m *Manager) pushPages(ctx context.Context, p *prefetchState, run uint64, l
 			return n, nil
 		}
 	}
-	return m.pages.read(ctx, run, mt.mountpoint, path)
+	return m.pages.read(ctx, mt.mountpoint, path)
 }
 
 func mapHas(m *sync.Map, key string) bool {
