@@ -5,7 +5,6 @@ package fusefs
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -217,23 +216,6 @@ func (t *kernelIDs) give(b, parent uint64, name string) uint64 {
 	}
 	kn.refs++
 	return k
-}
-
-// liveID returns the kernel node ID of the path rel (relative to the
-// root, clean), if the kernel holds a node for it and for every directory
-// on its way.
-func (t *kernelIDs) liveID(rel string) (uint64, bool) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	k := uint64(rootNodeID)
-	for name := range strings.SplitSeq(rel, "/") {
-		next, ok := t.byPath[nodeRecord{parent: k, name: name}]
-		if !ok || t.toBridge[next] == nil {
-			return 0, false
-		}
-		k = next
-	}
-	return k, true
 }
 
 // in translates the node ID of a request.

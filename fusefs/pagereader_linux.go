@@ -53,19 +53,20 @@ func WithPrefetchPages(argv []string) Opt {
 	}
 }
 
-// pageRequest asks the page reader to read the file path beneath mount,
-// or, with List, to list the directories on the way to it.
+// pageRequest asks the page reader to read the files paths beneath mount,
+// first listing, with List, every directory on the way to the first.
 type pageRequest struct {
-	ID    uint64 `json:"id"`
-	Mount string `json:"mount"`
-	Path  string `json:"path"`
-	List  bool   `json:"list,omitempty"`
+	ID    uint64   `json:"id"`
+	Mount string   `json:"mount"`
+	Paths []string `json:"paths"`
+	List  bool     `json:"list,omitempty"`
 }
 
-// pageReply answers a pageRequest, or (ID 0) announces the reader's threads.
+// pageReply answers a pageRequest, with the size of each file read (-1:
+// not read), or (ID 0) announces the reader's threads.
 type pageReply struct {
 	ID    uint64   `json:"id"`
-	Bytes int64    `json:"bytes,omitempty"`
+	Sizes []int64  `json:"sizes,omitempty"`
 	Error string   `json:"error,omitempty"`
 	TIDs  []uint32 `json:"tids,omitempty"`
 }
@@ -107,7 +108,7 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 			buf := make([]byte, 1<<20)
 			for req := range jobs {
 				r := pageReply{ID: req.ID}
-				r.Bytes, r.Error = throughMount(req, buf)
+				r.Sizes, r.Error = throughMount(req, buf)
 				if err := reply(r); err != nil {
 					return
 				}
@@ -120,7 +121,8 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 	}
 	err := reply(hello)
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	// A request names up to maxPageBatch paths of any length.
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
 	for err == nil && sc.Scan() {
 		var req pageRequest
 		if err = json.Unmarshal(sc.Bytes(), &req); err == nil && req.ID == 0 {
@@ -141,31 +143,36 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 }
 
 // throughMount serves req beneath req.Mount: with req.List it lists every
-// directory on the way to req.Path (a listing the kernel has kept costs no
-// request); otherwise it reads the regular file req.Path to its end and
-// returns its size. The string says why it could not.
-func throughMount(req pageRequest, buf []byte) (int64, string) {
+// directory on the way to the first path (a listing the kernel has kept
+// costs no request); then it reads each regular file of req.Paths to its
+// end. It returns their sizes (-1 for a file it could not read), or why it
+// could not start.
+func throughMount(req pageRequest, buf []byte) ([]int64, string) {
 	root, err := unix.Open(req.Mount, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, err.Error()
+		return nil, err.Error()
 	}
 	defer unix.Close(root)
-	if req.List {
-		for dir := filepath.Dir(req.Path); ; dir = filepath.Dir(dir) {
+	if req.List && len(req.Paths) > 0 {
+		for dir := filepath.Dir(req.Paths[0]); ; dir = filepath.Dir(dir) {
 			if dir == "." {
 				dir = ""
 			}
 			listDir(root, dir, buf)
 			if dir == "" {
-				return 0, ""
+				break
 			}
 		}
 	}
-	n, err := readBacking(root, req.Path, buf)
-	if err != nil {
-		return n, err.Error()
+	sizes := make([]int64, len(req.Paths))
+	for i, p := range req.Paths {
+		n, err := readBacking(root, p, buf)
+		if err != nil {
+			n = -1
+		}
+		sizes[i] = n
 	}
-	return n, ""
+	return sizes, ""
 }
 
 // listDir reads the entries of the directory rel beneath root to the end,
@@ -207,33 +214,35 @@ type pageReader struct {
 // errReaderGone is the error of reads pending when the helper exits.
 var errReaderGone = errors.New("prefetch page reader exited")
 
-// read reads path beneath mount through the helper and returns its size.
-func (r *pageReader) read(ctx context.Context, mount, path string) (int64, error) {
-	return r.do(ctx, pageRequest{Mount: mount, Path: path})
-}
-
-// list lists the directories on the way to path beneath mount through the
-// helper.
-func (r *pageReader) list(ctx context.Context, mount, path string) error {
-	_, err := r.do(ctx, pageRequest{Mount: mount, Path: path, List: true})
-	return err
+// read reads paths beneath mount through the helper, listing first, with
+// list, the directories on the way to the first, and returns their sizes
+// (-1: not read).
+func (r *pageReader) read(ctx context.Context, mount string, paths []string, list bool) ([]int64, error) {
+	rep, err := r.do(ctx, pageRequest{Mount: mount, Paths: paths, List: list})
+	if err != nil {
+		return nil, err
+	}
+	if len(rep.Sizes) != len(paths) {
+		return nil, fmt.Errorf("prefetch page reader answered %d sizes for %d files", len(rep.Sizes), len(paths))
+	}
+	return rep.Sizes, nil
 }
 
 // do sends req and waits for its reply.
-func (r *pageReader) do(ctx context.Context, req pageRequest) (int64, error) {
+func (r *pageReader) do(ctx context.Context, req pageRequest) (pageReply, error) {
 	ch, err := r.send(ctx, req)
 	if err != nil {
-		return 0, err
+		return pageReply{}, err
 	}
 	select {
 	case rep := <-ch:
 		if rep.Error != "" {
-			return rep.Bytes, errors.New(rep.Error)
+			return rep, errors.New(rep.Error)
 		}
-		return rep.Bytes, nil
+		return rep, nil
 	case <-ctx.Done():
-		// The helper finishes the read; its reply is dropped.
-		return 0, ctx.Err()
+		// The helper finishes the reads; its reply is dropped.
+		return pageReply{}, ctx.Err()
 	}
 }
 

@@ -137,12 +137,6 @@ func TestPrefetchPages(t *testing.T) {
 	if st.PrefetchFiles != int64(len(names)) {
 		t.Fatalf("prefetch read %d files, want the %d regular files of the profile", st.PrefetchFiles, len(names))
 	}
-	m.mu.Lock()
-	p := m.layers[st.Layer].acct.prefetch.Load()
-	m.mu.Unlock()
-	if stored := p.stored.Load(); stored != int64(len(names)) {
-		t.Errorf("%d of %d files had their pages stored in the mount's cache, the others read through it", stored, len(names))
-	}
 	if st.Reads != 0 || st.Opens != 0 || st.BytesRead != 0 || st.Lookups != 0 || st.Readdirs != 0 || st.Absent != 0 || len(profileOf(t, m, st.Layer)) != 0 {
 		t.Fatalf("prefetch through the mount counted as workload requests: %+v", st)
 	}
