@@ -27,16 +27,14 @@ import (
 // WithPrefetchPages makes prefetch, under accounting "reads", put the files
 // of a layer's profile in the kernel's caches of the layer's mount, not
 // only in the layer store's: a helper process lists, through the mount,
-// the directories on the way to each file (the kernel then holds a node
-// for every entry), and the daemon stores the file's pages in its node's
-// cache (FUSE_NOTIFY_STORE), or, for a file larger than maxStored or one
-// the kernel holds no node for, the helper reads it through the mount. A
-// container's first run then finds them where a warm run does. The price:
-// the container's reads of those files never reach the daemon, so they
-// are not counted (nor are prefetch hits); the helper's requests are not
-// counted either. Under "open" and "bytes" prefetch warms the layer store
-// only, as without this option (passthrough reads the backing file's
-// pages; "bytes" counts every byte a workload reads).
+// the directories on the way to each file (the kernel then keeps their
+// listings and an entry for every name in them) and reads the file through
+// the mount. A container's first run then finds them where a warm run
+// does. The price: the container's reads of those files never reach the
+// daemon, so they are not counted (nor are prefetch hits); the helper's
+// requests are not counted either. Under "open" and "bytes" prefetch warms
+// the layer store only, as without this option (passthrough reads the
+// backing file's pages; "bytes" counts every byte a workload reads).
 //
 // The helper is started with argv, which must run RunPageReader on its
 // standard input and output: a request through the mount by the daemon
