@@ -28,21 +28,16 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	case *passthroughFile:
 		return f.Read(ctx, dest, off)
 	}
+	k, errno := n.readRange(dest, off)
 	if n.tree.pages.fromReader(ctx) {
-		return n.readUncounted(dest, off)
+		if errno != 0 {
+			return nil, errno
+		}
+		return fuse.ReadResultData(dest[:k]), 0
 	}
 	a := n.tree.acct.begin(&n.tree.acct.reads)
-	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
-		return nil, a.fail(syscall.EINVAL)
-	}
-	fd, err := openBacking(n.tree.rootfd, n.rel)
-	if err != nil {
-		return nil, a.fail(fs.ToErrno(err))
-	}
-	defer unix.Close(fd)
-	k, err := preadFull(fd, dest, off)
-	if err != nil {
-		return nil, a.fail(fs.ToErrno(err))
+	if errno != 0 {
+		return nil, a.fail(errno)
 	}
 	var prof *fileStat
 	if off == 0 {
@@ -55,19 +50,20 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	return fuse.ReadResultData(dest[:k]), 0
 }
 
-// readUncounted serves a READ without counting it.
-func (n *node) readUncounted(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+// readRange reads the range of n's backing file into dest, opened beneath
+// the layer root for this one request.
+func (n *node) readRange(dest []byte, off int64) (int, syscall.Errno) {
 	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
-		return nil, syscall.EINVAL
+		return 0, syscall.EINVAL
 	}
 	fd, err := openBacking(n.tree.rootfd, n.rel)
 	if err != nil {
-		return nil, fs.ToErrno(err)
+		return 0, fs.ToErrno(err)
 	}
 	defer unix.Close(fd)
 	k, err := preadFull(fd, dest, off)
 	if err != nil {
-		return nil, fs.ToErrno(err)
+		return 0, fs.ToErrno(err)
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	return k, 0
 }
