@@ -174,6 +174,7 @@ func (m *Manager) fsOptions(layer digest.Digest, acct *account) *fs.Options {
 			MaxStackDepth: 1,
 			// Symlinks never change: let the kernel keep their targets.
 			EnableSymlinkCaching: true,
+			DisableSplice:        true,
 			Debug:                m.cfg.debug,
 			// Not the Mount's logger: requests come long after its
 			// context (and the fields of the call that made it) is gone.

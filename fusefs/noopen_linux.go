@@ -56,7 +56,7 @@ func (n *node) readRange(dest []byte, off int64) (int, syscall.Errno) {
 	if n.whiteout || n.attr.Mode&sIFMT != sIFREG {
 		return 0, syscall.EINVAL
 	}
-	fd, err := openBacking(n.tree.rootfd, n.rel)
+	fd, err := openBackingRead(n.tree.rootfd, n.rel)
 	if err != nil {
 		return 0, fs.ToErrno(err)
 	}

@@ -293,7 +293,7 @@ func (m *Manager) prefetchFile(job prefetchJob, buf []byte) {
 // readBacking reads the regular file rel beneath rootfd to its end, into
 // buf, and returns its size.
 func readBacking(rootfd int, rel string, buf []byte) (int64, error) {
-	fd, err := openBacking(rootfd, rel)
+	fd, err := openBackingRead(rootfd, rel)
 	if err != nil {
 		return 0, err
 	}

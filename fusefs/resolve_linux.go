@@ -14,13 +14,30 @@ import (
 // Symlink targets are only ever returned by readlink, for the kernel to
 // resolve inside the container's root.
 
-// openBacking opens the regular file rel beneath rootfd for reading. The
-// tree may have changed since the lookup that said it was a regular file:
-// O_NONBLOCK keeps a FIFO put there from blocking the open (for a writer
-// that never comes), and whatever is not a regular file once opened (a
-// FIFO, a device node the daemon would open as root) is closed unread and
-// answered EIO; O_NONBLOCK is then cleared.
+// openBacking opens the regular file rel beneath rootfd for reading, as a
+// plain blocking open: the descriptor of a file handle, which passthrough
+// and later reads use. See openBackingRead.
 func openBacking(rootfd int, rel string) (int, error) {
+	fd, err := openBackingRead(rootfd, rel)
+	if err != nil {
+		return -1, err
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDONLY); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// openBackingRead opens the regular file rel beneath rootfd for the
+// daemon's own reads. The tree may have changed since the lookup that said
+// it was a regular file: O_NONBLOCK keeps a FIFO put there from blocking
+// the open (for a writer that never comes), and whatever is not a regular
+// file once opened (a FIFO, a device node the daemon would open as root)
+// is closed unread and answered EIO. O_NONBLOCK stays set: it changes
+// nothing for reads of a regular file, and clearing it would cost every
+// READ one more system call.
+func openBackingRead(rootfd int, rel string) (int, error) {
 	fd, err := beneath.Open(rootfd, rel, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
 		return -1, err
@@ -29,11 +46,6 @@ func openBacking(rootfd int, rel string) (int, error) {
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)
 		return -1, unix.EIO
-	}
-	// Reads (and passthrough) see the file as a plain blocking open.
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDONLY); err != nil {
-		unix.Close(fd)
-		return -1, err
 	}
 	return fd, nil
 }
