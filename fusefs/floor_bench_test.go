@@ -97,6 +97,12 @@ func (f *floorFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOu
 	return fuse.ENOSYS
 }
 
+// Flush answers ENOSYS: the kernel then sends no FLUSH at close, as on a
+// mount of this package.
+func (f *floorFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	return fuse.ENOSYS
+}
+
 func (f *floorFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	var a fuse.Attr
 	if !f.attr(in.NodeId, &a) || a.Mode&syscall.S_IFMT != syscall.S_IFREG {
