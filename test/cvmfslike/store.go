@@ -125,8 +125,9 @@ type Store struct {
 	// gens counts, per path, how often it was removed: the generation of
 	// the next node at that path.
 	gens map[string]uint64
-	// fetched holds the files in the "local cache" (no miss delay).
-	fetched map[string]bool
+	// fetched holds the files in the "local cache" or being fetched
+	// into it: the channel is closed when the fetch is done.
+	fetched map[string]chan struct{}
 	// hashes caches user.hash values by path.
 	hashes map[string]string
 	closed bool
@@ -160,7 +161,7 @@ func Mount(ctx context.Context, backing, mountpoint string, opts ...Opt) (*Store
 		release:    make(chan struct{}),
 		nodes:      map[*node]struct{}{},
 		gens:       map[string]uint64{},
-		fetched:    map[string]bool{},
+		fetched:    map[string]chan struct{}{},
 		hashes:     map[string]string{},
 	}
 	s.missDelay.Store(int64(cfg.missDelay))
@@ -283,7 +284,7 @@ func (s *Store) hangFor(path string) chan struct{} {
 // touched.
 func (s *Store) WipeCache() {
 	s.mu.Lock()
-	s.fetched = map[string]bool{}
+	s.fetched = map[string]chan struct{}{}
 	s.mu.Unlock()
 }
 
@@ -474,14 +475,24 @@ func inoOf(rel string) uint64 {
 }
 
 // miss charges the miss delay if the file at key is not in the cache yet.
+// An open of a file whose fetch is under way waits for that fetch, as a
+// cvmfs2 client's does for a download in flight, and is not a miss.
 func (s *Store) miss(ctx context.Context, key string) {
 	s.mu.Lock()
-	hit := s.fetched[key]
-	s.fetched[key] = true
+	done, hit := s.fetched[key]
+	if !hit {
+		done = make(chan struct{})
+		s.fetched[key] = done
+	}
 	s.mu.Unlock()
 	if hit {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
 		return
 	}
+	defer close(done)
 	s.misses.Add(1)
 	if d := time.Duration(s.missDelay.Load()); d > 0 {
 		t := time.NewTimer(d)

@@ -236,6 +236,34 @@ func TestMissDelay(t *testing.T) {
 	}
 }
 
+// An open of a file whose fetch is under way waits for that fetch to end,
+// and is no miss of its own.
+func TestMissInFlight(t *testing.T) {
+	const delay = 400 * time.Millisecond
+	s, mnt := mountStore(t, map[string]string{"f": "x"}, WithMissDelay(delay))
+	first := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(filepath.Join(mnt, "f"))
+		first <- err
+	}()
+	for s.Stats().Misses == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	t0 := time.Now()
+	if _, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d < delay/2 {
+		t.Errorf("an open during the fetch of the file took %v, want it to wait for the fetch (%v)", d, delay)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Misses != 1 {
+		t.Errorf("%d misses, want 1", st.Misses)
+	}
+}
+
 func TestOwnership(t *testing.T) {
 	files := map[string]string{"d/f": "x"}
 	owned := func(s *Store) {
