@@ -12,7 +12,8 @@
 //     user.revision, ...) are readable by name on every path and listed
 //     only at the repository root;
 //   - the first open of each file can cost a delay (a cache miss fetched
-//     over the network); later opens cost none until the cache is wiped;
+//     over the network); an open during that fetch waits for it, later
+//     opens cost none until the cache is wiped;
 //   - owners as stored, or every file claimed by one uid/gid
 //     (CVMFS_CLAIM_OWNERSHIP=yes with the client running as a user);
 //   - inode numbers derive from paths, and catalog reloads: after Remove
