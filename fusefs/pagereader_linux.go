@@ -103,7 +103,7 @@ func RunPageReader(in io.Reader, out io.Writer, workers int) error {
 			runtime.LockOSThread()
 			lowestPriority()
 			tids <- uint32(unix.Gettid())
-			buf := make([]byte, 1<<20)
+			buf := make([]byte, prefetchBufSize)
 			for req := range jobs {
 				r := pageReply{ID: req.ID}
 				r.Sizes, r.Error = throughMount(req, buf)

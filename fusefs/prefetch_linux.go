@@ -26,9 +26,14 @@ type ProfileSource func(ctx context.Context, layer digest.Digest) ([]string, err
 
 // Prefetch defaults.
 const (
-	DefaultPrefetchConcurrency = 16
+	DefaultPrefetchConcurrency = 32
 	DefaultPrefetchMaxBytes    = 1 << 30
 )
+
+// prefetchBufSize is the buffer each prefetch worker (and each thread of
+// the page reader) reads files with: it stays resident for the worker's
+// life, prefetch-concurrency times over.
+const prefetchBufSize = 256 << 10
 
 // WithPrefetch makes every mount of a layer (unless a prefetch of the layer
 // runs already) warm the layer store's cache with the files src names: each is read once from the backing tree
@@ -247,7 +252,7 @@ func (m *Manager) startPrefetchWorkers() {
 			// goroutine runs on it with them.
 			runtime.LockOSThread()
 			lowestPriority()
-			buf := make([]byte, 1<<20)
+			buf := make([]byte, prefetchBufSize)
 			for {
 				select {
 				case job := <-m.prefetchJobs:
