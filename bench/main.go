@@ -89,6 +89,7 @@ var allVariants = []variant{
 	{Name: cvmfsLikePrefetchVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}, Profiles: true},
 	{Name: cvmfsLikePagesVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, PrefetchPageCache: true}, Profiles: true},
 	{Name: cvmfsLikeNoDelayVariant, Opts: harness.Options{CVMFSLike: true, NoPrefetch: true}},
+	{Name: cvmfsLikeDirsVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, PrefetchDirectories: true}},
 }
 
 // pagesVariant is fuse/reads with an access profile published next to
@@ -104,12 +105,14 @@ const pagesVariant = "fuse/reads+prefetch-pages"
 // prefetch and an access profile published next to every layer (all its
 // files); cvmfsLikePagesVariant the same with prefetch-page-cache;
 // cvmfsLikeNoDelayVariant without prefetch and with no miss delay, the
-// floor the others are measured against.
+// floor the others are measured against; cvmfsLikeDirsVariant with
+// prefetch-directories and no profile (a node's first run of an image).
 const (
 	cvmfsLikeVariant         = "fuse/reads+cvmfs-like"
 	cvmfsLikePrefetchVariant = "fuse/reads+cvmfs-like+prefetch"
 	cvmfsLikePagesVariant    = "fuse/reads+cvmfs-like+prefetch-pages"
 	cvmfsLikeNoDelayVariant  = "fuse/reads+cvmfs-like+0ms"
+	cvmfsLikeDirsVariant     = "fuse/reads+cvmfs-like+dirs"
 	cvmfsMissDelay           = 5 * time.Millisecond
 )
 
@@ -120,7 +123,7 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions, for development (a few minutes)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory (logs, repositories)")
 	from := flag.String("from", "", "write the report again from the results.json of an earlier run, measuring nothing")
-	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind,"+pagesVariant+","+cvmfsLikeVariant+","+cvmfsLikePrefetchVariant+","+cvmfsLikePagesVariant+","+cvmfsLikeNoDelayVariant, "daemon variants to run, comma-separated")
+	only := flag.String("variants", "fuse/reads,fuse/open,fuse/bytes,bind,"+pagesVariant+","+cvmfsLikeVariant+","+cvmfsLikePrefetchVariant+","+cvmfsLikePagesVariant+","+cvmfsLikeNoDelayVariant+","+cvmfsLikeDirsVariant, "daemon variants to run, comma-separated")
 	wl := flag.String("workloads", "", "workloads to run, comma-separated ids ("+strings.Join(workloadOrder, ",")+",prepare); empty: all")
 	flag.IntVar(&cfg.reps, "reps", 0, "repetitions of the small-file, walk and start workloads (0: 2); start runs 3 pairs per repetition")
 	flag.Parse()

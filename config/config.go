@@ -124,6 +124,10 @@ type Config struct {
 	// hold the files; workloads' reads of them are then not counted
 	// (fusefs.WithPrefetchPages).
 	PrefetchPageCache bool `toml:"prefetch-page-cache"`
+	// PrefetchDirectories makes prefetch also read, from the layer store,
+	// the files that follow in its directory a file a workload read that
+	// prefetch had not brought in (fusefs.WithDirectoryPrefetch).
+	PrefetchDirectories bool `toml:"prefetch-directories"`
 }
 
 // Default returns the defaults: the packages' own where a package owns the

@@ -87,6 +87,9 @@ func (c Config) PrefetchOpts(src fusefs.ProfileSource, pageReader []string) []fu
 		argv := append(append([]string(nil), pageReader...), "--workers", strconv.Itoa(c.PrefetchConcurrency))
 		opts = append(opts, fusefs.WithPrefetchPages(argv))
 	}
+	if c.PrefetchDirectories {
+		opts = append(opts, fusefs.WithDirectoryPrefetch())
+	}
 	return opts
 }
 

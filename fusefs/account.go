@@ -105,6 +105,14 @@ func (a *account) opened(path string) *fileStat {
 	return a.profiled(path, true)
 }
 
+// seen reports whether a workload read path already.
+func (a *account) seen(path string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.files[path]
+	return ok
+}
+
 // profiled returns path's profile entry (nil once the profile is full),
 // counting an open of it if open is set.
 func (a *account) profiled(path string, open bool) *fileStat {

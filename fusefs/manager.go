@@ -68,6 +68,8 @@ type Manager struct {
 	// them across all layers, started with the first prefetch.
 	prefetchJobs  chan prefetchJob
 	prefetchStart sync.Once
+	// dirJobs feeds serveDirJobs (see WithDirectoryPrefetch).
+	dirJobs chan dirJob
 	// pages reads prefetched files through the mounts; nil when prefetch
 	// reads the backing trees.
 	pages *pageReader
@@ -185,6 +187,7 @@ func NewManager(src Source, opts ...Opt) (*Manager, error) {
 		reserving:  map[string]digest.Digest{},
 		layers:     map[digest.Digest]*layerState{},
 		walkSlot:   make(chan struct{}, 1),
+		dirJobs:    make(chan dirJob, dirQueueLen),
 		walkCtx:    walkCtx,
 		walkCancel: walkCancel,
 		walk:       walkShape,

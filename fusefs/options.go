@@ -51,6 +51,8 @@ type config struct {
 	prefetch            ProfileSource
 	prefetchConcurrency int
 	prefetchMaxBytes    int64
+	// prefetchDirs follows workloads' misses (see WithDirectoryPrefetch).
+	prefetchDirs bool
 	// pageReader, if set, starts the helper that prefetches through the
 	// mounts (see WithPrefetchPages).
 	pageReader []string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -72,8 +73,29 @@ type prefetchState struct {
 	cancelMu sync.Mutex
 	cancel   context.CancelFunc
 
-	mu   sync.Mutex
-	read map[string]struct{}
+	// life ends when the layer's last mount goes: it bounds the
+	// directory prefetches of the layer (see queueDir).
+	life    context.Context
+	endLife context.CancelFunc
+	// queueDir, with directory prefetch, queues files of the directory
+	// of a path a workload read first and prefetch had not brought in;
+	// nil without. Called under mu: it must not block.
+	queueDir func(dir, after string, window int)
+
+	mu sync.Mutex
+	// read holds the files prefetch read (true) or has queued (false).
+	read map[string]bool
+	// windows holds, per directory, how many of its files the next
+	// directory prefetch queues (absent: dirWindow); a directory is in
+	// dirsQueuing while its files are being queued.
+	windows     map[string]int
+	dirsQueuing map[string]bool
+}
+
+func newPrefetchState(parent context.Context) *prefetchState {
+	p := &prefetchState{read: map[string]bool{}, windows: map[string]int{}, dirsQueuing: map[string]bool{}}
+	p.life, p.endLife = context.WithCancel(parent)
+	return p
 }
 
 // setCancel records how to stop the run under way.
@@ -83,8 +105,9 @@ func (p *prefetchState) setCancel(cancel context.CancelFunc) {
 	p.cancelMu.Unlock()
 }
 
-// stop stops the run under way, if any.
+// stop stops the run under way, if any, and the directory prefetches.
 func (p *prefetchState) stop() {
+	p.endLife()
 	p.cancelMu.Lock()
 	defer p.cancelMu.Unlock()
 	if p.cancel != nil {
@@ -97,22 +120,61 @@ func (p *prefetchState) note(path string, n int64) {
 	p.files.Add(1)
 	p.bytes.Add(n)
 	p.mu.Lock()
-	p.read[path] = struct{}{}
+	p.read[path] = true
 	p.mu.Unlock()
 }
 
 // workloadRead counts a hit if prefetch read path; called on a
-// workload's first access of path.
+// workload's first access of path. With directory prefetch, a path
+// prefetch neither read nor queued has the files of its directory that
+// follow it queued, unless they are being queued: the first time
+// dirWindow of them, twice as many at each later miss in the directory,
+// up to maxDirWindow.
 func (p *prefetchState) workloadRead(path string) {
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
-	_, ok := p.read[path]
-	p.mu.Unlock()
-	if ok {
+	defer p.mu.Unlock()
+	done, ok := p.read[path]
+	if done {
 		p.hits.Add(1)
 	}
+	if ok || p.queueDir == nil || p.life.Err() != nil {
+		return
+	}
+	dir, name := filepath.Split(path)
+	dir = strings.TrimSuffix(dir, "/")
+	if p.dirsQueuing[dir] {
+		return
+	}
+	w := p.windows[dir]
+	if w == 0 {
+		w = dirWindow
+	}
+	p.windows[dir] = min(2*w, maxDirWindow)
+	p.dirsQueuing[dir] = true
+	p.queueDir(dir, name, w)
+}
+
+// claim marks path queued unless prefetch read or queued it already, and
+// reports whether it did.
+func (p *prefetchState) claim(path string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.read[path]; ok {
+		return false
+	}
+	p.read[path] = false
+	return true
+}
+
+// dirQueued ends the queuing of dir's files: a later miss in it queues
+// more.
+func (p *prefetchState) dirQueued(dir string) {
+	p.mu.Lock()
+	delete(p.dirsQueuing, dir)
+	p.mu.Unlock()
 }
 
 func (p *prefetchState) stats(s *usage.LayerStats) {
@@ -134,7 +196,12 @@ func (m *Manager) startPrefetch(layer digest.Digest, mt *mount) {
 	}
 	p := ls.acct.prefetch.Load()
 	if p == nil {
-		p = &prefetchState{read: map[string]struct{}{}}
+		p = newPrefetchState(m.walkCtx)
+		if m.cfg.prefetchDirs {
+			p.queueDir = func(dir, after string, window int) {
+				m.queueDir(dirJob{layer: layer, p: p, acct: ls.acct, dir: dir, after: after, window: window})
+			}
+		}
 		ls.acct.prefetch.Store(p)
 	}
 	if !p.running.CompareAndSwap(false, true) {
@@ -223,7 +290,7 @@ const maxPageBatch = 64
 
 // prefetchJob is files of a layer's prefetch run, for a worker: one from
 // the backing tree, or up to maxPageBatch of one directory through the
-// mount.
+// mount mt (nil: from the backing tree even with prefetch-page-cache).
 type prefetchJob struct {
 	ctx    context.Context
 	p      *prefetchState
@@ -243,6 +310,13 @@ var prefetchTestHook atomic.Pointer[func()]
 // Manager closes.
 func (m *Manager) startPrefetchWorkers() {
 	m.prefetchJobs = make(chan prefetchJob)
+	if m.cfg.prefetchDirs {
+		m.walks.Add(1)
+		go func() {
+			defer m.walks.Done()
+			m.serveDirJobs()
+		}()
+	}
 	for range m.cfg.prefetchConcurrency {
 		m.walks.Add(1)
 		go func() {
@@ -277,7 +351,7 @@ func (m *Manager) prefetchFile(job prefetchJob, buf []byte) {
 	if job.ctx.Err() != nil || p.bytes.Load() >= m.cfg.prefetchMaxBytes {
 		return
 	}
-	if m.pages != nil {
+	if m.pages != nil && job.mt != nil {
 		sizes, err := m.pushPages(job.ctx, job.listed, job.mt, job.paths)
 		if err == nil {
 			for i, n := range sizes {

@@ -303,3 +303,71 @@ func osThreads(t *testing.T) int {
 	t.Fatal("no Threads in /proc/self/status")
 	return 0
 }
+
+// waitDirsQueued waits until no directory prefetch of m's one layer is
+// queuing files.
+func waitDirsQueued(t *testing.T, m *Manager) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m.mu.Lock()
+		var p *prefetchState
+		for _, ls := range m.layers {
+			p = ls.acct.prefetch.Load()
+		}
+		m.mu.Unlock()
+		p.mu.Lock()
+		n := len(p.dirsQueuing)
+		p.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d directories still queuing", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPrefetchDirectories: with WithDirectoryPrefetch and no profile, a
+// workload's read of a file prefetch did not bring in has the files that
+// follow it in its directory read from the layer store: 32 the first
+// time, then 64 from the next such read, skipping what prefetch read or
+// the workload read already, files over 1 MiB, whiteouts, other
+// directories and subdirectories. None of it counts as a workload read.
+func TestPrefetchDirectories(t *testing.T) {
+	src := t.TempDir()
+	for i := range 50 {
+		writeFile(t, src, fmt.Sprintf("d/f%02d", i), "0123456789")
+	}
+	writeFile(t, src, "d/big", strings.Repeat("b", 2<<20))
+	writeFile(t, src, "d/.wh.gone", "")
+	writeFile(t, src, "d/sub/x", "x")
+	writeFile(t, src, "e/g", "g")
+	none := func(ctx context.Context, layer digest.Digest) ([]string, error) { return nil, nil }
+	m, mp, _ := mountLayer(t, src, WithPrefetch(none, 2, 1<<30), WithDirectoryPrefetch())
+	read := func(rel string) {
+		t.Helper()
+		if _, err := os.ReadFile(filepath.Join(mp, rel)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read("d/f00")
+	waitPrefetched(t, m, 32)
+	waitDirsQueued(t, m)
+	if st := layerStats(t, m); st.PrefetchFiles != 32 || st.PrefetchBytes != 320 {
+		t.Fatalf("after reading d/f00: prefetch read %d files, %d bytes; want d/f01 to d/f32: 32 files, 320 bytes", st.PrefetchFiles, st.PrefetchBytes)
+	}
+	read("d/f05") // prefetched: a hit, queues nothing
+	read("d/f40") // not prefetched: queues d/f41 to d/f49, then (wrapping) d/f33 to d/f39
+	waitPrefetched(t, m, 48)
+	waitDirsQueued(t, m)
+	time.Sleep(50 * time.Millisecond) // anything else it would read
+	st := layerStats(t, m)
+	if st.PrefetchFiles != 48 || st.PrefetchBytes != 480 {
+		t.Fatalf("prefetch read %d files, %d bytes; want d/f01 to d/f49 but d/f40: 48 files, 480 bytes", st.PrefetchFiles, st.PrefetchBytes)
+	}
+	if st.PrefetchHits != 1 || st.Opens != 3 || st.BytesRead != 30 {
+		t.Fatalf("workload: %d hits, %d opens, %d bytes read; want 1 hit (d/f05), 3 opens, 30 bytes", st.PrefetchHits, st.Opens, st.BytesRead)
+	}
+}

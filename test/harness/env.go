@@ -65,10 +65,12 @@ type Options struct {
 	// (a cache miss fetched over the network), with CVMFSLike.
 	CVMFSMissDelay time.Duration
 	// NoPrefetch sets prefetch = false; PrefetchConcurrency, if not 0,
-	// prefetch-concurrency; PrefetchPageCache sets prefetch-page-cache.
+	// prefetch-concurrency; PrefetchPageCache sets prefetch-page-cache;
+	// PrefetchDirectories sets prefetch-directories.
 	NoPrefetch          bool
 	PrefetchConcurrency int
 	PrefetchPageCache   bool
+	PrefetchDirectories bool
 	// CVMFSClaimOwnership presents every file of the store as owned by
 	// uid:gid 999:995, as a client running as the cvmfs user with
 	// CVMFS_CLAIM_OWNERSHIP=yes does, with CVMFSLike.

@@ -67,6 +67,9 @@ func writeSnapshotterConfig(dir, repoDir string, o Options) (path, metrics strin
 	if o.PrefetchPageCache {
 		cfg.PrefetchPageCache = true
 	}
+	if o.PrefetchDirectories {
+		cfg.PrefetchDirectories = true
+	}
 	if o.PrefetchConcurrency != 0 {
 		cfg.PrefetchConcurrency = o.PrefetchConcurrency
 	}
