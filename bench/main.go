@@ -77,19 +77,31 @@ type variant struct {
 	// Profiles publishes an access profile next to every layer in the
 	// repository (all its files), for prefetch to read.
 	Profiles bool
+	// Doc says what the variant is, for the report.
+	Doc string
 }
 
 var allVariants = []variant{
-	{Name: "fuse/reads", Opts: harness.Options{}},
-	{Name: "fuse/open", Opts: harness.Options{Accounting: "open"}},
-	{Name: "fuse/bytes", Opts: harness.Options{Accounting: "bytes"}},
-	{Name: "bind", Opts: harness.Options{MountMode: "bind"}},
-	{Name: pagesVariant, Opts: harness.Options{PrefetchPageCache: true}, Profiles: true},
-	{Name: cvmfsLikeVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, NoPrefetch: true}},
-	{Name: cvmfsLikePrefetchVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}, Profiles: true},
-	{Name: cvmfsLikePagesVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, PrefetchPageCache: true}, Profiles: true},
-	{Name: cvmfsLikeNoDelayVariant, Opts: harness.Options{CVMFSLike: true, NoPrefetch: true}},
-	{Name: cvmfsLikeDirsVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, PrefetchDirectories: true}},
+	{Name: "fuse/reads", Opts: harness.Options{}, Doc: "the defaults: FUSE, accounting `reads`: no round trip per open, content served by the daemon once"},
+	{Name: "fuse/open", Opts: harness.Options{Accounting: "open"}, Doc: "`accounting = \"open\"`: kernel passthrough reads"},
+	{Name: "fuse/bytes", Opts: harness.Options{Accounting: "bytes"}, Doc: "`accounting = \"bytes\"`: reads served by the daemon, every open counted"},
+	{Name: "bind", Opts: harness.Options{MountMode: "bind"}, Doc: "`mount-mode = \"bind\"`"},
+	{Name: pagesVariant, Opts: harness.Options{PrefetchPageCache: true}, Profiles: true, Doc: "an access profile of every file published next to each layer, `prefetch-page-cache = true`"},
+	{Name: cvmfsLikeVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, NoPrefetch: true}, Doc: "over the CVMFS-like store, its cache empty at each pull and 5 ms a miss, `prefetch = false`"},
+	{Name: cvmfsLikePrefetchVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay}, Profiles: true, Doc: "over the CVMFS-like store with 5 ms a miss, prefetch with a published profile of every file"},
+	{Name: cvmfsLikePagesVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, PrefetchPageCache: true}, Profiles: true, Doc: "over the CVMFS-like store with 5 ms a miss, a published profile of every file, `prefetch-page-cache = true`"},
+	{Name: cvmfsLikeNoDelayVariant, Opts: harness.Options{CVMFSLike: true, NoPrefetch: true}, Doc: "the CVMFS-like store without misses, `prefetch = false`: the floor of the other CVMFS-like variants"},
+	{Name: cvmfsLikeDirsVariant, Opts: harness.Options{CVMFSLike: true, CVMFSMissDelay: cvmfsMissDelay, PrefetchDirectories: true}, Doc: "over the CVMFS-like store with 5 ms a miss, no profile, `prefetch-directories = true`"},
+}
+
+// variantDoc describes the variant named name.
+func variantDoc(name string) string {
+	for _, v := range allVariants {
+		if v.Name == name {
+			return v.Doc
+		}
+	}
+	return "unknown variant"
 }
 
 // pagesVariant is fuse/reads with an access profile published next to

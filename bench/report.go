@@ -263,7 +263,14 @@ func (rep *report) markdown() string {
 	}
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "- sizes: %s\n", rep.Config)
-	b.WriteString("- variants: `fuse/reads` (default config: FUSE, accounting `reads`: no round trip per open, content served by the daemon once), `fuse/open` (`accounting = \"open\"`: kernel passthrough reads), `fuse/bytes` (`accounting = \"bytes\"`: reads served by the daemon, every open counted), `bind` (`mount-mode = \"bind\"`)\n")
+	b.WriteString("- variants:")
+	for i, p := range rep.Passthrough {
+		if i > 0 {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " `%s` (%s)", p.Variant, variantDoc(p.Variant))
+	}
+	b.WriteString("\n")
 	b.WriteString("- method: one environment (registry, repository, containerd 2, the daemon), the daemon restarted with each variant's configuration; each image is pulled both into overlayfs (a full pull) and through the daemon (every layer remote, checked), each repetition in a fresh namespace; the two sides alternate (overlayfs first on even repetitions, ours first on odd ones). Times are medians of the repetitions; the ratio is median(ours) / median(overlayfs), **lower is better**. Every sample is in `results.json`.\n")
 	b.WriteString("- cold runs: `echo 3 > /proc/sys/vm/drop_caches` (after `sync`) before the cold run of **either** side, so both start with empty page, dentry and inode caches (for ours: the backing files and the FUSE mounts' kernel caches; every repetition pulls the image again, so its layers are mounted afresh).\n\n")
 	b.WriteString("![ours / overlayfs per workload and variant](ratios.png)\n\n")
