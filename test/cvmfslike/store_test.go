@@ -239,7 +239,7 @@ func TestMissDelay(t *testing.T) {
 // An open of a file whose fetch is under way waits for that fetch to end,
 // and is no miss of its own.
 func TestMissInFlight(t *testing.T) {
-	const delay = 400 * time.Millisecond
+	const delay = time.Second
 	s, mnt := mountStore(t, map[string]string{"f": "x"}, WithMissDelay(delay))
 	first := make(chan error, 1)
 	go func() {
